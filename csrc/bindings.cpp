@@ -1,0 +1,175 @@
+// The one pybind11 module of splinecam: buffer conversion and m.def lines only.
+// Pure C++ work runs with the GIL released; results are handed to numpy without copies.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "splinecam/halfedge.h"
+#include "splinecam/refine.h"
+#ifdef SPLINECAM_WITH_CUDA
+#include "cuda_launcher.h"
+#endif
+
+namespace py = pybind11;
+using namespace splinecam;
+
+namespace {
+
+template <class T>
+using carray = py::array_t<T, py::array::c_style | py::array::forcecast>;
+
+// Move a vector into a numpy array that owns it.
+template <class T>
+py::array_t<T> to_numpy(std::vector<T>&& v, std::vector<py::ssize_t> shape) {
+  auto* holder = new std::vector<T>(std::move(v));
+  py::capsule owner(holder, [](void* p) { delete static_cast<std::vector<T>*>(p); });
+  return py::array_t<T>(shape, holder->data(), owner);
+}
+
+void require(bool ok, const std::string& what) {
+  if (!ok) throw std::invalid_argument(what);
+}
+
+py::dict refine(carray<double> xy, py::array rows_obj, carray<int64_t> face_offsets, carray<int32_t> face_verts,
+                carray<int32_t> he_layer, carray<int32_t> he_unit, int n_cut, int layer_id, double rtol,
+                int num_threads) {
+  // rows is snapped in place, so it must already be a writable C-contiguous float64 array.
+  auto rows = py::array_t<double>::ensure(rows_obj);
+  require(rows && py::isinstance<py::array_t<double>>(rows_obj) &&
+              (rows.flags() & py::array::c_style) && rows.writeable(),
+          "rows must be a writable C-contiguous float64 array");
+  require(xy.ndim() == 2 && xy.shape(1) == 2, "xy must have shape (V, 2)");
+  require(rows.ndim() == 2 && rows.shape(0) == xy.shape(0), "rows must have shape (V, n_cols)");
+  require(n_cut >= 0 && n_cut <= rows.shape(1), "n_cut must be in [0, n_cols]");
+  require(face_offsets.ndim() == 1 && face_offsets.shape(0) >= 2, "face_offsets must have shape (F + 1,)");
+  const int64_t F = face_offsets.shape(0) - 1;
+  const int64_t H = face_offsets.at(F);
+  require(face_verts.shape(0) == H && he_layer.shape(0) == H && he_unit.shape(0) == H,
+          "face_verts, he_layer and he_unit must have length face_offsets[-1]");
+  RefineInput in;
+  in.num_vertices = static_cast<index_t>(xy.shape(0));
+  in.xy = xy.data();
+  in.rows = rows.mutable_data();
+  in.n_cols = static_cast<int>(rows.shape(1));
+  in.n_cut = n_cut;
+  in.num_faces = F;
+  in.face_offsets = face_offsets.data();
+  in.face_verts = face_verts.data();
+  in.he_layer = he_layer.data();
+  in.he_unit = he_unit.data();
+  in.layer_id = layer_id;
+  in.rtol = rtol;
+  in.num_threads = num_threads;
+  RefineOutput o;
+  {
+    py::gil_scoped_release release;
+    o = refine_cpu(in);
+  }
+  const py::ssize_t M = static_cast<py::ssize_t>(o.xy.size() / 2);
+  const py::ssize_t Fn = static_cast<py::ssize_t>(o.face_parent.size());
+  const py::ssize_t Hn = static_cast<py::ssize_t>(o.face_verts.size());
+  const py::ssize_t pb = (n_cut + 7) / 8;
+  py::dict d;
+  d["xy"] = to_numpy(std::move(o.xy), {M, 2});
+  d["rows"] = to_numpy(std::move(o.rows), {M, static_cast<py::ssize_t>(in.n_cols)});
+  d["face_offsets"] = to_numpy(std::move(o.face_offsets), {Fn + 1});
+  d["face_verts"] = to_numpy(std::move(o.face_verts), {Hn});
+  d["he_layer"] = to_numpy(std::move(o.he_layer), {Hn});
+  d["he_unit"] = to_numpy(std::move(o.he_unit), {Hn});
+  d["face_parent"] = to_numpy(std::move(o.face_parent), {Fn});
+  d["pattern"] = to_numpy(std::move(o.pattern), {Fn, pb});
+  d["edge_vertices"] = o.edge_vertices;
+  d["degenerate"] = o.degenerate;
+  return d;
+}
+
+py::dict halfedges(int num_vertices, carray<int64_t> face_offsets, carray<int32_t> face_verts) {
+  const int64_t F = face_offsets.shape(0) - 1;
+  require(F >= 0 && face_verts.shape(0) == face_offsets.at(F), "inconsistent face arrays");
+  HalfEdges d;
+  {
+    py::gil_scoped_release release;
+    d = build_halfedges(num_vertices, F, face_offsets.data(), face_verts.data());
+  }
+  const py::ssize_t H = static_cast<py::ssize_t>(d.origin.size());
+  const py::ssize_t E = static_cast<py::ssize_t>(d.edges.lo.size());
+  py::dict out;
+  out["origin"] = to_numpy(std::move(d.origin), {H});
+  out["twin"] = to_numpy(std::move(d.twin), {H});
+  out["next"] = to_numpy(std::move(d.next), {H});
+  out["face"] = to_numpy(std::move(d.face), {H});
+  out["edge_of"] = to_numpy(std::move(d.edges.edge_of), {H});
+  out["edge_lo"] = to_numpy(std::move(d.edges.lo), {E});
+  out["edge_hi"] = to_numpy(std::move(d.edges.hi), {E});
+  return out;
+}
+
+std::string validate(int num_vertices, carray<int64_t> face_offsets, carray<int32_t> face_verts,
+                     carray<int32_t> he_layer, carray<int32_t> he_unit) {
+  const int64_t F = face_offsets.shape(0) - 1;
+  require(F >= 0 && face_verts.shape(0) == face_offsets.at(F), "inconsistent face arrays");
+  py::gil_scoped_release release;
+  return validate_cycles(num_vertices, F, face_offsets.data(), face_verts.data(), he_layer.data(), he_unit.data());
+}
+
+py::dict build_info() {
+  py::dict d;
+  d["version"] = SPLINECAM_VERSION;
+#ifdef SPLINECAM_WITH_CUDA
+  d["cuda"] = true;
+  d["cuda_architectures"] = std::string(SPLINECAM_CUDA_ARCHS);
+  d["cuda_version"] = std::string(SPLINECAM_CUDA_VERSION);
+#else
+  d["cuda"] = false;
+  d["cuda_architectures"] = std::string();
+  d["cuda_version"] = std::string();
+#endif
+  d["compiler"] =
+#if defined(__clang__)
+      std::string("clang ") + __clang_version__;
+#elif defined(__GNUC__)
+      std::string("gcc ") + __VERSION__;
+#else
+      std::string("unknown");
+#endif
+  return d;
+}
+
+int cuda_device_count_binding() {
+#ifdef SPLINECAM_WITH_CUDA
+  return cuda_device_count();
+#else
+  return 0;
+#endif
+}
+
+void cuda_snap_rows_binding(uintptr_t rows, uintptr_t tol, int64_t n_rows, int n_cols, int n_cut,
+                            uintptr_t zero_count, uintptr_t stream) {
+#ifdef SPLINECAM_WITH_CUDA
+  py::gil_scoped_release release;
+  cuda_snap_rows(rows, tol, n_rows, n_cols, n_cut, zero_count, stream);
+#else
+  throw std::runtime_error("splinecam was not built with CUDA (rebuild with nvcc available, SPLINECAM_CUDA=ON)");
+#endif
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "splinecam geometry engine (C++; CPU threads and optional CUDA launchers)";
+  m.def("refine", &refine, py::arg("xy"), py::arg("rows"), py::arg("face_offsets"), py::arg("face_verts"),
+        py::arg("he_layer"), py::arg("he_unit"), py::arg("n_cut"), py::arg("layer_id"), py::arg("rtol") = 1e-10,
+        py::arg("num_threads") = 0);
+  m.def("halfedges", &halfedges, py::arg("num_vertices"), py::arg("face_offsets"), py::arg("face_verts"));
+  m.def("validate", &validate, py::arg("num_vertices"), py::arg("face_offsets"), py::arg("face_verts"),
+        py::arg("he_layer"), py::arg("he_unit"));
+  m.def("build_info", &build_info);
+  m.def("cuda_device_count", &cuda_device_count_binding);
+  m.def("cuda_snap_rows", &cuda_snap_rows_binding, py::arg("rows"), py::arg("tol"), py::arg("n_rows"),
+        py::arg("n_cols"), py::arg("n_cut"), py::arg("zero_count") = 0, py::arg("stream") = 0);
+}

@@ -1,0 +1,48 @@
+// Per-element bodies shared by the CPU and CUDA launchers: tolerance snapping of
+// breakpoint values and the crossing of a breakpoint function's zero set with an edge.
+//
+// Everything here follows from values at vertices (see DESIGN.md): inside a face of the
+// previous partition a breakpoint function is affine, so along an edge (a, b) it is
+// linear and its zero sits at t = z(a) / (z(a) - z(b)); every other value carried by the
+// vertices is interpolated with the same t. No geometric predicate is ever evaluated.
+#pragma once
+
+#include "common.h"
+
+namespace splinecam {
+
+// Sign of a snapped value: exact comparison with zero (values within the tolerance were
+// set to exactly 0 by snap_row).
+SPLINECAM_HD int sign_of(double z) { return (z > 0.0) - (z < 0.0); }
+
+// True when the zero set of a linear function crosses the open segment strictly.
+SPLINECAM_HD bool strictly_crosses(double za, double zb) {
+  return (za > 0.0 && zb < 0.0) || (za < 0.0 && zb > 0.0);
+}
+
+// Parameter of the zero crossing along a -> b, measured from a. Callers always pass the
+// endpoints in canonical order (smaller vertex id first) so that the two faces that share
+// an edge compute bit-identical crossings.
+SPLINECAM_HD double crossing_t(double za, double zb) { return za / (za - zb); }
+
+// Snap the first n_cut entries of one row: |z| <= tol[j] becomes exactly 0.
+// row: [n_cols] values of one vertex; tol: [n_cut] per-column absolute tolerance.
+// Returns the number of entries that are exactly zero afterwards.
+SPLINECAM_HD int snap_row(double* row, const double* tol, int n_cut) {
+  int zeros = 0;
+  for (int j = 0; j < n_cut; ++j) {
+    double z = row[j];
+    if (z <= tol[j] && z >= -tol[j]) {
+      row[j] = 0.0;
+      ++zeros;
+    }
+  }
+  return zeros;
+}
+
+// out[k] = a[k] + t * (b[k] - a[k]) for k < n. Used for coordinates and value rows.
+SPLINECAM_HD void lerp_row(const double* a, const double* b, double t, double* out, int n) {
+  for (int k = 0; k < n; ++k) out[k] = a[k] + t * (b[k] - a[k]);
+}
+
+}  // namespace splinecam

@@ -1,0 +1,51 @@
+// One refinement step of the partition: split every face along the zero sets of one
+// layer's breakpoint functions, given their values at the current vertices.
+//
+// Phases (each a per-element body run by a launcher):
+//   0. tolerance: per column, |z| <= rtol * max_v |z| is snapped to exactly 0;
+//   1. edge table of the current faces;
+//   2. per edge: crossings of every column, sorted along the edge, coincident ones
+//      merged into one vertex (shared by both faces of the edge);
+//   3. per face: the boundary cycle with its crossings, cut column by column
+//      (face_cut.h); per output face the sign pattern of its interior.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "common.h"
+
+namespace splinecam {
+
+struct RefineInput {
+  index_t num_vertices = 0;
+  const double* xy = nullptr;          // [V, 2] vertex coordinates in the plane
+  double* rows = nullptr;              // [V, n_cols] values at vertices; snapped in place
+  int n_cols = 0;                      // values carried per vertex (interpolated)
+  int n_cut = 0;                       // first n_cut columns are breakpoint functions
+  offset_t num_faces = 0;
+  const offset_t* face_offsets = nullptr;  // [F + 1]
+  const index_t* face_verts = nullptr;     // [H] counter-clockwise cycles
+  const int32_t* he_layer = nullptr;       // [H] label of edge verts[h] -> next
+  const int32_t* he_unit = nullptr;        // [H]
+  int32_t layer_id = 0;                    // label given to the new edges
+  double rtol = 1e-10;                     // relative snapping tolerance per column
+  int num_threads = 0;                     // 0 = all hardware threads
+};
+
+struct RefineOutput {
+  std::vector<double> xy;              // [M, 2] new vertices, ids V .. V + M - 1
+  std::vector<double> rows;            // [M, n_cols] their interpolated values
+  std::vector<offset_t> face_offsets;  // [F' + 1]
+  std::vector<index_t> face_verts;     // [H']
+  std::vector<int32_t> he_layer;       // [H']
+  std::vector<int32_t> he_unit;        // [H']
+  std::vector<index_t> face_parent;    // [F'] face of the input it was cut from
+  std::vector<uint8_t> pattern;        // [F', ceil(n_cut / 8)] bit j: column j > 0 inside
+  int64_t edge_vertices = 0;           // M's share created on existing edges
+  int64_t degenerate = 0;              // sub-polygons left uncut (see face_cut.h)
+};
+
+RefineOutput refine_cpu(const RefineInput& in);
+
+}  // namespace splinecam
