@@ -1,0 +1,351 @@
+"""The result of :func:`splinecam.partition`: regions, labelled edges, decision boundary."""
+from __future__ import annotations
+
+from functools import cached_property
+from typing import List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from . import _core
+from .engine import Layer, face_means
+from .network import Network
+from .slice import Slice
+
+__all__ = ["Partition"]
+
+
+class Partition:
+    """The exact partition of a slice into the linear regions of a network.
+
+    Regions are the linear regions of the hidden layers: convex polygons on each of
+    which every hidden unit keeps one sign, so the network is affine there. Edges carry
+    the hidden layer (1-based) and unit whose zero set they lie on; ``-1`` marks the
+    domain boundary. The decision boundary is reported as its own edges, labelled with
+    layer ``num_layers + 1`` (the output) and the output index it was found with; it does
+    not change the regions.
+
+    Vertex and edge arrays describe the planar graph of all edges, decision boundary
+    included. Region polygons may contain straight-angle vertices where an edge of a
+    neighbouring region ends on their side.
+    """
+
+    def __init__(self, *, xy: np.ndarray, layers: List[Layer], outputs: Optional[np.ndarray],
+                 decision: Optional[dict], net: Network, slice: Slice, stats: dict):
+        self._xy = xy                # (V_all, 2) every vertex ever created
+        self._layers = layers        # snapshots after hidden layers 1..num_layers
+        self._outputs = outputs      # (V_all, C) model outputs at vertices, or None
+        self._decision = decision    # decision-boundary refinement, or None
+        self._net = net
+        self.slice = slice
+        self.stats = dict(stats)
+
+    # -- basic sizes -------------------------------------------------------------------
+    @property
+    def num_layers(self) -> int:
+        """Hidden layers included in this partition."""
+        return len(self._layers)
+
+    @property
+    def layer_names(self) -> List[str]:
+        """Module path of each hidden layer's nonlinearity in the model."""
+        return self._net.layer_names[: self.num_layers]
+
+    @property
+    def _faces(self) -> Layer:
+        return self._layers[-1]
+
+    @property
+    def num_regions(self) -> int:
+        return self._faces.num_faces
+
+    def __len__(self) -> int:
+        return self.num_regions
+
+    def __repr__(self) -> str:
+        db = "" if self._decision is None else f", decision_segments={len(self.decision_boundary)}"
+        return (f"Partition(regions={self.num_regions}, vertices={len(self.vertices)}, edges={len(self.edges)}, "
+                f"layers={self.num_layers}{db})")
+
+    # -- the planar graph ----------------------------------------------------------------
+    @cached_property
+    def _graph(self):
+        """Undirected edges (global ids), labels, decision flags of the full graph."""
+        if self._decision is not None:
+            off, verts, lay, unit = self._decision["faces"]
+            nv = len(self._xy)
+        else:
+            f = self._faces
+            off, verts, lay, unit = f.face_offsets, f.face_verts, f.he_layer, f.he_unit
+            nv = f.num_vertices
+        he = _core.halfedges(nv, off, verts)
+        twin, face, edge_of = he["twin"], he["face"], he["edge_of"]
+        E = len(he["edge_lo"])
+        first = np.full(E, -1, np.int64)
+        first[edge_of[::-1]] = np.arange(len(edge_of))[::-1]
+        e_layer = lay[first].astype(np.int32)
+        e_unit = unit[first].astype(np.int32)
+        decision = np.zeros(E, bool)
+        if self._decision is not None:
+            w = self._decision["winner"]
+            h = first
+            t = twin[h]
+            inner = t >= 0
+            decision[inner] = w[face[h[inner]]] != w[face[t[inner]]]
+            # Split lines of the arg-max refinement with the same winner on both sides
+            # are not boundaries of anything: drop them.
+            keep = (e_layer != self._decision["layer"]) | decision
+        else:
+            keep = np.ones(E, bool)
+        lo, hi = he["edge_lo"][keep], he["edge_hi"][keep]
+        used = np.zeros(nv, bool)
+        used[lo] = True
+        used[hi] = True
+        ids = np.flatnonzero(used)
+        remap = np.full(nv, -1, np.int64)
+        remap[ids] = np.arange(len(ids))
+        return dict(ids=ids, remap=remap, edges=np.stack([remap[lo], remap[hi]], axis=1),
+                    layer=e_layer[keep], unit=e_unit[keep], decision=decision[keep])
+
+    @property
+    def vertices(self) -> np.ndarray:
+        """(V, 2) float64 vertex coordinates in the slice's plane."""
+        return self._xy[self._graph["ids"]]
+
+    @property
+    def edges(self) -> np.ndarray:
+        """(E, 2) int64 indices into :attr:`vertices`."""
+        return self._graph["edges"]
+
+    @property
+    def edge_layer(self) -> np.ndarray:
+        """(E,) int32: hidden layer (1-based) whose unit made the edge; -1 for the domain
+        boundary; ``num_layers + 1`` for decision-boundary edges."""
+        return self._graph["layer"]
+
+    @property
+    def edge_unit(self) -> np.ndarray:
+        """(E,) int32: the unit (flat index within its layer) whose zero set the edge
+        lies on; -1 for the domain boundary; for decision edges the output index."""
+        return self._graph["unit"]
+
+    @property
+    def edge_decision(self) -> np.ndarray:
+        """(E,) bool: the edge is part of the decision boundary."""
+        return self._graph["decision"]
+
+    @property
+    def decision_boundary(self) -> np.ndarray:
+        """(m, 2, 2) float64 segments of the decision boundary (empty when it was not
+        computed or does not cross the slice)."""
+        if self._decision is None:
+            return np.zeros((0, 2, 2))
+        e = self.edges[self.edge_decision]
+        v = self.vertices
+        return np.stack([v[e[:, 0]], v[e[:, 1]]], axis=1)
+
+    # -- regions -------------------------------------------------------------------------
+    def faces(self) -> Tuple[np.ndarray, np.ndarray]:
+        """Regions as a ragged array: ``coords`` (H, 2) float64 and ``offsets`` (F + 1,)
+        int64; region ``i`` is ``coords[offsets[i]:offsets[i+1]]``, counter-clockwise."""
+        f = self._faces
+        return self._xy[f.face_verts], f.face_offsets.copy()
+
+    def polygons(self) -> List[np.ndarray]:
+        """One (k, 2) float64 counter-clockwise polygon per region."""
+        coords, off = self.faces()
+        return np.split(coords, off[1:-1])
+
+    def areas(self) -> np.ndarray:
+        """(F,) region areas (shoelace formula)."""
+        coords, off = self.faces()
+        nxt = np.roll(coords, -1, axis=0)
+        # the successor of a face's last vertex is its first vertex
+        nxt[off[1:] - 1] = coords[off[:-1]]
+        cross = coords[:, 0] * nxt[:, 1] - coords[:, 1] * nxt[:, 0]
+        return 0.5 * np.add.reduceat(cross, off[:-1])
+
+    def centroids(self) -> np.ndarray:
+        """(F, 2) vertex means of each region: interior points of the convex regions."""
+        coords, off = self.faces()
+        return np.add.reduceat(coords, off[:-1], axis=0) / np.diff(off)[:, None]
+
+    def parents(self, layer: int) -> np.ndarray:
+        """(F,) index of the region of ``at_layer(layer)`` that contains each region."""
+        if not 1 <= layer <= self.num_layers:
+            raise ValueError(f"layer must be in 1..{self.num_layers}; got {layer}")
+        anc = np.arange(self.num_regions)
+        for l in range(self.num_layers, layer, -1):
+            anc = self._layers[l - 1].face_parent[anc]
+        return anc
+
+    def at_layer(self, layer: int) -> "Partition":
+        """The partition after hidden layer ``layer`` (1-based): same interface, without
+        the decision boundary."""
+        if not 1 <= layer <= self.num_layers:
+            raise ValueError(f"layer must be in 1..{self.num_layers}; got {layer}")
+        return Partition(xy=self._xy, layers=self._layers[:layer], outputs=None, decision=None, net=self._net,
+                         slice=self.slice, stats=self.stats)
+
+    def activation_patterns(self) -> np.ndarray:
+        """(F, total units) bool: for each region, which hidden units are positive
+        (active) on it, layers concatenated in order."""
+        parts = []
+        anc = np.arange(self.num_regions)
+        for l in range(self.num_layers, 0, -1):
+            layer = self._layers[l - 1]
+            parts.append(layer.patterns()[anc])
+            anc = layer.face_parent[anc]
+        return np.concatenate(parts[::-1], axis=1) if parts else np.zeros((self.num_regions, 0), bool)
+
+    # -- the model on the regions --------------------------------------------------------
+    def _require_outputs(self):
+        if self._outputs is None:
+            raise ValueError("the model's output is affine only on the regions of the full partition; "
+                             "use the Partition returned by splinecam.partition(...), not at_layer(l)")
+
+    @cached_property
+    def _affine_all(self):
+        self._require_outputs()
+        f = self._faces
+        verts, off = f.face_verts, f.face_offsets
+        u = self._xy[verts]
+        y = self._outputs[verts]
+        n = np.diff(off)
+        ubar = np.add.reduceat(u, off[:-1], axis=0) / n[:, None]
+        ybar = np.add.reduceat(y, off[:-1], axis=0) / n[:, None]
+        face = np.repeat(np.arange(len(n)), n)
+        du = u - ubar[face]
+        dy = y - ybar[face]
+        # Normal equations on centred vertices, one 2x2 system per region.
+        G = np.add.reduceat(du[:, :, None] * du[:, None, :], off[:-1], axis=0)  # (F, 2, 2)
+        R = np.add.reduceat(du[:, :, None] * dy[:, None, :], off[:-1], axis=0)  # (F, 2, C)
+        A = np.linalg.solve(G, R).transpose(0, 2, 1)                            # (F, C, 2)
+        c = ybar - np.einsum("fcd,fd->fc", A, ubar)
+        return A, c
+
+    def affine(self, region: int) -> Tuple[np.ndarray, np.ndarray]:
+        """The model on ``region`` in plane coordinates: ``y(u) = A @ u + c`` with
+        ``A`` (C, 2) and ``c`` (C,)."""
+        A, c = self._affine_all
+        if not 0 <= region < self.num_regions:
+            raise IndexError(f"region {region} out of range 0..{self.num_regions - 1}")
+        return A[region].copy(), c[region].copy()
+
+    def affine_maps(self) -> Tuple[np.ndarray, np.ndarray]:
+        """All regions' affine maps: ``A`` (F, C, 2) and ``c`` (F, C)."""
+        A, c = self._affine_all
+        return A.copy(), c.copy()
+
+    def slope_norms(self) -> np.ndarray:
+        """(F,) Frobenius norm of each region's slope ``A`` (the figures' colouring)."""
+        A, _ = self._affine_all
+        return np.sqrt((A ** 2).sum(axis=(1, 2)))
+
+    # -- point location ------------------------------------------------------------------
+    def locate(self, points) -> np.ndarray:
+        """(n,) index of the region containing each plane point ``(n, 2)``; -1 outside
+        the domain. Points on an edge get one of the regions they touch."""
+        pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        out = np.full(len(pts), -1, np.int64)
+        poly = self.slice.polygon
+        d = np.roll(poly, -1, axis=0) - poly
+        side = d[None, :, 0] * (pts[:, None, 1] - poly[None, :, 1]) - d[None, :, 1] * (pts[:, None, 0] - poly[None, :, 0])
+        scale = np.abs(poly).max() * np.linalg.norm(d, axis=1).max()
+        inside = np.all(side >= -1e-12 * scale, axis=1)
+        if not inside.any():
+            return out
+        pre = self._net.all_preactivations(self.slice.to_input(pts[inside]))[: self.num_layers]
+        bits = np.concatenate([z > 0 for z in pre], axis=1)
+        keys = np.packbits(bits, axis=1)
+        table = {bytes(r): i for i, r in enumerate(np.packbits(self.activation_patterns(), axis=1))}
+        found = np.array([table.get(bytes(r), -1) for r in keys], dtype=np.int64)
+        idx = np.flatnonzero(inside)
+        out[idx] = found
+        missing = idx[found < 0]
+        if len(missing):  # on a vertex or within rounding of an edge: geometric fallback
+            out[missing] = self._locate_geometric(pts[missing])
+        return out
+
+    def _locate_geometric(self, pts: np.ndarray) -> np.ndarray:
+        coords, off = self.faces()
+        nxt = np.roll(coords, -1, axis=0)
+        nxt[off[1:] - 1] = coords[off[:-1]]
+        face = np.repeat(np.arange(self.num_regions), np.diff(off))
+        res = np.full(len(pts), -1, np.int64)
+        for i, p in enumerate(pts):
+            s = (nxt[:, 0] - coords[:, 0]) * (p[1] - coords[:, 1]) - (nxt[:, 1] - coords[:, 1]) * (p[0] - coords[:, 0])
+            tol = 1e-9 * np.hypot(nxt[:, 0] - coords[:, 0], nxt[:, 1] - coords[:, 1]) * (np.abs(p).max() + 1)
+            bad = np.bincount(face, weights=(s < -tol), minlength=self.num_regions)
+            ok = np.flatnonzero(bad == 0)
+            if len(ok):
+                res[i] = ok[0]
+        return res
+
+    # -- checks and exports --------------------------------------------------------------
+    def validate(self) -> None:
+        """Raise ``RuntimeError`` unless the regions (and the decision-boundary
+        refinement) form a valid planar subdivision: closed cycles, consistent twins and
+        labels, Euler's formula."""
+        f = self._faces
+        msg = _core.validate(f.num_vertices, f.face_offsets, f.face_verts, f.he_layer, f.he_unit)
+        if msg:
+            raise RuntimeError(f"invalid partition: {msg}")
+        if self._decision is not None:
+            msg = _core.validate(len(self._xy), *self._decision["faces"])
+            if msg:
+                raise RuntimeError(f"invalid decision-boundary refinement: {msg}")
+
+    def to_graph_tool(self):
+        """The planar graph as a ``graph_tool.Graph`` (undirected) with vertex property
+        ``pos`` (vector<double>) and edge properties ``layer``, ``unit`` (int) and
+        ``decision`` (bool)."""
+        try:
+            import graph_tool as gt
+        except ImportError as e:
+            raise ImportError("to_graph_tool() needs graph-tool, which is not on PyPI: on Debian/Ubuntu "
+                              "`apt-get install python3-graph-tool` (and a venv with --system-site-packages), "
+                              "or conda-forge's graph-tool") from e
+        g = gt.Graph(directed=False)
+        g.add_vertex(len(self.vertices))
+        layer = g.new_edge_property("int")
+        unit = g.new_edge_property("int")
+        decision = g.new_edge_property("bool")
+        e = self.edges
+        g.add_edge_list(np.column_stack([e, self.edge_layer, self.edge_unit, self.edge_decision.astype(np.int64)]),
+                        eprops=[layer, unit, decision])
+        pos = g.new_vertex_property("vector<double>")
+        pos.set_2d_array(self.vertices.T.copy())
+        g.vertex_properties["pos"] = pos
+        g.edge_properties["layer"] = layer
+        g.edge_properties["unit"] = unit
+        g.edge_properties["decision"] = decision
+        return g
+
+    def to_networkx(self):
+        """The planar graph as a ``networkx.Graph`` with node attribute ``pos`` and edge
+        attributes ``layer``, ``unit``, ``decision``."""
+        import networkx as nx
+        g = nx.Graph()
+        g.add_nodes_from((i, {"pos": tuple(p)}) for i, p in enumerate(self.vertices))
+        g.add_edges_from((int(a), int(b), {"layer": int(l), "unit": int(u), "decision": bool(d)})
+                         for (a, b), l, u, d in zip(self.edges, self.edge_layer, self.edge_unit, self.edge_decision))
+        return g
+
+    def plot(self, ax=None, **kwargs):
+        """Draw the regions (coloured by slope norm, or by activation pattern for
+        intermediate layers) with the decision boundary on top. See
+        :func:`splinecam.plot.plot_partition_object` for the options."""
+        from .plot import plot_partition_object
+        return plot_partition_object(self, ax=ax, **kwargs)
+
+    def _repr_png_(self):  # pragma: no cover - exercised in notebooks
+        import io
+        import matplotlib
+        from matplotlib.figure import Figure
+        fig = Figure(figsize=(5, 5))
+        ax = fig.add_subplot()
+        self.plot(ax=ax)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+        return buf.getvalue()

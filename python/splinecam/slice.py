@@ -1,0 +1,180 @@
+"""The 2-D slice of a model's input space that splinecam partitions."""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["Slice", "convex_polygon"]
+
+
+def convex_polygon(polygon, name: str = "polygon") -> np.ndarray:
+    """Validate a convex polygon and return it as a counter-clockwise ``(k, 2)`` float64
+    array. Either orientation is accepted; a repeated closing vertex is dropped.
+
+    Raises ``ValueError`` naming the problem for non-finite, degenerate (fewer than three
+    distinct corners, zero area), non-convex or self-intersecting input."""
+    p = np.asarray(polygon.detach().cpu() if isinstance(polygon, torch.Tensor) else polygon, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] != 2:
+        raise ValueError(f"{name} must have shape (k, 2) (plane coordinates of its corners); got {p.shape}")
+    if not np.all(np.isfinite(p)):
+        raise ValueError(f"{name} contains NaN or infinite coordinates")
+    if len(p) > 1 and np.array_equal(p[0], p[-1]):
+        p = p[:-1]
+    # Drop repeated consecutive corners.
+    keep = np.any(p != np.roll(p, 1, axis=0), axis=1)
+    p = p[keep] if keep.any() else p[:1]
+    if len(p) < 3:
+        raise ValueError(f"{name} needs at least three distinct corners; got {len(p)}")
+    d = np.roll(p, -1, axis=0) - p
+    cross = d[:, 0] * np.roll(d, -1, axis=0)[:, 1] - d[:, 1] * np.roll(d, -1, axis=0)[:, 0]
+    area2 = float(np.sum(p[:, 0] * np.roll(p, -1, axis=0)[:, 1] - p[:, 1] * np.roll(p, -1, axis=0)[:, 0]))
+    scale = float(np.max(np.abs(p - p.mean(axis=0))))
+    if abs(area2) <= 1e-12 * scale * scale:
+        raise ValueError(f"{name} has zero area (its corners are collinear); give a polygon with a 2-D interior")
+    if area2 < 0:
+        p, cross = p[::-1].copy(), None
+        d = np.roll(p, -1, axis=0) - p
+        cross = d[:, 0] * np.roll(d, -1, axis=0)[:, 1] - d[:, 1] * np.roll(d, -1, axis=0)[:, 0]
+    lens = np.linalg.norm(d, axis=1)
+    tol = 1e-12 * lens * np.roll(lens, -1)
+    if np.any(cross < -tol):
+        raise ValueError(f"{name} is not convex: splinecam partitions convex polygons; split the domain "
+                         "into convex pieces or use its convex hull")
+    # All turns are left turns; a simple convex polygon turns exactly once around.
+    turn = np.arctan2(cross, np.sum(d * np.roll(d, -1, axis=0), axis=1)).sum()
+    if turn > 2 * math.pi + 1e-6:
+        raise ValueError(f"{name} is self-intersecting (its boundary winds {turn / (2 * math.pi):.0f} times)")
+    # Remove straight-angle corners: they carry no information and would be flat vertices.
+    straight = np.abs(np.roll(cross, 1)) <= np.roll(tol, 1)
+    if straight.any() and (~straight).sum() >= 3:
+        p = p[~straight]
+    return np.ascontiguousarray(p)
+
+
+def _as_f64_tensor(x, name: str) -> torch.Tensor:
+    t = torch.as_tensor(x.detach() if isinstance(x, torch.Tensor) else np.asarray(x), dtype=torch.float64)
+    t = t.cpu()
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return t
+
+
+class Slice:
+    """A convex polygon in a 2-D plane of a model's input space.
+
+    The plane is ``x(u) = origin + u[0] * basis[0] + u[1] * basis[1]`` for plane
+    coordinates ``u`` in R^2; ``origin`` has the shape of one model input (no batch
+    dimension) and ``basis`` is two such tensors, stacked as ``(2, *input_shape)``. The
+    domain ``polygon`` is given in plane coordinates, shape ``(k, 2)``, in either
+    orientation; it is stored counter-clockwise.
+
+    Constructors for the common cases: :meth:`plane2d` for models with 2-D input and
+    :meth:`through` for the plane through three inputs.
+    """
+
+    def __init__(self, origin, basis, polygon):
+        origin = _as_f64_tensor(origin, "origin")
+        basis = _as_f64_tensor(basis, "basis")
+        if basis.dim() < 1 or basis.shape[0] != 2 or tuple(basis.shape[1:]) != tuple(origin.shape):
+            raise ValueError(
+                f"basis must hold two vectors shaped like origin, i.e. shape (2, {', '.join(map(str, origin.shape))}); "
+                f"got {tuple(basis.shape)}")
+        b = basis.reshape(2, -1)
+        g = b @ b.T
+        n0, n1 = float(g[0, 0]), float(g[1, 1])
+        if n0 == 0 or n1 == 0:
+            raise ValueError("basis vectors must be non-zero")
+        if float(torch.det(g)) <= 1e-12 * n0 * n1:
+            raise ValueError("basis vectors are parallel (or nearly so): they must span a plane")
+        self._origin = origin
+        self._basis = basis
+        self._polygon = convex_polygon(polygon)
+
+    # -- constructors ----------------------------------------------------------------
+    @classmethod
+    def plane2d(cls, polygon) -> "Slice":
+        """The input plane itself, for models with 2-D input: ``x = u``."""
+        return cls(torch.zeros(2, dtype=torch.float64), torch.eye(2, dtype=torch.float64), polygon)
+
+    @classmethod
+    def through(cls, a, b, c, pad: Optional[float] = None) -> "Slice":
+        """The plane through three inputs ``a, b, c`` (same shape).
+
+        The plane has an orthonormal basis (Gram–Schmidt on ``b - a`` and ``c - a``) and
+        its origin at the centroid of the three inputs. Without ``pad`` the domain is the
+        triangle they span; with ``pad`` it is the rectangle (in plane coordinates)
+        around them, enlarged on every side by ``pad`` times its larger side."""
+        a, b, c = (_as_f64_tensor(t, n) for t, n in ((a, "a"), (b, "b"), (c, "c")))
+        if not (a.shape == b.shape == c.shape):
+            raise ValueError(f"a, b and c must have the same shape; got {tuple(a.shape)}, {tuple(b.shape)}, "
+                             f"{tuple(c.shape)}")
+        origin = (a + b + c) / 3
+        e0 = (b - a).flatten()
+        if float(e0.norm()) == 0:
+            raise ValueError("a and b are the same point: three distinct, non-collinear inputs are needed")
+        e0 = e0 / e0.norm()
+        e1 = (c - a).flatten()
+        e1 = e1 - (e1 @ e0) * e0
+        if float(e1.norm()) <= 1e-12 * float((c - a).flatten().norm() + 1e-300):
+            raise ValueError("a, b and c are collinear: they do not span a plane")
+        e1 = e1 / e1.norm()
+        basis = torch.stack([e0, e1]).reshape(2, *a.shape)
+        pts = torch.stack([a, b, c]).reshape(3, -1) - origin.flatten()
+        uv = (pts @ torch.stack([e0, e1]).T).numpy()
+        if pad is None:
+            poly = uv
+        else:
+            if not (pad >= 0):
+                raise ValueError(f"pad must be a non-negative number; got {pad!r}")
+            lo, hi = uv.min(axis=0), uv.max(axis=0)
+            m = pad * float((hi - lo).max())
+            lo, hi = lo - m, hi + m
+            poly = np.array([[lo[0], lo[1]], [hi[0], lo[1]], [hi[0], hi[1]], [lo[0], hi[1]]])
+        return cls(origin, basis, poly)
+
+    # -- properties --------------------------------------------------------------------
+    @property
+    def polygon(self) -> np.ndarray:
+        """``(k, 2)`` float64: the domain's corners in plane coordinates, counter-clockwise."""
+        return self._polygon.copy()
+
+    @property
+    def origin(self) -> torch.Tensor:
+        """The input at plane coordinates (0, 0), shaped like one model input."""
+        return self._origin
+
+    @property
+    def basis(self) -> torch.Tensor:
+        """``(2, *input_shape)``: the plane's two direction vectors."""
+        return self._basis
+
+    @property
+    def input_shape(self) -> tuple:
+        return tuple(self._origin.shape)
+
+    @property
+    def area(self) -> float:
+        p = self._polygon
+        return 0.5 * float(np.sum(p[:, 0] * np.roll(p[:, 1], -1) - p[:, 1] * np.roll(p[:, 0], -1)))
+
+    def to_input(self, u) -> torch.Tensor:
+        """Map plane points ``(n, 2)`` to model inputs ``(n, *input_shape)`` (float64)."""
+        u = torch.as_tensor(np.asarray(u, dtype=np.float64) if not isinstance(u, torch.Tensor) else u,
+                            dtype=torch.float64)
+        if u.dim() != 2 or u.shape[1] != 2:
+            raise ValueError(f"plane points must have shape (n, 2); got {tuple(u.shape)}")
+        x = self._origin.flatten()[None, :] + u @ self._basis.reshape(2, -1)
+        return x.reshape(u.shape[0], *self._origin.shape)
+
+    def to_plane(self, x) -> np.ndarray:
+        """Project inputs ``(n, *input_shape)`` orthogonally onto the plane: ``(n, 2)``."""
+        x = _as_f64_tensor(x, "x").reshape(-1, self._origin.numel()) - self._origin.flatten()
+        b = self._basis.reshape(2, -1)
+        return torch.linalg.solve(b @ b.T, b @ x.T).T.numpy()
+
+    def __repr__(self) -> str:
+        return (f"Slice(input_shape={self.input_shape}, corners={len(self._polygon)}, "
+                f"area={self.area:.6g})")
