@@ -1,0 +1,37 @@
+# Two commands do everything on a fresh machine:
+#   make demo   set up, build, train a small classifier and draw its exact partition
+#   make test   set up, build, run the test suite
+PY := .venv/bin/python
+SETUP_STAMP := .venv/.splinecam-setup
+BUILD_STAMP := .venv/.splinecam-build
+SOURCES := $(wildcard src/splinecam/*.h csrc/*.cpp csrc/*.cu csrc/*.h) CMakeLists.txt pyproject.toml
+
+.PHONY: all setup build demo test bench clean
+
+all: test
+
+$(SETUP_STAMP): scripts/setup.sh scripts/constraints.txt
+	bash scripts/setup.sh
+	touch $@
+
+setup: $(SETUP_STAMP)
+
+# Editable install: Python files are used from python/splinecam, the extension is
+# rebuilt (incrementally, in build/) when the C++/CUDA sources change.
+$(BUILD_STAMP): $(SETUP_STAMP) $(SOURCES)
+	$(PY) -m pip install --disable-pip-version-check -q --no-build-isolation --no-deps -e .
+	touch $@
+
+build: $(BUILD_STAMP)
+
+demo: build
+	$(PY) -m splinecam demo --out demo_output
+
+test: build
+	$(PY) -m pytest -q -ra tests
+
+bench: build
+	$(PY) benchmarks/bench_mlp.py
+
+clean:
+	rm -rf build .venv demo_output
