@@ -32,8 +32,11 @@ def convex_polygon(polygon, name: str = "polygon") -> np.ndarray:
     cross = d[:, 0] * np.roll(d, -1, axis=0)[:, 1] - d[:, 1] * np.roll(d, -1, axis=0)[:, 0]
     area2 = float(np.sum(p[:, 0] * np.roll(p, -1, axis=0)[:, 1] - p[:, 1] * np.roll(p, -1, axis=0)[:, 0]))
     scale = float(np.max(np.abs(p - p.mean(axis=0))))
-    if abs(area2) <= 1e-12 * scale * scale:
+    sv = np.linalg.svd(p - p.mean(axis=0), compute_uv=False)
+    if sv[-1] <= 1e-12 * sv[0]:
         raise ValueError(f"{name} has zero area (its corners are collinear); give a polygon with a 2-D interior")
+    if abs(area2) <= 1e-12 * scale * scale:
+        raise ValueError(f"{name} is self-intersecting (its signed area is zero)")
     if area2 < 0:
         p, cross = p[::-1].copy(), None
         d = np.roll(p, -1, axis=0) - p

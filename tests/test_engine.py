@@ -1,0 +1,240 @@
+"""The engine on its own terms: hand-worked cuts through _core.refine, invariants on
+random and degenerate networks, determinism across thread counts."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import splinecam
+from splinecam import _core
+from splinecam.testing import check_partition
+
+SQUARE = np.array([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]])
+
+
+def square_faces():
+    return (np.array([0, 4], np.int64), np.arange(4, dtype=np.int32), np.full(4, -1, np.int32),
+            np.full(4, -1, np.int32))
+
+
+def refine_lines(lines, rtol=1e-10):
+    """Refine the square by lines a*x + b*y + c = 0 given as rows (a, b, c)."""
+    lines = np.asarray(lines, dtype=np.float64)
+    rows = np.ascontiguousarray(SQUARE @ lines[:, :2].T + lines[:, 2])
+    return _core.refine(SQUARE.copy(), rows, *square_faces(), n_cut=len(lines), layer_id=1, rtol=rtol)
+
+
+def polygons(out, xy0=SQUARE):
+    xy = np.concatenate([xy0, out["xy"]])
+    off = out["face_offsets"]
+    return [xy[out["face_verts"][off[i]:off[i + 1]]] for i in range(len(off) - 1)]
+
+
+def shoelace(p):
+    return 0.5 * np.sum(p[:, 0] * np.roll(p[:, 1], -1) - p[:, 1] * np.roll(p[:, 0], -1))
+
+
+def test_one_line_halves_the_square():
+    out = refine_lines([[1, 0, 0]])
+    polys = polygons(out)
+    assert len(polys) == 2
+    assert sorted(shoelace(p) for p in polys) == pytest.approx([2.0, 2.0])
+    # Two new vertices, on the bottom and top edges, at x = 0.
+    assert np.allclose(np.sort(out["xy"][:, 1]), [-1, 1]) and np.allclose(out["xy"][:, 0], 0)
+    # The new edge is labelled layer 1, unit 0 on both sides.
+    assert np.sum((out["he_layer"] == 1) & (out["he_unit"] == 0)) == 2
+
+
+def test_two_lines_make_four_quadrants_with_one_centre_vertex():
+    out = refine_lines([[1, 0, 0], [0, 1, 0]])
+    polys = polygons(out)
+    assert len(polys) == 4
+    assert all(shoelace(p) == pytest.approx(1.0) for p in polys)
+    centre = np.flatnonzero(np.all(np.abs(out["xy"]) < 1e-15, axis=1))
+    assert len(centre) == 1  # the crossing is one vertex shared by all four faces
+
+
+def test_concurrent_lines_through_the_centre():
+    # Six lines through the origin: 12 sectors, one shared centre vertex.
+    ang = np.linspace(0, np.pi, 6, endpoint=False) + 0.1
+    out = refine_lines(np.stack([np.cos(ang), np.sin(ang), np.zeros(6)], axis=1))
+    polys = polygons(out)
+    assert len(polys) == 12
+    assert sum(shoelace(p) for p in polys) == pytest.approx(4.0)
+    assert np.sum(np.all(np.abs(out["xy"]) < 1e-12, axis=1)) == 1
+    msg = _core.validate(4 + len(out["xy"]), out["face_offsets"], out["face_verts"], out["he_layer"], out["he_unit"])
+    assert msg == ""
+
+
+def test_line_through_a_corner_and_coincident_lines():
+    # The diagonal through two corners, twice (a duplicated unit), and x = 0.
+    out = refine_lines([[1, -1, 0], [2, -2, 0], [1, 0, 0]])
+    polys = polygons(out)
+    assert len(polys) == 4
+    # x = y splits into two triangles of area 2; x = 0 cuts each into 0.5 + 1.5.
+    assert sorted(round(shoelace(p), 12) for p in polys) == [0.5, 0.5, 1.5, 1.5]
+    # No vertex was created at the corners: they already existed.
+    assert not np.any(np.all(np.isclose(np.abs(out["xy"]), 1.0), axis=1))
+
+
+def test_line_along_an_edge_does_not_cut():
+    out = refine_lines([[0, 1, 1]])  # y = -1, the bottom edge
+    assert len(polygons(out)) == 1 and len(out["xy"]) == 0
+
+
+def test_parallel_lines_make_strips():
+    out = refine_lines([[1, 0, -0.5], [1, 0, 0], [2, 0, 1], [1, 0, 0.9]])
+    polys = polygons(out)
+    assert len(polys) == 5
+    widths = sorted(p[:, 0].max() - p[:, 0].min() for p in polys)
+    assert widths == pytest.approx(sorted([0.1, 0.4, 0.5, 0.5, 0.5]))
+
+
+def test_validate_detects_a_broken_graph():
+    off = np.array([0, 3, 6], np.int64)
+    verts = np.array([0, 1, 2, 0, 2, 3], np.int32)
+    lab = np.array([-1, -1, 1, -1, -1, 1], np.int32)
+    assert _core.validate(4, off, verts, lab, np.zeros(6, np.int32)) != ""  # edge 0-2 used twice in one direction
+    verts_ok = np.array([0, 1, 2, 0, 2, 3], np.int32)
+    verts_ok[3:] = [2, 3, 0]
+    lab_ok = np.array([-1, 1, -1, -1, -1, 1], np.int32)
+    lab_ok[:] = [-1, -1, 1, -1, -1, 1]
+    assert _core.validate(4, off, verts_ok, lab_ok, np.zeros(6, np.int32)) == ""
+
+
+def mlp(widths, seed=0, act=nn.ReLU, bias=True):
+    torch.manual_seed(seed)
+    layers = []
+    for a, b in zip(widths[:-1], widths[1:]):
+        layers += [nn.Linear(a, b, bias=bias), act()]
+    return nn.Sequential(*layers[:-1]).eval()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("act", [nn.ReLU, lambda: nn.LeakyReLU(0.1)])
+def test_invariants_random_mlps(seed, act):
+    model = mlp((2, 24, 24, 24, 3), seed, act)
+    P = splinecam.partition(model, splinecam.Slice.plane2d(SQUARE * 1.5), progress=False, validate=True)
+    check_partition(P)
+    assert P.stats["degenerate"] == 0
+
+
+def test_zero_bias_lines_through_the_origin():
+    model = mlp((2, 16, 16, 1), seed=3)
+    with torch.no_grad():
+        for m in model:
+            if isinstance(m, nn.Linear):
+                m.bias.zero_()
+    P = splinecam.partition(model, splinecam.Slice.plane2d(SQUARE), progress=False, validate=True)
+    check_partition(P)
+    # A positively homogeneous network: the regions are sectors around the origin, and
+    # exactly one vertex sits at the origin.
+    assert np.sum(np.all(np.abs(P.vertices) < 1e-12, axis=1)) == 1
+
+
+def test_duplicated_units_give_the_same_partition():
+    model = mlp((2, 8, 8, 1), seed=4)
+    lin1, lin2 = model[0], model[2]
+    dup = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 1)).eval()
+    with torch.no_grad():
+        dup[0].weight.copy_(torch.cat([lin1.weight, lin1.weight]))
+        dup[0].bias.copy_(torch.cat([lin1.bias, lin1.bias]))
+        dup[2].weight.copy_(torch.cat([lin2.weight, torch.zeros_like(lin2.weight)], dim=1))
+        dup[2].bias.copy_(lin2.bias)
+        dup[4].load_state_dict(model[4].state_dict())
+    sl = splinecam.Slice.plane2d(SQUARE)
+    P = splinecam.partition(model, sl, progress=False)
+    Q = splinecam.partition(dup, sl, progress=False, validate=True)
+    Q.validate()
+    assert Q.num_regions == P.num_regions
+    assert np.allclose(np.sort(Q.areas()), np.sort(P.areas()))
+
+
+def test_thread_count_does_not_change_the_result():
+    model = mlp((2, 32, 32, 2), seed=5)
+    sl = splinecam.Slice.plane2d(SQUARE)
+    a = splinecam.partition(model, sl, progress=False, threads=1)
+    b = splinecam.partition(model, sl, progress=False, threads=2)
+    assert np.array_equal(a.vertices, b.vertices)
+    assert np.array_equal(a.edges, b.edges)
+    assert np.array_equal(a.decision_boundary, b.decision_boundary)
+
+
+def test_at_layer_is_refined_by_later_layers():
+    model = mlp((2, 16, 16, 16, 1), seed=6)
+    P = splinecam.partition(model, splinecam.Slice.plane2d(SQUARE), progress=False)
+    counts = [P.at_layer(l).num_regions for l in (1, 2, 3)]
+    assert counts[0] <= counts[1] <= counts[2] == P.num_regions
+    for l in (1, 2):
+        Pl = P.at_layer(l)
+        check_partition(Pl)
+        # Each final region lies inside its layer-l parent.
+        par = P.parents(l)
+        assert np.array_equal(Pl.locate(P.centroids()), par)
+        # Areas of children add up to their parent's area.
+        sums = np.bincount(par, weights=P.areas(), minlength=Pl.num_regions)
+        assert np.allclose(sums, Pl.areas())
+        # Edge labels of the layer-l partition never exceed l.
+        assert P.at_layer(l).edge_layer.max() <= l
+
+
+def test_edge_labels_point_at_the_unit_whose_zero_set_they_lie_on():
+    model = mlp((2, 12, 12, 1), seed=7)
+    P = splinecam.partition(model, splinecam.Slice.plane2d(SQUARE), progress=False, decision_boundary=False)
+    mid = P.vertices[P.edges].mean(axis=1)
+    pre = P._net.all_preactivations(P.slice.to_input(mid))
+    for l in (1, 2):
+        sel = P.edge_layer == l
+        z = pre[l - 1][sel, P.edge_unit[sel]]
+        scale = np.abs(pre[l - 1]).max()
+        assert np.all(np.abs(z) < 1e-9 * scale)
+
+
+def test_graph_tool_export():
+    gt = pytest.importorskip("graph_tool")
+    model = mlp((2, 8, 8, 2), seed=8)
+    P = splinecam.partition(model, splinecam.Slice.plane2d(SQUARE), progress=False)
+    g = P.to_graph_tool()
+    assert g.num_vertices() == len(P.vertices) and g.num_edges() == len(P.edges)
+    assert np.array_equal(g.ep["layer"].a, P.edge_layer)
+    assert np.array_equal(g.ep["decision"].a.astype(bool), P.edge_decision)
+    assert np.allclose(g.vp["pos"].get_2d_array([0, 1]).T, P.vertices)
+
+
+def test_plot_draws_regions_and_boundary(tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    model = mlp((2, 8, 8, 1), seed=9)
+    P = splinecam.partition(model, splinecam.Slice.plane2d(SQUARE), progress=False)
+    fig, ax = plt.subplots()
+    P.plot(ax=ax)
+    assert len(ax.collections[0].get_paths()) == P.num_regions
+    fig.savefig(tmp_path / "p.png")
+    plt.close(fig)
+    assert (tmp_path / "p.png").stat().st_size > 1000
+
+
+def test_build_info():
+    info = splinecam.build_info()
+    assert set(info) >= {"version", "cuda", "cuda_architectures", "cuda_version"}
+    if info["cuda"]:
+        assert "80" in info["cuda_architectures"] and "90" in info["cuda_architectures"]
+
+
+def test_cuda_snap_matches_cpu_or_says_not_built():
+    info = splinecam.build_info()
+    if not info["cuda"]:
+        with pytest.raises(RuntimeError, match="not built with CUDA"):
+            _core.cuda_snap_rows(0, 0, 1, 1, 1)
+        return
+    if not splinecam.cuda_available():
+        pytest.skip("no CUDA device on this machine")
+    g = torch.Generator().manual_seed(0)
+    rows = torch.randn(1000, 7, generator=g, dtype=torch.float64) * torch.logspace(-14, 0, 7, dtype=torch.float64)
+    tol = torch.full((5,), 1e-10, dtype=torch.float64)
+    dev = rows.cuda()
+    _core.cuda_snap_rows(dev.data_ptr(), tol.cuda().data_ptr(), 1000, 7, 5)
+    expect = rows.clone()
+    expect[:, :5][expect[:, :5].abs() <= 1e-10] = 0
+    assert torch.equal(dev.cpu(), expect)
