@@ -73,18 +73,19 @@ py::dict refine(carray<double> xy, py::array rows_obj, carray<int64_t> face_offs
   const py::ssize_t M = static_cast<py::ssize_t>(o.xy.size() / 2);
   const py::ssize_t Fn = static_cast<py::ssize_t>(o.face_parent.size());
   const py::ssize_t Hn = static_cast<py::ssize_t>(o.face_verts.size());
-  const py::ssize_t pb = (n_cut + 7) / 8;
   py::dict d;
   d["xy"] = to_numpy(std::move(o.xy), {M, 2});
-  d["rows"] = to_numpy(std::move(o.rows), {M, static_cast<py::ssize_t>(in.n_cols)});
+  const py::ssize_t Me = static_cast<py::ssize_t>(o.edge_vertices);
+  d["rows_edge"] = to_numpy(std::move(o.rows_edge), {Me, static_cast<py::ssize_t>(in.n_cols)});
+  d["rows_face"] = to_numpy(std::move(o.rows_face), {M - Me, static_cast<py::ssize_t>(in.n_cols)});
   d["face_offsets"] = to_numpy(std::move(o.face_offsets), {Fn + 1});
   d["face_verts"] = to_numpy(std::move(o.face_verts), {Hn});
   d["he_layer"] = to_numpy(std::move(o.he_layer), {Hn});
   d["he_unit"] = to_numpy(std::move(o.he_unit), {Hn});
   d["face_parent"] = to_numpy(std::move(o.face_parent), {Fn});
-  d["pattern"] = to_numpy(std::move(o.pattern), {Fn, pb});
   d["edge_vertices"] = o.edge_vertices;
   d["degenerate"] = o.degenerate;
+  d["seconds"] = py::make_tuple(o.seconds[0], o.seconds[1], o.seconds[2], o.seconds[3], o.seconds[4]);
   return d;
 }
 

@@ -2,6 +2,7 @@
 // of src/splinecam/ over fixed-size blocks on a thread pool, then stitches the blocks'
 // variable-size outputs with an exclusive scan over blocks (count -> scan -> write).
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <numeric>
@@ -26,20 +27,11 @@ struct ZeroLists {
   std::vector<int32_t> col;
 };
 
-// Crossings created on the edges of one block of edges.
-struct EdgeBlockOut {
-  std::vector<int32_t> count;  // [edges in block]
-  std::vector<double> xy, rows;
-  std::vector<int32_t> zero_count;  // per new vertex
-  std::vector<int32_t> zero_col;
-};
-
 struct FaceBlockOut {
   std::vector<offset_t> size;  // per face
   std::vector<index_t> verts;
   std::vector<int32_t> layer, unit;
   std::vector<index_t> parent;
-  std::vector<uint8_t> pattern;
   std::vector<double> xy, rows;
   int64_t degenerate = 0;
 };
@@ -50,8 +42,13 @@ RefineOutput refine_cpu(const RefineInput& in) {
   const int nt = resolve_threads(in.num_threads);
   const index_t V = in.num_vertices;
   const int C = in.n_cols, K = in.n_cut;
-  const size_t pat_bytes = static_cast<size_t>((K + 7) / 8);
   RefineOutput out;
+  auto clock = std::chrono::steady_clock::now();
+  auto lap = [&](int phase) {
+    auto now = std::chrono::steady_clock::now();
+    out.seconds[phase] = std::chrono::duration<double>(now - clock).count();
+    clock = now;
+  };
 
   // ---- 0. per-column tolerance and snapping -------------------------------------------
   std::vector<double> tol(K, 0.0);
@@ -89,81 +86,98 @@ RefineOutput refine_cpu(const RefineInput& in) {
     }
   }
 
+  lap(0);
   // ---- 1. edges ----------------------------------------------------------------------
   const EdgeTable et = build_edge_table(V, in.num_faces, in.face_offsets, in.face_verts);
   const int64_t E = static_cast<int64_t>(et.lo.size());
 
+  lap(1);
   // ---- 2. crossings on edges -----------------------------------------------------------
+  // Count, scan, write: the first pass counts the (merged) crossings of every edge, the
+  // second writes their rows straight into the output at the scanned offsets.
+  auto edge_pass = [&](int64_t e, std::vector<std::pair<double, int>>& hits, std::vector<char>& used,
+                       std::vector<double>& row, double* xy_out, double* rows_out, int32_t* zero_out,
+                       offset_t* zero_off_out) -> int {
+    const index_t lo = et.lo[e], hi = et.hi[e];
+    const double* za = in.rows + static_cast<int64_t>(lo) * C;
+    const double* zb = in.rows + static_cast<int64_t>(hi) * C;
+    hits.clear();
+    for (int j = 0; j < K; ++j)
+      if (strictly_crosses(za[j], zb[j])) hits.emplace_back(crossing_t(za[j], zb[j]), j);
+    if (hits.empty()) return 0;
+    std::sort(hits.begin(), hits.end());
+    used.assign(hits.size(), 0);
+    int made = 0, zeros_written = 0;
+    for (size_t i = 0; i < hits.size(); ++i) {
+      if (used[i]) continue;
+      const double t = hits[i].first;
+      double* r = rows_out ? rows_out + static_cast<int64_t>(made) * C : row.data();
+      if (rows_out) {
+        lerp_row(za, zb, t, r, C);
+        snap_row(r, tol.data(), K);
+        lerp_row(in.xy + 2 * static_cast<int64_t>(lo), in.xy + 2 * static_cast<int64_t>(hi), t, xy_out + 2 * made, 2);
+        zero_off_out[made] = zeros_written;
+      } else {
+        // Counting needs only the columns that cross this edge.
+        for (size_t k = i; k < hits.size(); ++k) {
+          const int j = hits[k].second;
+          double z = za[j] + t * (zb[j] - za[j]);
+          r[j] = (z <= tol[j] && z >= -tol[j]) ? 0.0 : z;
+        }
+      }
+      r[hits[i].second] = 0.0;
+      for (size_t k = i; k < hits.size(); ++k)
+        if (!used[k] && r[hits[k].second] == 0.0) {
+          used[k] = 1;
+          if (zero_out) zero_out[zeros_written] = hits[k].second;
+          ++zeros_written;
+        }
+      ++made;
+    }
+    return made;
+  };
   const int64_t neb = num_blocks(E, kEdgeBlock);
-  std::vector<EdgeBlockOut> eblocks(neb);
+  std::vector<offset_t> ecross_off(E + 1, 0), ezero_off(E + 1, 0);
   parallel_for(neb, nt, [&](int64_t b) {
-    EdgeBlockOut& o = eblocks[b];
     std::vector<std::pair<double, int>> hits;
     std::vector<char> used;
     std::vector<double> row(C);
-    const int64_t e0 = b * kEdgeBlock, e1 = std::min<int64_t>(E, e0 + kEdgeBlock);
-    o.count.assign(e1 - e0, 0);
-    for (int64_t e = e0; e < e1; ++e) {
-      const index_t lo = et.lo[e], hi = et.hi[e];
-      const double* za = in.rows + static_cast<int64_t>(lo) * C;
-      const double* zb = in.rows + static_cast<int64_t>(hi) * C;
-      hits.clear();
-      for (int j = 0; j < K; ++j)
-        if (strictly_crosses(za[j], zb[j])) hits.emplace_back(crossing_t(za[j], zb[j]), j);
-      if (hits.empty()) continue;
-      std::sort(hits.begin(), hits.end());
-      used.assign(hits.size(), 0);
-      for (size_t i = 0; i < hits.size(); ++i) {
-        if (used[i]) continue;
-        const double t = hits[i].first;
-        lerp_row(za, zb, t, row.data(), C);
-        snap_row(row.data(), tol.data(), K);
-        row[hits[i].second] = 0.0;
-        for (size_t k = i; k < hits.size(); ++k)
-          if (row[hits[k].second] == 0.0) used[k] = 1;
-        double p[2];
-        lerp_row(in.xy + 2 * static_cast<int64_t>(lo), in.xy + 2 * static_cast<int64_t>(hi), t, p, 2);
-        o.xy.push_back(p[0]);
-        o.xy.push_back(p[1]);
-        o.rows.insert(o.rows.end(), row.begin(), row.end());
-        int32_t nz = 0;
-        for (int j = 0; j < K; ++j)
-          if (row[j] == 0.0) o.zero_col.push_back(j), ++nz;
-        o.zero_count.push_back(nz);
-        ++o.count[e - e0];
-      }
+    for (int64_t e = b * kEdgeBlock; e < std::min<int64_t>(E, (b + 1) * kEdgeBlock); ++e) {
+      ecross_off[e + 1] = edge_pass(e, hits, used, row, nullptr, nullptr, nullptr, nullptr);
+      ezero_off[e + 1] = static_cast<offset_t>(hits.size());
     }
   });
-  // Stitch: crossing vertices get ids V, V+1, ... in edge order.
-  std::vector<offset_t> ecross_off(E + 1, 0);
-  std::vector<double> xy1, rows1;
-  {
-    int64_t n1 = 0;
-    for (auto& o : eblocks) n1 += static_cast<int64_t>(o.xy.size() / 2);
-    xy1.reserve(2 * n1);
-    rows1.reserve(n1 * C);
-    for (int64_t b = 0; b < neb; ++b) {
-      auto& o = eblocks[b];
-      for (size_t i = 0; i < o.count.size(); ++i)
-        ecross_off[b * kEdgeBlock + i + 1] = ecross_off[b * kEdgeBlock + i] + o.count[i];
-      xy1.insert(xy1.end(), o.xy.begin(), o.xy.end());
-      rows1.insert(rows1.end(), o.rows.begin(), o.rows.end());
-      size_t zc = 0;
-      for (int32_t nz : o.zero_count) {
-        zeros.off.push_back(zeros.off.back() + nz);
-        zeros.col.insert(zeros.col.end(), o.zero_col.begin() + zc, o.zero_col.begin() + zc + nz);
-        zc += nz;
-      }
-      EdgeBlockOut().count.swap(o.count);
-      std::vector<double>().swap(o.xy);
-      std::vector<double>().swap(o.rows);
-    }
-    out.edge_vertices = n1;
+  for (int64_t e = 0; e < E; ++e) {
+    ecross_off[e + 1] += ecross_off[e];
+    ezero_off[e + 1] += ezero_off[e];
   }
-  const index_t n1 = static_cast<index_t>(out.edge_vertices);
+  const index_t n1 = static_cast<index_t>(ecross_off[E]);
+  out.edge_vertices = n1;
+  out.xy.resize(2 * static_cast<size_t>(n1));
+  out.rows_edge.resize(static_cast<size_t>(n1) * C);
+  // Zero lists of the new vertices: which columns vanish there.
+  zeros.off.resize(static_cast<size_t>(V) + n1 + 1);
+  const offset_t zbase = zeros.off[V];
+  zeros.col.resize(zbase + ezero_off[E]);
+  parallel_for(neb, nt, [&](int64_t b) {
+    std::vector<std::pair<double, int>> hits;
+    std::vector<char> used;
+    std::vector<double> row(C);
+    std::vector<offset_t> local_off;
+    for (int64_t e = b * kEdgeBlock; e < std::min<int64_t>(E, (b + 1) * kEdgeBlock); ++e) {
+      const offset_t c0 = ecross_off[e], nc = ecross_off[e + 1] - c0;
+      if (nc == 0) continue;
+      local_off.resize(nc);
+      edge_pass(e, hits, used, row, out.xy.data() + 2 * c0, out.rows_edge.data() + c0 * C,
+                zeros.col.data() + zbase + ezero_off[e], local_off.data());
+      for (offset_t i = 0; i < nc; ++i) zeros.off[V + c0 + i] = zbase + ezero_off[e] + local_off[i];
+    }
+  });
+  zeros.off[static_cast<size_t>(V) + n1] = zbase + ezero_off[E];
 
+  lap(2);
   // ---- 3. faces ------------------------------------------------------------------------
-  VertexStore store{in.xy, in.rows, V, xy1.data(), rows1.data(), n1, C, K};
+  VertexStore store{in.xy, in.rows, V, out.xy.data(), out.rows_edge.data(), n1, C, K};
   const int64_t nfb = num_blocks(in.num_faces, kFaceBlock);
   std::vector<FaceBlockOut> fblocks(nfb);
   parallel_for(nfb, nt, [&](int64_t b) {
@@ -172,7 +186,6 @@ RefineOutput refine_cpu(const RefineInput& in) {
     Cycle boundary;
     std::vector<int> cand;
     std::vector<Cycle> pieces;
-    std::vector<double> mean(K);
     const int64_t f0 = b * kFaceBlock, f1 = std::min<int64_t>(in.num_faces, f0 + kFaceBlock);
     for (int64_t f = f0; f < f1; ++f) {
       const offset_t hb = in.face_offsets[f], he = in.face_offsets[f + 1];
@@ -202,15 +215,6 @@ RefineOutput refine_cpu(const RefineInput& in) {
         o.layer.insert(o.layer.end(), c.layer.begin(), c.layer.end());
         o.unit.insert(o.unit.end(), c.unit.begin(), c.unit.end());
         o.parent.push_back(static_cast<index_t>(f));
-        std::fill(mean.begin(), mean.end(), 0.0);
-        for (index_t v : c.v) {
-          const double* r = cutter.row(v);
-          for (int j = 0; j < K; ++j) mean[j] += r[j];
-        }
-        const size_t pb = o.pattern.size();
-        o.pattern.resize(pb + pat_bytes, 0);
-        for (int j = 0; j < K; ++j)
-          if (mean[j] > 0.0) o.pattern[pb + j / 8] |= static_cast<uint8_t>(0x80u >> (j % 8));
       }
     }
     o.degenerate = cutter.degenerate;
@@ -218,6 +222,7 @@ RefineOutput refine_cpu(const RefineInput& in) {
     o.rows.swap(cutter.rows_local);
   });
 
+  lap(3);
   // Stitch faces and face-local vertices.
   const index_t base = V + n1;
   int64_t total_faces = 0, total_he = 0, total_local = 0;
@@ -226,17 +231,14 @@ RefineOutput refine_cpu(const RefineInput& in) {
     total_he += static_cast<int64_t>(o.verts.size());
     total_local += static_cast<int64_t>(o.xy.size() / 2);
   }
-  out.xy = std::move(xy1);
-  out.rows = std::move(rows1);
   out.xy.reserve(out.xy.size() + 2 * total_local);
-  out.rows.reserve(out.rows.size() + total_local * C);
+  out.rows_face.resize(static_cast<size_t>(total_local) * C);
   out.face_offsets.reserve(total_faces + 1);
   out.face_offsets.push_back(0);
   out.face_verts.reserve(total_he);
   out.he_layer.reserve(total_he);
   out.he_unit.reserve(total_he);
   out.face_parent.reserve(total_faces);
-  out.pattern.reserve(total_faces * pat_bytes);
   index_t local_base = base;
   for (auto& o : fblocks) {
     for (offset_t s : o.size) out.face_offsets.push_back(out.face_offsets.back() + s);
@@ -245,14 +247,14 @@ RefineOutput refine_cpu(const RefineInput& in) {
     out.he_layer.insert(out.he_layer.end(), o.layer.begin(), o.layer.end());
     out.he_unit.insert(out.he_unit.end(), o.unit.begin(), o.unit.end());
     out.face_parent.insert(out.face_parent.end(), o.parent.begin(), o.parent.end());
-    out.pattern.insert(out.pattern.end(), o.pattern.begin(), o.pattern.end());
     out.xy.insert(out.xy.end(), o.xy.begin(), o.xy.end());
-    out.rows.insert(out.rows.end(), o.rows.begin(), o.rows.end());
+    std::copy(o.rows.begin(), o.rows.end(), out.rows_face.begin() + static_cast<size_t>(shift) * C);
     local_base += static_cast<index_t>(o.xy.size() / 2);
     out.degenerate += o.degenerate;
     FaceBlockOut().size.swap(o.size);
     std::vector<double>().swap(o.rows);
   }
+  lap(4);
   return out;
 }
 

@@ -38,8 +38,6 @@ class Layer:
     he_layer     : (H,) int32       layer of the edge face_verts[h] -> next (-1 boundary)
     he_unit      : (H,) int32       unit of that edge
     face_parent  : (F,) int32       face of the previous layer this face was cut from
-    pattern      : (F, ceil(W/8)) uint8  packed bits: unit > 0 inside the face
-    width        : int              units of the layer (W)
     num_vertices : int              vertex ids in use are < num_vertices
     """
     face_offsets: np.ndarray
@@ -47,17 +45,11 @@ class Layer:
     he_layer: np.ndarray
     he_unit: np.ndarray
     face_parent: np.ndarray
-    pattern: np.ndarray
-    width: int
     num_vertices: int
 
     @property
     def num_faces(self) -> int:
         return len(self.face_offsets) - 1
-
-    def patterns(self) -> np.ndarray:
-        """(F, W) bool activation pattern of each face for this layer's units."""
-        return np.unpackbits(self.pattern, axis=1, count=self.width).astype(bool)
 
 
 def _refine(xy, rows, faces, n_cut, layer_id, rtol, threads):
@@ -129,20 +121,21 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
         out = _refine(xy, rows, faces, rows.shape[1], l, rtol, threads)
         stats["degenerate"] += int(out["degenerate"])
         xy = np.concatenate([xy, out["xy"]])
-        rows = np.concatenate([rows, out["rows"]])
         faces = (out["face_offsets"], out["face_verts"], out["he_layer"], out["he_unit"])
-        layer = Layer(*faces, out["face_parent"], out["pattern"], rows.shape[1], len(xy))
+        layer = Layer(*faces, out["face_parent"], len(xy))
         layers.append(layer)
         if validate:
             _check(layer, f"after layer {l}")
-        rows = net.next(l, rows, chunk)
+        # The next layer's values at every vertex: old rows and the engine's new rows
+        # feed the next affine segment block by block, never concatenated.
+        rows = net.next(l, [rows, out["rows_edge"], out["rows_face"]], chunk)
         if bar is not None:
             bar.update(1)
             bar.set_postfix(regions=layer.num_faces)
     outputs = rows  # (V, C) model outputs at every vertex of the final partition
     if not layers:
         # No nonlinearity: the model is affine on the whole slice.
-        layers.append(Layer(*faces, np.zeros(1, np.int32), np.zeros((1, 0), np.uint8), 0, len(xy)))
+        layers.append(Layer(*faces, np.zeros(1, np.int32), len(xy)))
     decision = None
     if decision_boundary:
         xy, outputs, decision = _decision(xy, outputs, faces, net.num_layers + 1, rtol, threads, validate)
@@ -186,7 +179,7 @@ def _decision(xy, outputs, faces, layer_id, rtol, threads, validate):
         out = _refine(xy, rows, faces, 1, layer_id, rtol, threads)
         degenerate += int(out["degenerate"])
         xy = np.concatenate([xy, out["xy"]])
-        rows = np.concatenate([rows, out["rows"]])
+        rows = np.concatenate([rows, out["rows_edge"], out["rows_face"]])
         unit = out["he_unit"]
         if C > 1:
             unit[(out["he_layer"] == layer_id) & (unit == 0)] = c

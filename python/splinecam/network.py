@@ -145,22 +145,36 @@ class Network:
         return self._apply(self.segments[0], x, lambda t: t, chunk)
 
     @torch.no_grad()
-    def next(self, layer: int, z: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    def next(self, layer: int, z, chunk: int = 65536) -> np.ndarray:
         """From pre-activations of hidden layer ``layer`` (1-based) at some points,
-        ``(n, width)``, to those of the next layer (or the output)."""
+        ``(n, width)`` (or a list of such blocks, taken in order), to those of the next
+        layer (or the output)."""
         act, shape = self.activations[layer - 1], self.layer_shapes[layer - 1]
-        zt = torch.from_numpy(z)
-        return self._apply(self.segments[layer], zt, lambda t: act(t.reshape(t.shape[0], *shape)), chunk)
+        blocks = z if isinstance(z, (list, tuple)) else [z]
+        return self._apply(self.segments[layer], [torch.from_numpy(b) for b in blocks],
+                           lambda t: act(t.reshape(t.shape[0], *shape)), chunk)
 
     @staticmethod
-    def _apply(seg: nn.Module, x: torch.Tensor, pre: Callable, chunk: int) -> np.ndarray:
-        n = x.shape[0]
-        outs = []
-        for i in range(0, max(n, 1), chunk):
-            y = seg(pre(x[i:i + chunk]))
-            outs.append(y.reshape(y.shape[0], -1))
-        out = torch.cat(outs) if len(outs) > 1 else outs[0]
-        return np.ascontiguousarray(out.numpy(), dtype=np.float64)
+    def _apply(seg: nn.Module, blocks, pre: Callable, chunk: int) -> np.ndarray:
+        """Run ``seg(pre(x))`` over the rows of ``blocks`` in chunks, into one
+        preallocated (n, out_width) float64 array."""
+        if isinstance(blocks, torch.Tensor):
+            blocks = [blocks]
+        n = sum(b.shape[0] for b in blocks)
+        out = None
+        i = 0
+        for b in blocks:
+            for s in range(0, b.shape[0], chunk):
+                y = seg(pre(b[s:s + chunk]))
+                y = y.reshape(y.shape[0], -1)
+                if out is None:
+                    out = np.empty((n, y.shape[1]), dtype=np.float64)
+                out[i:i + y.shape[0]] = y.numpy()
+                i += y.shape[0]
+        if out is None:  # no rows at all: width from an empty pass
+            y = seg(pre(blocks[0][:0]))
+            out = np.empty((0, y.reshape(0, -1).shape[1]))
+        return out
 
     @torch.no_grad()
     def all_preactivations(self, x: torch.Tensor) -> List[np.ndarray]:

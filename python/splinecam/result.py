@@ -189,14 +189,10 @@ class Partition:
 
     def activation_patterns(self) -> np.ndarray:
         """(F, total units) bool: for each region, which hidden units are positive
-        (active) on it, layers concatenated in order."""
-        parts = []
-        anc = np.arange(self.num_regions)
-        for l in range(self.num_layers, 0, -1):
-            layer = self._layers[l - 1]
-            parts.append(layer.patterns()[anc])
-            anc = layer.face_parent[anc]
-        return np.concatenate(parts[::-1], axis=1) if parts else np.zeros((self.num_regions, 0), bool)
+        (active) on it, layers concatenated in order. Evaluated by a forward pass at
+        each region's centroid (an interior point of the convex region)."""
+        pre = self._net.all_preactivations(self.slice.to_input(self.centroids()))[: self.num_layers]
+        return np.concatenate([z > 0 for z in pre], axis=1) if pre else np.zeros((self.num_regions, 0), bool)
 
     # -- the model on the regions --------------------------------------------------------
     def _require_outputs(self):

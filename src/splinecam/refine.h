@@ -7,7 +7,7 @@
 //   2. per edge: crossings of every column, sorted along the edge, coincident ones
 //      merged into one vertex (shared by both faces of the edge);
 //   3. per face: the boundary cycle with its crossings, cut column by column
-//      (face_cut.h); per output face the sign pattern of its interior.
+//      (face_cut.h).
 #pragma once
 
 #include <cstdint>
@@ -35,15 +35,17 @@ struct RefineInput {
 
 struct RefineOutput {
   std::vector<double> xy;              // [M, 2] new vertices, ids V .. V + M - 1
-  std::vector<double> rows;            // [M, n_cols] their interpolated values
+  std::vector<double> rows_edge;       // [M_edge, n_cols] values of the first M_edge new vertices
+  std::vector<double> rows_face;       // [M - M_edge, n_cols] values of the others
   std::vector<offset_t> face_offsets;  // [F' + 1]
   std::vector<index_t> face_verts;     // [H']
   std::vector<int32_t> he_layer;       // [H']
   std::vector<int32_t> he_unit;        // [H']
   std::vector<index_t> face_parent;    // [F'] face of the input it was cut from
   std::vector<uint8_t> pattern;        // [F', ceil(n_cut / 8)] bit j: column j > 0 inside
-  int64_t edge_vertices = 0;           // M's share created on existing edges
+  int64_t edge_vertices = 0;           // M_edge: new vertices on existing edges (ids V ..)
   int64_t degenerate = 0;              // sub-polygons left uncut (see face_cut.h)
+  double seconds[5] = {0, 0, 0, 0, 0};  // snap, edge table, edge crossings, faces, stitch
 };
 
 RefineOutput refine_cpu(const RefineInput& in);
