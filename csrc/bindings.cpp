@@ -66,9 +66,12 @@ py::dict refine(carray<double> xy, py::array rows_obj, carray<int64_t> face_offs
   in.rtol = rtol;
   in.num_threads = num_threads;
   RefineOutput o;
-  {
+  try {
     py::gil_scoped_release release;
     o = refine_cpu(in);
+  } catch (const std::bad_alloc&) {
+    PyErr_SetString(PyExc_MemoryError, "out of memory while refining the partition");
+    throw py::error_already_set();
   }
   const py::ssize_t M = static_cast<py::ssize_t>(o.xy.size() / 2);
   const py::ssize_t Fn = static_cast<py::ssize_t>(o.face_parent.size());

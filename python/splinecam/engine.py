@@ -54,9 +54,16 @@ class Layer:
 
 def _refine(xy, rows, faces, n_cut, layer_id, rtol, threads):
     off, verts, lay, unit = faces
-    out = _core.refine(xy, rows, off, verts, lay, unit, n_cut=n_cut, layer_id=layer_id, rtol=rtol,
-                       num_threads=threads or 0)
-    return out
+    try:
+        return _core.refine(xy, rows, off, verts, lay, unit, n_cut=n_cut, layer_id=layer_id, rtol=rtol,
+                            num_threads=threads or 0)
+    except MemoryError:
+        n_faces = len(off) - 1
+        per_vertex = 8 * rows.shape[1]
+        raise MemoryError(
+            f"out of memory at layer {layer_id}: {n_faces} regions and {len(xy)} vertices so far, each new vertex "
+            f"carries {rows.shape[1]} values ({per_vertex / 1024:.1f} KiB); a convex region cut by k lines can hold "
+            f"up to k(k+1)/2 + 1 pieces. Use a smaller slice (zoom in) or a narrower model.") from None
 
 
 def _progress(total, enabled, desc):
