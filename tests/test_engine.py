@@ -116,7 +116,7 @@ def test_invariants_random_mlps(seed, act):
     model = mlp((2, 24, 24, 24, 3), seed, act)
     P = splinecam.partition(model, splinecam.Slice.plane2d(SQUARE * 1.5), progress=False, validate=True)
     check_partition(P)
-    assert P.stats["degenerate"] == 0
+    assert P.run_info["degenerate"] == 0
 
 
 def test_zero_bias_lines_through_the_origin():

@@ -38,7 +38,9 @@ class Partition:
         self._decision = decision    # decision-boundary refinement, or None
         self._net = net
         self.slice = slice
-        self.stats = dict(stats)
+        #: how the computation went: ``seconds`` and ``degenerate`` (sub-polygons the
+        #: engine left uncut because their values were inconsistent; 0 in every test)
+        self.run_info = dict(stats)
 
     # -- basic sizes -------------------------------------------------------------------
     @property
@@ -98,6 +100,10 @@ class Partition:
         else:
             keep = np.ones(E, bool)
         lo, hi = he["edge_lo"][keep], he["edge_hi"][keep]
+        e_layer, e_unit, decision = e_layer[keep], e_unit[keep], decision[keep]
+        if self._decision is not None:
+            lo, hi, e_layer, e_unit, decision = _splice_split_vertices(
+                lo, hi, e_layer, e_unit, decision, nv, self._faces.num_vertices)
         used = np.zeros(nv, bool)
         used[lo] = True
         used[hi] = True
@@ -105,7 +111,7 @@ class Partition:
         remap = np.full(nv, -1, np.int64)
         remap[ids] = np.arange(len(ids))
         return dict(ids=ids, remap=remap, edges=np.stack([remap[lo], remap[hi]], axis=1),
-                    layer=e_layer[keep], unit=e_unit[keep], decision=decision[keep])
+                    layer=e_layer, unit=e_unit, decision=decision)
 
     @property
     def vertices(self) -> np.ndarray:
@@ -185,7 +191,7 @@ class Partition:
         if not 1 <= layer <= self.num_layers:
             raise ValueError(f"layer must be in 1..{self.num_layers}; got {layer}")
         return Partition(xy=self._xy, layers=self._layers[:layer], outputs=None, decision=None, net=self._net,
-                         slice=self.slice, stats=self.stats)
+                         slice=self.slice, stats=self.run_info)
 
     def activation_patterns(self) -> np.ndarray:
         """(F, total units) bool: for each region, which hidden units are positive
@@ -254,7 +260,7 @@ class Partition:
         pre = self._net.all_preactivations(self.slice.to_input(pts[inside]))[: self.num_layers]
         bits = np.concatenate([z > 0 for z in pre], axis=1)
         keys = np.packbits(bits, axis=1)
-        table = {bytes(r): i for i, r in enumerate(np.packbits(self.activation_patterns(), axis=1))}
+        table = self._pattern_table
         found = np.array([table.get(bytes(r), -1) for r in keys], dtype=np.int64)
         idx = np.flatnonzero(inside)
         out[idx] = found
@@ -262,6 +268,10 @@ class Partition:
         if len(missing):  # on a vertex or within rounding of an edge: geometric fallback
             out[missing] = self._locate_geometric(pts[missing])
         return out
+
+    @cached_property
+    def _pattern_table(self) -> dict:
+        return {bytes(r): i for i, r in enumerate(np.packbits(self.activation_patterns(), axis=1))}
 
     def _locate_geometric(self, pts: np.ndarray) -> np.ndarray:
         coords, off = self.faces()
@@ -345,3 +355,33 @@ class Partition:
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
         return buf.getvalue()
+
+
+def _splice_split_vertices(lo, hi, layer, unit, decision, nv, first_new):
+    """Remove the vertices that only the arg-max split lines needed: created by the
+    decision refinement (id >= first_new) and left with two edges once the split lines
+    with the same winner on both sides are dropped. Their two edges are collinear
+    pieces of one edge and are joined again."""
+    while True:
+        deg = np.bincount(np.concatenate([lo, hi]), minlength=nv)
+        mark = (deg == 2) & (np.arange(nv) >= first_new)
+        if not mark.any():
+            return lo, hi, layer, unit, decision
+        # An independent set of marked vertices: on every edge between two marked
+        # vertices drop the smaller one (the largest of a chain is always kept).
+        pick = mark.copy()
+        both = mark[lo] & mark[hi]
+        pick[np.minimum(lo[both], hi[both])] = False
+        at_lo, at_hi = np.flatnonzero(pick[lo]), np.flatnonzero(pick[hi])
+        edge = np.concatenate([at_lo, at_hi])
+        vert = np.concatenate([lo[at_lo], hi[at_hi]])
+        order = np.argsort(vert, kind="stable")
+        edge, vert = edge[order], vert[order]
+        e1, e2, v = edge[0::2], edge[1::2], vert[0::2]
+        a = np.where(lo[e1] == v, hi[e1], lo[e1])
+        b = np.where(lo[e2] == v, hi[e2], lo[e2])
+        lo, hi = lo.copy(), hi.copy()
+        lo[e1], hi[e1] = np.minimum(a, b), np.maximum(a, b)
+        keep = np.ones(len(lo), bool)
+        keep[e2] = False
+        lo, hi, layer, unit, decision = lo[keep], hi[keep], layer[keep], unit[keep], decision[keep]

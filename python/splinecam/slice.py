@@ -30,7 +30,8 @@ def convex_polygon(polygon, name: str = "polygon") -> np.ndarray:
         raise ValueError(f"{name} needs at least three distinct corners; got {len(p)}")
     d = np.roll(p, -1, axis=0) - p
     cross = d[:, 0] * np.roll(d, -1, axis=0)[:, 1] - d[:, 1] * np.roll(d, -1, axis=0)[:, 0]
-    area2 = float(np.sum(p[:, 0] * np.roll(p, -1, axis=0)[:, 1] - p[:, 1] * np.roll(p, -1, axis=0)[:, 0]))
+    q = p - p[0]  # relative coordinates: the area of a tiny polygon far from the origin stays accurate
+    area2 = float(np.sum(q[:, 0] * np.roll(q, -1, axis=0)[:, 1] - q[:, 1] * np.roll(q, -1, axis=0)[:, 0]))
     scale = float(np.max(np.abs(p - p.mean(axis=0))))
     sv = np.linalg.svd(p - p.mean(axis=0), compute_uv=False)
     if sv[-1] <= 1e-12 * sv[0]:
@@ -160,7 +161,7 @@ class Slice:
 
     @property
     def area(self) -> float:
-        p = self._polygon
+        p = self._polygon - self._polygon[0]
         return 0.5 * float(np.sum(p[:, 0] * np.roll(p[:, 1], -1) - p[:, 1] * np.roll(p[:, 0], -1)))
 
     def to_input(self, u) -> torch.Tensor:
