@@ -1,0 +1,392 @@
+"""Statistics of a :class:`~splinecam.Partition`: region counts, shapes, local
+complexity, the decision boundary and the region adjacency graph.
+
+Every function takes a Partition ``P`` and returns numpy arrays (or, for
+:func:`summary`, a dict of plain Python values). Regions are the linear regions of the
+hidden layers (``P.num_regions`` of them, in the order of ``P.faces()``); all geometry is
+in the slice's plane coordinates and exact up to float64 rounding - nothing is sampled.
+
+Region cycles may contain straight-angle vertices (where an edge of a neighbouring region
+ends on a side); none of the formulas here is affected by them.
+"""
+from __future__ import annotations
+
+from typing import Tuple, Union
+
+import numpy as np
+
+from . import _core
+
+__all__ = ["regions_per_layer", "region_areas", "region_moments", "region_eccentricity",
+           "region_diameters", "local_complexity", "decision_boundary_length", "regions_on_boundary",
+           "adjacency", "summary"]
+
+
+# -- ragged-polygon helpers -------------------------------------------------------------
+def _next_index(off: np.ndarray) -> np.ndarray:
+    """For ragged polygons with offsets ``off``: index of each vertex's successor."""
+    n = off[-1]
+    nxt = np.arange(1, n + 1, dtype=np.int64)
+    counts = np.diff(off)
+    last = off[1:][counts > 0] - 1
+    nxt[last] = off[:-1][counts > 0]
+    return nxt
+
+
+def _face_ids(off: np.ndarray) -> np.ndarray:
+    return np.repeat(np.arange(len(off) - 1), np.diff(off))
+
+
+def _ragged_areas(coords: np.ndarray, off: np.ndarray) -> np.ndarray:
+    """Signed shoelace areas of ragged polygons; polygons with no vertices get 0."""
+    nf = len(off) - 1
+    if len(coords) == 0:
+        return np.zeros(nf)
+    face = _face_ids(off)
+    # Shift every polygon to its first vertex: smaller numbers, less cancellation.
+    first = np.repeat(np.minimum(off[:-1], max(len(coords) - 1, 0)), np.diff(off))
+    p = coords - coords[first]
+    q = p[_next_index(off)]
+    cross = p[:, 0] * q[:, 1] - p[:, 1] * q[:, 0]
+    return 0.5 * np.bincount(face, weights=cross, minlength=nf)
+
+
+def _ragged_moments(coords: np.ndarray, off: np.ndarray):
+    """Exact area, area centroid and central second moments of ragged polygons.
+
+    Returns ``area`` (F,), ``centroid`` (F, 2) and ``M`` (F, 2, 2) with
+    ``M = [[∫(x-cx)² dA, ∫(x-cx)(y-cy) dA], [.., ∫(y-cy)² dA]]`` (Green's theorem on
+    each edge; every polygon is shifted to its vertex mean first for accuracy)."""
+    nf = len(off) - 1
+    face = _face_ids(off)
+    counts = np.diff(off)
+    mean = np.add.reduceat(coords, off[:-1], axis=0) / counts[:, None]
+    p = coords - mean[face]
+    q = p[_next_index(off)]
+    x0, y0, x1, y1 = p[:, 0], p[:, 1], q[:, 0], q[:, 1]
+    cr = x0 * y1 - x1 * y0
+
+    def s(w):
+        return np.bincount(face, weights=w, minlength=nf)
+
+    area = 0.5 * s(cr)
+    sx = s((x0 + x1) * cr) / 6.0                                   # ∫ x dA
+    sy = s((y0 + y1) * cr) / 6.0                                   # ∫ y dA
+    sxx = s((x0 * x0 + x0 * x1 + x1 * x1) * cr) / 12.0            # ∫ x² dA
+    syy = s((y0 * y0 + y0 * y1 + y1 * y1) * cr) / 12.0            # ∫ y² dA
+    sxy = s((x0 * y1 + 2 * x0 * y0 + 2 * x1 * y1 + x1 * y0) * cr) / 24.0  # ∫ xy dA
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cx, cy = sx / area, sy / area
+    M = np.empty((nf, 2, 2))
+    M[:, 0, 0] = sxx - area * cx * cx
+    M[:, 1, 1] = syy - area * cy * cy
+    M[:, 0, 1] = M[:, 1, 0] = sxy - area * cx * cy
+    return area, np.stack([cx, cy], axis=1) + mean, M
+
+
+def _principal(M: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues (largest, smallest) of symmetric 2x2 matrices (F, 2, 2)."""
+    a, b, d = M[:, 0, 0], M[:, 0, 1], M[:, 1, 1]
+    m = 0.5 * (a + d)
+    r = np.hypot(0.5 * (a - d), b)
+    hi = m + r
+    # det / hi is the accurate form of the small eigenvalue (no cancellation).
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lo = np.where(hi > 0, (a * d - b * b) / hi, 0.0)
+    return hi, np.maximum(lo, 0.0)
+
+
+def _clip(coords: np.ndarray, off: np.ndarray, normal: np.ndarray, bound: np.ndarray):
+    """Clip ragged convex polygons to the half-planes ``normal[i] . u <= bound[i]``
+    (one per polygon; Sutherland-Hodgman, vectorised). Returns new ``(coords, off)``;
+    polygons may become empty (no vertices)."""
+    nf = len(off) - 1
+    if len(coords) == 0:
+        return coords, off
+    face = _face_ids(off)
+    nxt = _next_index(off)
+    s = coords @ np.asarray(normal, float).T if normal.ndim == 1 else np.einsum("ij,ij->i", coords, normal[face])
+    s = s - (bound if np.ndim(bound) == 0 else bound[face])
+    inside = s <= 0
+    sj = s[nxt]
+    cross = inside != (sj <= 0)
+    k = inside.astype(np.int64) + cross
+    pos = np.cumsum(k) - k
+    out = np.empty((int(k.sum()), 2))
+    out[pos[inside]] = coords[inside]
+    ic = np.flatnonzero(cross)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = s[ic] / (s[ic] - sj[ic])
+    out[pos[ic] + inside[ic]] = coords[ic] + t[:, None] * (coords[nxt[ic]] - coords[ic])
+    new_off = np.zeros(nf + 1, np.int64)
+    np.cumsum(np.bincount(face, weights=k, minlength=nf).astype(np.int64), out=new_off[1:])
+    return out, new_off
+
+
+def _take(coords: np.ndarray, off: np.ndarray, which: np.ndarray):
+    """The ragged sub-array of polygons ``which`` (repeats allowed)."""
+    counts = np.diff(off)[which]
+    new_off = np.zeros(len(which) + 1, np.int64)
+    np.cumsum(counts, out=new_off[1:])
+    start = np.repeat(off[:-1][which] - new_off[:-1], counts)
+    return coords[np.arange(new_off[-1]) + start], new_off
+
+
+def _strip_pieces(coords, off, edges, axis):
+    """Cut ragged convex polygons by the strips ``edges[i] <= u[axis] <= edges[i+1]``.
+
+    Returns ``(coords, off, src, strip)``: the non-empty pieces, the polygon each came
+    from and its strip index. Only strips that a polygon's bounding range touches are
+    tried, so the cost is about the number of (polygon, strip) intersections."""
+    nf = len(off) - 1
+    nb = len(edges) - 1
+    counts = np.diff(off)
+    ok = np.flatnonzero(counts > 0)
+    if len(ok) == 0:
+        return np.zeros((0, 2)), np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    c = coords[:, axis]
+    lo = np.minimum.reduceat(c, off[:-1][ok])
+    hi = np.maximum.reduceat(c, off[:-1][ok])
+    i0 = np.clip(np.searchsorted(edges, lo, side="right") - 1, 0, nb - 1)
+    i1 = np.clip(np.searchsorted(edges, hi, side="left") - 1, 0, nb - 1)
+    i1 = np.maximum(i1, i0)
+    reps = i1 - i0 + 1
+    src = np.repeat(ok, reps)
+    strip = np.repeat(i0 - np.cumsum(reps) + reps, reps) + np.arange(int(reps.sum()))
+    pc, po = _take(coords, off, src)
+    e = np.zeros(2)
+    e[axis] = 1.0
+    pc, po = _clip(pc, po, -e, -edges[strip])      # u[axis] >= edges[strip]
+    pc, po = _clip(pc, po, e, edges[strip + 1])    # u[axis] <= edges[strip + 1]
+    keep = np.diff(po) > 0
+    if not keep.all():
+        pc, po = _take(pc, po, np.flatnonzero(keep))
+        src, strip = src[keep], strip[keep]
+    return pc, po, src, strip
+
+
+def _area_in_cells(coords, off, weights, xedges, yedges) -> np.ndarray:
+    """``sum_R weights[R] * area(R ∩ cell)`` for every cell of the grid: (nx, ny)."""
+    nx, ny = len(xedges) - 1, len(yedges) - 1
+    c1, o1, src1, ix = _strip_pieces(coords, off, xedges, 0)
+    c2, o2, src2, iy = _strip_pieces(c1, o1, yedges, 1)
+    a = _ragged_areas(c2, o2)
+    w = weights[src1[src2]] * a
+    return np.bincount(ix[src2] * ny + iy, weights=w, minlength=nx * ny).reshape(nx, ny)
+
+
+# -- public statistics ------------------------------------------------------------------
+def regions_per_layer(P) -> np.ndarray:
+    """(L,) int64: number of regions of ``P.at_layer(l)`` for hidden layers
+    ``l = 1..L`` (``L = P.num_layers``); the last entry is ``P.num_regions``."""
+    return np.array([P.at_layer(l).num_regions for l in range(1, P.num_layers + 1)], dtype=np.int64)
+
+
+def region_areas(P) -> np.ndarray:
+    """(F,) float64 area of every region (shoelace formula); they sum to
+    ``P.slice.area``."""
+    coords, off = P.faces()
+    return _ragged_areas(coords, off)
+
+
+def region_moments(P) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact area moments of every region (Green's theorem, no sampling).
+
+    Returns
+    -------
+    area : (F,) float64
+    centroid : (F, 2) float64
+        The centre of mass of each region (not the vertex mean of ``P.centroids()``).
+    second_moment : (F, 2, 2) float64
+        Central second moment of area ``∫ (u - centroid)(u - centroid)^T dA``.
+    """
+    coords, off = P.faces()
+    return _ragged_moments(coords, off)
+
+
+def region_eccentricity(P) -> np.ndarray:
+    """(F,) float64 >= 1: ``sqrt(λ_max / λ_min)`` of each region's central second
+    moment of area, i.e. the ratio of the principal axes of its equivalent ellipse.
+
+    A square (or any regular polygon, or a disc) gives 1; an ``a x b`` rectangle gives
+    ``max(a, b) / min(a, b)``; a degenerate, zero-width region gives ``inf``.
+    Independent of translation, rotation and scale."""
+    _, _, M = region_moments(P)
+    hi, lo = _principal(M)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        e = np.sqrt(hi / lo)
+    return np.where(lo > 0, np.maximum(e, 1.0), np.inf)
+
+
+def region_diameters(P) -> np.ndarray:
+    """(F,) float64: the diameter of each region (largest distance between two of its
+    points; for a convex polygon, between two of its vertices). Exact."""
+    coords, off = P.faces()
+    counts = np.diff(off)
+    out = np.zeros(len(counts))
+    # Group regions by vertex count: all pairwise distances of one group at once,
+    # in blocks so the (n, k, k) temporaries stay small.
+    for k in np.unique(counts):
+        ids = np.flatnonzero(counts == k)
+        block = max(1, 2_000_000 // int(k * k))
+        for s in range(0, len(ids), block):
+            sub = ids[s:s + block]
+            v = coords[off[sub][:, None] + np.arange(k)]            # (n, k, 2)
+            d = v[:, :, None, :] - v[:, None, :, :]
+            out[sub] = np.sqrt((d ** 2).sum(-1).max(axis=(1, 2)))
+    return out
+
+
+def _grid_edges(P, bins):
+    poly = P.slice.polygon
+    lo, hi = poly.min(axis=0), poly.max(axis=0)
+    nx, ny = (int(bins), int(bins)) if np.ndim(bins) == 0 else (int(bins[0]), int(bins[1]))
+    if nx < 1 or ny < 1:
+        raise ValueError(f"bins must be positive; got {bins!r}")
+    return np.linspace(lo[0], hi[0], nx + 1), np.linspace(lo[1], hi[1], ny + 1)
+
+
+def local_complexity(P, bins: Union[int, Tuple[int, int]] = 64
+                     ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Density of linear regions (regions per unit area) on a grid over the slice's
+    bounding box.
+
+    Exact, no centroid binning: each region ``R`` is clipped to every grid cell it meets
+    and counts as ``area(R ∩ cell) / area(R)`` of a region there; the density of a cell
+    is that fractional count divided by the area of the cell inside the domain. So
+    ``(density * cell_area_in_domain).sum() == P.num_regions``, and the density equals
+    the average of ``1 / area(region containing u)`` over the cell.
+
+    Parameters
+    ----------
+    bins : int or (int, int)
+        Number of cells along x and y.
+
+    Returns
+    -------
+    density : (nx, ny) float64
+        ``density[i, j]`` is the cell ``xedges[i]..xedges[i+1]`` x
+        ``yedges[j]..yedges[j+1]`` (the ``np.histogram2d`` layout: draw
+        ``density.T`` with ``origin='lower'``). NaN for cells outside the domain.
+    xedges : (nx + 1,) float64
+    yedges : (ny + 1,) float64
+    """
+    xedges, yedges = _grid_edges(P, bins)
+    coords, off = P.faces()
+    areas = _ragged_areas(coords, off)
+    frac = _area_in_cells(coords, off, 1.0 / areas, xedges, yedges)
+    poly = P.slice.polygon
+    dom = _area_in_cells(poly, np.array([0, len(poly)], np.int64), np.ones(1), xedges, yedges)
+    cell = (xedges[1] - xedges[0]) * (yedges[1] - yedges[0])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        density = np.where(dom > 1e-12 * cell, frac / dom, np.nan)
+    return density, xedges, yedges
+
+
+def decision_boundary_length(P) -> float:
+    """Total length of the decision boundary inside the slice (0.0 when it was not
+    computed or does not cross the slice)."""
+    db = P.decision_boundary
+    if len(db) == 0:
+        return 0.0
+    return float(np.linalg.norm(db[:, 1] - db[:, 0], axis=1).sum())
+
+
+def regions_on_boundary(P) -> np.ndarray:
+    """(k,) int64 sorted indices of the regions that the decision boundary crosses
+    (regions containing a decision segment).
+
+    Found from the decision-boundary refinement: every decision segment separates two of
+    its faces, each inside one region; normally both lie in the same region. Where the
+    boundary runs along a region edge (degenerate input) both regions of that edge are
+    reported. Empty when the decision boundary was not computed or misses the slice."""
+    dec = getattr(P, "_decision", None)
+    if dec is None or len(P.decision_boundary) == 0:
+        return np.zeros(0, np.int64)
+    off, verts = dec["faces"][0], dec["faces"][1]
+    he = _core.halfedges(len(P._xy), off, verts)
+    twin, face = he["twin"], he["face"]
+    w = dec["winner"]
+    h = np.flatnonzero(twin >= 0)
+    h = h[w[face[h]] != w[face[twin[h]]]]
+    dfaces = np.unique(face[h])
+    # Each refined face lies in one region: locate an interior point (its vertex mean).
+    cen = np.add.reduceat(P._xy[verts], off[:-1], axis=0)[dfaces] / np.diff(off)[dfaces, None]
+    reg = P.locate(cen)
+    return np.unique(reg[reg >= 0]).astype(np.int64)
+
+
+def adjacency(P, sparse: bool = False):
+    """The region adjacency (dual) graph: regions sharing an edge of positive length.
+
+    Returns
+    -------
+    pairs : (K, 2) int64
+        Each adjacent pair once, ``pairs[:, 0] < pairs[:, 1]``, sorted
+        lexicographically. Regions meeting only at a vertex are not adjacent.
+    matrix : scipy.sparse.csr_matrix (F, F), only when ``sparse=True``
+        Symmetric; entry ``(i, j)`` is the length of the boundary regions ``i`` and
+        ``j`` share. Needs scipy (``ImportError`` otherwise).
+    """
+    f = P._faces
+    he = _core.halfedges(f.num_vertices, f.face_offsets, f.face_verts)
+    twin, face, nxt = he["twin"], he["face"], he["next"]
+    h = np.flatnonzero(twin >= 0)
+    a, b = face[h].astype(np.int64), face[twin[h]].astype(np.int64)
+    h = h[a < b]
+    a, b = face[h].astype(np.int64), face[twin[h]].astype(np.int64)
+    F = P.num_regions
+    key = a * F + b
+    uniq, inv = np.unique(key, return_inverse=True)
+    pairs = np.stack([uniq // F, uniq % F], axis=1).astype(np.int64) if len(uniq) else np.zeros((0, 2), np.int64)
+    if not sparse:
+        return pairs
+    try:
+        import scipy.sparse as sp
+    except ImportError as e:
+        raise ImportError("adjacency(P, sparse=True) needs scipy; use the (K, 2) pairs without it") from e
+    xy = P._xy
+    v = f.face_verts
+    seg = np.linalg.norm(xy[v[nxt[h]]] - xy[v[h]], axis=1)
+    length = np.bincount(inv.ravel(), weights=seg, minlength=len(uniq)).astype(np.float64)
+    i = np.concatenate([pairs[:, 0], pairs[:, 1]])
+    j = np.concatenate([pairs[:, 1], pairs[:, 0]])
+    m = sp.csr_matrix((np.concatenate([length, length]), (i, j)), shape=(F, F))
+    return pairs, m
+
+
+def summary(P) -> dict:
+    """Scalar statistics of the partition as a dict of plain Python values:
+
+    ``regions``, ``layers``, ``regions_per_layer`` (list), ``vertices``, ``edges``,
+    ``domain_area``, ``area_mean``, ``area_median``, ``area_min``, ``area_max``,
+    ``eccentricity_mean``, ``eccentricity_median``, ``diameter_mean``,
+    ``diameter_max``, ``mean_degree`` (mean number of neighbours in the adjacency
+    graph), ``decision_segments``, ``decision_boundary_length``,
+    ``regions_on_boundary`` (count) and ``regions_per_unit_area``."""
+    areas = region_areas(P)
+    ecc = region_eccentricity(P)
+    diam = region_diameters(P)
+    pairs = adjacency(P)
+    F = P.num_regions
+    return {
+        "regions": int(F),
+        "layers": int(P.num_layers),
+        "regions_per_layer": [int(x) for x in regions_per_layer(P)],
+        "vertices": int(len(P.vertices)),
+        "edges": int(len(P.edges)),
+        "domain_area": float(P.slice.area),
+        "area_mean": float(areas.mean()),
+        "area_median": float(np.median(areas)),
+        "area_min": float(areas.min()),
+        "area_max": float(areas.max()),
+        "eccentricity_mean": float(ecc.mean()),
+        "eccentricity_median": float(np.median(ecc)),
+        "diameter_mean": float(diam.mean()),
+        "diameter_max": float(diam.max()),
+        "mean_degree": float(2 * len(pairs) / F),
+        "decision_segments": int(len(P.decision_boundary)),
+        "decision_boundary_length": decision_boundary_length(P),
+        "regions_on_boundary": int(len(regions_on_boundary(P))),
+        "regions_per_unit_area": float(F / P.slice.area),
+    }
