@@ -288,6 +288,82 @@ class Partition:
                 res[i] = ok[0]
         return res
 
+    # -- statistics and sampling (splinecam.stats, splinecam.sampling) --------------------
+    def stats(self) -> dict:
+        """Summary statistics (plain Python values): regions, regions per layer, area and
+        eccentricity distributions, decision-boundary length, ... See
+        :func:`splinecam.stats.summary`."""
+        from .stats import summary
+        return summary(self)
+
+    def regions_per_layer(self) -> np.ndarray:
+        """(L,) number of regions after each hidden layer."""
+        from .stats import regions_per_layer
+        return regions_per_layer(self)
+
+    def eccentricity(self) -> np.ndarray:
+        """(F,) sqrt of the ratio of principal second moments of area (1 = round)."""
+        from .stats import region_eccentricity
+        return region_eccentricity(self)
+
+    def local_complexity(self, bins=64):
+        """Regions per unit area on a grid: ``(density (nx, ny), xedges, yedges)``,
+        exact area fractions per cell. See :func:`splinecam.stats.local_complexity`."""
+        from .stats import local_complexity
+        return local_complexity(self, bins)
+
+    def decision_boundary_length(self) -> float:
+        """Total length of the decision boundary in plane units."""
+        from .stats import decision_boundary_length
+        return decision_boundary_length(self)
+
+    def regions_on_boundary(self) -> np.ndarray:
+        """Sorted indices of the regions the decision boundary passes through."""
+        from .stats import regions_on_boundary
+        return regions_on_boundary(self)
+
+    def adjacency(self, sparse: bool = False):
+        """The region adjacency (dual) graph: (K, 2) pairs of regions sharing an edge
+        (and, with ``sparse=True``, a scipy CSR matrix of shared boundary lengths)."""
+        from .stats import adjacency
+        return adjacency(self, sparse=sparse)
+
+    def sample_decision_boundary(self, n: int, seed: int = 0):
+        """``n`` points uniform by length on the decision boundary: plane points
+        ``(n, 2)`` and the model inputs there ``(n, *input_shape)``."""
+        from .sampling import sample_decision_boundary
+        return sample_decision_boundary(self, n, seed=seed)
+
+    def sample_regions(self, regions=None, n_per_region: int = 1, seed: int = 0):
+        """Points uniform inside the chosen regions (all by default): ``(points,
+        region_ids)``."""
+        from .sampling import sample_regions
+        return sample_regions(self, regions, n_per_region, seed=seed)
+
+    def to_geojson(self, path=None, **kwargs) -> dict:
+        """GeoJSON FeatureCollection of the regions and decision segments."""
+        from .export import to_geojson
+        return to_geojson(self, path, **kwargs)
+
+    def to_svg(self, path=None, **kwargs) -> str:
+        """A plain SVG drawing of the partition (no matplotlib needed)."""
+        from .export import to_svg
+        return to_svg(self, path, **kwargs)
+
+    def save(self, path, **kwargs):
+        """Write the partition to ``path``; the format follows the extension: ``.npz``
+        (arrays), ``.geojson``/``.json``, ``.gt`` (graph-tool), ``.svg``/``.png``/
+        ``.pdf``/... (a figure)."""
+        from . import export, plot
+        ext = str(path).lower().rsplit(".", 1)[-1]
+        if ext == "npz":
+            return export.save_npz(self, path, **kwargs)
+        if ext in ("geojson", "json"):
+            return export.to_geojson(self, path, **kwargs)
+        if ext == "gt":
+            return export.save_graph_tool(self, path)
+        return plot.save(self, path, **kwargs)
+
     # -- checks and exports --------------------------------------------------------------
     def validate(self) -> None:
         """Raise ``RuntimeError`` unless the regions (and the decision-boundary
