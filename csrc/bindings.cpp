@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "splinecam/halfedge.h"
+#include "splinecam/merge.h"
 #include "splinecam/refine.h"
 #ifdef SPLINECAM_WITH_CUDA
 #include "cuda_launcher.h"
@@ -121,6 +122,30 @@ std::string validate(int num_vertices, carray<int64_t> face_offsets, carray<int3
   return validate_cycles(num_vertices, F, face_offsets.data(), face_verts.data(), he_layer.data(), he_unit.data());
 }
 
+py::dict merge(int num_vertices, carray<int64_t> face_offsets, carray<int32_t> face_verts, carray<int32_t> he_layer,
+               carray<int32_t> he_unit, carray<uint8_t> remove_he) {
+  const int64_t F = face_offsets.shape(0) - 1;
+  const int64_t H = face_offsets.at(F);
+  require(F >= 0 && face_verts.shape(0) == H && he_layer.shape(0) == H && he_unit.shape(0) == H &&
+              remove_he.shape(0) == H,
+          "inconsistent face arrays");
+  MergeOutput o;
+  {
+    py::gil_scoped_release release;
+    o = merge_faces(num_vertices, F, face_offsets.data(), face_verts.data(), he_layer.data(), he_unit.data(),
+                    remove_he.data());
+  }
+  const py::ssize_t Fn = static_cast<py::ssize_t>(o.face_offsets.size()) - 1;
+  const py::ssize_t Hn = static_cast<py::ssize_t>(o.face_verts.size());
+  py::dict d;
+  d["face_offsets"] = to_numpy(std::move(o.face_offsets), {Fn + 1});
+  d["face_verts"] = to_numpy(std::move(o.face_verts), {Hn});
+  d["he_layer"] = to_numpy(std::move(o.he_layer), {Hn});
+  d["he_unit"] = to_numpy(std::move(o.he_unit), {Hn});
+  d["group"] = to_numpy(std::move(o.group), {static_cast<py::ssize_t>(F)});
+  return d;
+}
+
 py::dict build_info() {
   py::dict d;
   d["version"] = SPLINECAM_VERSION;
@@ -172,6 +197,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("halfedges", &halfedges, py::arg("num_vertices"), py::arg("face_offsets"), py::arg("face_verts"));
   m.def("validate", &validate, py::arg("num_vertices"), py::arg("face_offsets"), py::arg("face_verts"),
         py::arg("he_layer"), py::arg("he_unit"));
+  m.def("merge", &merge, py::arg("num_vertices"), py::arg("face_offsets"), py::arg("face_verts"),
+        py::arg("he_layer"), py::arg("he_unit"), py::arg("remove_he"));
   m.def("build_info", &build_info);
   m.def("cuda_device_count", &cuda_device_count_binding);
   m.def("cuda_snap_rows", &cuda_snap_rows_binding, py::arg("rows"), py::arg("tol"), py::arg("n_rows"),

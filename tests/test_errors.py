@@ -69,23 +69,57 @@ def test_input_shape_mismatch():
         splinecam.partition(m, splinecam.Slice.plane2d(SQUARE), progress=False)
 
 
-@pytest.mark.parametrize("module", [nn.Tanh(), nn.Sigmoid(), nn.GELU(), nn.MaxPool1d(2)])
+@pytest.mark.parametrize("module", [nn.Tanh(), nn.Sigmoid(), nn.GELU(), nn.Softplus()])
 def test_unsupported_layer_names_itself_and_the_supported_list(module):
     m = nn.Sequential(nn.Linear(2, 4), nn.Sequential(nn.ReLU(), module), nn.Linear(4, 1)).eval()
     with pytest.raises(splinecam.UnsupportedModelError, match=rf"'1\.1' \({type(module).__name__}\).*Supported modules: .*Linear.*ReLU"):
         splinecam.partition(m, splinecam.Slice.plane2d(SQUARE), progress=False)
 
 
-def test_non_sequential_model_is_refused_clearly():
+def test_data_dependent_control_flow_is_refused_clearly():
     class Net(nn.Module):
         def __init__(self):
             super().__init__()
             self.fc = nn.Linear(2, 1)
 
         def forward(self, x):
-            return self.fc(x)
+            if x.sum() > 0:  # depends on the data: cannot be traced
+                return self.fc(x)
+            return -self.fc(x)
 
-    with pytest.raises(splinecam.UnsupportedModelError, match="not an nn.Sequential"):
+    with pytest.raises(splinecam.UnsupportedModelError, match="cannot trace"):
+        splinecam.partition(Net().eval(), splinecam.Slice.plane2d(SQUARE), progress=False)
+
+
+def test_unsupported_function_names_the_node_and_source_line():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(2, 3)
+
+        def forward(self, x):
+            return torch.tanh(self.fc(x))
+
+    with pytest.raises(splinecam.UnsupportedModelError, match=r"function tanh.*test_errors\.py.*torch\.tanh"):
+        splinecam.partition(Net().eval(), splinecam.Slice.plane2d(SQUARE), progress=False)
+
+
+def test_softmax_inside_the_network_is_refused():
+    m = nn.Sequential(nn.Linear(2, 3), nn.Softmax(dim=1), nn.Linear(3, 2)).eval()
+    with pytest.raises(splinecam.UnsupportedModelError, match="Softmax.*only dropped as the final op"):
+        splinecam.partition(m, splinecam.Slice.plane2d(SQUARE), progress=False)
+
+
+def test_product_of_two_activations_is_refused():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(2, 3), nn.Linear(2, 3)
+
+        def forward(self, x):
+            return torch.relu(self.a(x)) * self.b(x)
+
+    with pytest.raises(splinecam.UnsupportedModelError, match="product of two tensors"):
         splinecam.partition(Net().eval(), splinecam.Slice.plane2d(SQUARE), progress=False)
 
 

@@ -78,15 +78,19 @@ def _progress(total, enabled, desc):
 
 def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool = True, progress: bool = True,
               rtol: float = 1e-10, threads: Optional[int] = None, validate: bool = False,
-              chunk: int = 65536) -> "Partition":
+              chunk: int = 32768) -> "Partition":
     """Compute the exact partition of ``slice`` into the linear regions of ``model``.
 
     Parameters
     ----------
     model : torch.nn.Module
-        An ``nn.Sequential`` (nesting allowed) of Linear, Conv2d, BatchNorm1d/2d,
-        AvgPool2d, Flatten, Dropout, Identity, ReLU and LeakyReLU modules, in eval mode.
-        It is copied and evaluated in float64 on the CPU; the caller's model is untouched.
+        Affine layers and piecewise-linear nonlinearities, traced with ``torch.fx``
+        (``nn.Sequential`` or any module whose ``forward`` has no data-dependent control
+        flow): Linear, Conv1d/2d, BatchNorm, AvgPool, AdaptiveAvgPool, Flatten, reshapes,
+        indexing, residual ``+``, ``torch.cat``; ReLU, LeakyReLU, PReLU, Hardtanh, ReLU6,
+        ``abs``, ``clamp``, MaxPool1d/2d, ``torch.maximum``, ``x.max(dim)``. A final
+        softmax / log-softmax is dropped. The model must be in eval mode; it is copied and
+        evaluated in float64 on the CPU, the caller's model is untouched.
     slice : Slice
         The convex polygon in a plane of the input space.
     decision_boundary : bool
@@ -95,7 +99,7 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
     progress : bool
         Show a progress bar over layers.
     rtol : float
-        Snapping tolerance: a pre-activation whose magnitude at a vertex is at most
+        Snapping tolerance: a breakpoint value whose magnitude at a vertex is at most
         ``rtol`` times its largest magnitude over the slice counts as exactly zero there
         (the vertex lies on that unit's line). This makes lines through vertices,
         coincident lines and concurrent lines exact, and never splits off slivers thinner
@@ -104,6 +108,8 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
         CPU threads for the engine (default: all).
     validate : bool
         Check the planar-graph invariants after every layer (slower; for debugging).
+    chunk : int
+        Vertices per batch of the forward passes.
 
     Returns
     -------
@@ -120,22 +126,34 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
     xy = np.ascontiguousarray(poly)
     faces = (np.array([0, k], dtype=np.int64), np.arange(k, dtype=np.int32), np.full(k, -1, np.int32),
              np.full(k, -1, np.int32))
-    rows = net.first(slice.to_input(xy), chunk)
+    rows, lay = net.rows_for(1, slice.to_input(xy), chunk)
     layers: List[Layer] = []
     stats = {"degenerate": 0}
     bar = _progress(net.num_layers + (1 if decision_boundary else 0), progress, "splinecam")
     for l in range(1, net.num_layers + 1):
-        out = _refine(xy, rows, faces, rows.shape[1], l, rtol, threads)
-        stats["degenerate"] += int(out["degenerate"])
-        xy = np.concatenate([xy, out["xy"]])
-        faces = (out["face_offsets"], out["face_verts"], out["he_layer"], out["he_unit"])
-        layer = Layer(*faces, out["face_parent"], len(xy))
+        nl = net.layers[l - 1]
+        if nl.kind == "elementwise":
+            out = _refine(xy, rows, faces, lay.n_cut, l, rtol, threads)
+            stats["degenerate"] += int(out["degenerate"])
+            xy = np.concatenate([xy, out["xy"]])
+            unit = out["he_unit"]
+            if len(nl.breakpoints) > 1:  # columns are (breakpoint, unit): label by unit
+                sel = out["he_layer"] == l
+                unit[sel] %= nl.width
+            faces = (out["face_offsets"], out["face_verts"], out["he_layer"], unit)
+            parent = out["face_parent"]
+            blocks = [rows, out["rows_edge"], out["rows_face"]]
+        else:
+            xy, rows, faces, parent, deg = _max_layer(xy, rows, faces, lay, nl, l, rtol, threads)
+            stats["degenerate"] += deg
+            blocks = [rows]
+        layer = Layer(*faces, parent, len(xy))
         layers.append(layer)
         if validate:
-            _check(layer, f"after layer {l}")
-        # The next layer's values at every vertex: old rows and the engine's new rows
-        # feed the next affine segment block by block, never concatenated.
-        rows = net.next(l, [rows, out["rows_edge"], out["rows_face"]], chunk)
+            _check(layer, f"after layer {l} ({nl.name})")
+        # The next layer's rows at every vertex: the blocks feed the glue in order,
+        # never concatenated.
+        rows, lay = net.rows_for(l + 1, (blocks, lay, l), chunk)
         if bar is not None:
             bar.update(1)
             bar.set_postfix(regions=layer.num_faces)
@@ -154,6 +172,63 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
     stats["seconds"] = time.perf_counter() - t0
     return Partition(xy=xy, layers=layers, outputs=outputs, decision=decision, net=net, slice=slice,
                      stats=stats)
+
+
+def _max_layer(xy, rows, faces, lay, nl, layer_id, rtol, threads, chunk=8192):
+    """A max-type layer: for windows of k candidates, k - 1 refinements by
+    ``max(c_0..c_{s-1}) - c_s`` (each a ReLU, max(a, b) = b + relu(a - b)), then the
+    faces on both sides of a split line with the same winner are merged again."""
+    idx = nl.idx
+    W, k = idx.shape
+    x0 = lay.n_cut
+    xcols = slice_cols = (x0, x0 + nl.in_numel)
+    parent = None
+    degenerate = 0
+    for s in range(1, k):
+        X = rows[:, xcols[0]:xcols[1]]
+        for a in range(0, len(rows), chunk):
+            Xc = X[a:a + chunk]
+            rows[a:a + chunk, :W] = Xc[:, idx[:, :s]].max(axis=2) - Xc[:, idx[:, s]]
+        out = _refine(xy, rows, faces, W, layer_id, rtol, threads)
+        degenerate += int(out["degenerate"])
+        xy = np.concatenate([xy, out["xy"]])
+        rows = np.concatenate([rows, out["rows_edge"], out["rows_face"]])
+        faces = (out["face_offsets"], out["face_verts"], out["he_layer"], out["he_unit"])
+        parent = out["face_parent"] if parent is None else parent[out["face_parent"]]
+    if parent is None:
+        parent = np.arange(len(faces[0]) - 1, dtype=np.int32)
+    off, verts, lay_, unit = faces
+    he = _core.halfedges(len(xy), off, verts)
+    twin, face = he["twin"], he["face"]
+    h = np.flatnonzero((lay_ == layer_id) & (twin >= 0))
+    if len(h):
+        w = unit[h]
+        X = rows[:, xcols[0]:xcols[1]]
+        win = _face_window_argmax(X, idx, off, verts, np.concatenate([face[h], face[twin[h]]]), np.concatenate([w, w]))
+        same = win[: len(h)] == win[len(h):]
+        remove = np.zeros(len(verts), np.uint8)
+        remove[h[same]] = 1
+        if remove.any():
+            m = _core.merge(len(xy), off, verts, lay_, unit, remove)
+            first = np.full(int(m["group"].max()) + 1, -1, np.int64)
+            first[m["group"][::-1]] = np.arange(len(m["group"]))[::-1]
+            parent = parent[first]
+            faces = (m["face_offsets"], m["face_verts"], m["he_layer"], m["he_unit"])
+    return xy, rows, faces, parent.astype(np.int32), degenerate
+
+
+def _face_window_argmax(X, idx, off, verts, face, window):
+    """Winner (candidate position) of ``window[p]`` inside ``face[p]``, from the mean of
+    the candidates over the face's vertices (an interior point: they are affine there)."""
+    lens = np.diff(off)[face]
+    starts = off[:-1][face]
+    total = int(lens.sum())
+    seg_start = np.cumsum(lens) - lens
+    flat = np.arange(total) - np.repeat(seg_start, lens) + np.repeat(starts, lens)
+    v = verts[flat]
+    cand = X[v[:, None], idx[np.repeat(window, lens)]]          # (total, k)
+    sums = np.add.reduceat(cand, seg_start, axis=0)
+    return np.argmax(sums, axis=1)
 
 
 def _check(layer: Layer, where: str) -> None:

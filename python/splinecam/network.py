@@ -1,87 +1,240 @@
-"""Turning a torch model into what the engine needs: affine segments separated by
-piecewise-linear nonlinearities, evaluated in float64 on batches of vertices."""
+"""Turning a torch model into what the engine needs.
+
+The model is traced with ``torch.fx`` into a graph of nodes. Every node is either
+*glue* that is affine in its tensor inputs (Linear, Conv, BatchNorm in eval mode,
+pooling by averaging, reshaping, indexing, ``+``, ``torch.cat``, ...) or a
+*piecewise-linear nonlinearity*:
+
+- elementwise, with breakpoints at constants: ReLU, LeakyReLU, PReLU and ``abs`` (0),
+  Hardtanh and ``clamp`` (its bounds), ReLU6 (0 and 6);
+- max-type: MaxPool1d/2d, ``x.max(dim)`` / ``amax`` (maxout), ``torch.maximum(a, b)``:
+  each output is the maximum of a window of candidates.
+
+Hidden layer ``l`` is the ``l``-th nonlinearity in topological order. A monotone final
+op (softmax, log-softmax) is dropped: it changes no decision. Anything else is refused
+before any work, naming the node and the line of the model's source that made it.
+
+Between nonlinearities the driver evaluates the glue on batches of vertex values. For
+layer ``l`` it lays out one row per vertex (:class:`RowLayout`): first the breakpoint
+columns that the engine cuts along (``z - b`` for every breakpoint ``b``, or the chain
+column of a max-type layer), then every tensor that is still needed later, carried
+along and interpolated exactly at the vertices the engine creates.
+"""
 from __future__ import annotations
 
+import builtins
 import copy
-from dataclasses import dataclass
-from typing import Callable, List, Sequence, Tuple
+import operator
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from torch import nn
+import torch.fx as fx
 import torch.nn.functional as F
+from torch import nn
 
-__all__ = ["Network", "SUPPORTED_MODULES", "UnsupportedModelError"]
-
-# Affine modules (in eval mode) and piecewise-linear nonlinearities that a Sequential
-# model may contain.
-AFFINE_MODULES = (nn.Linear, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.AvgPool2d, nn.Flatten, nn.Dropout,
-                  nn.Identity)
-NONLINEAR_MODULES = (nn.ReLU, nn.LeakyReLU)
-SUPPORTED_MODULES = (nn.Sequential,) + AFFINE_MODULES + NONLINEAR_MODULES
+__all__ = ["Network", "SUPPORTED_MODULES", "UnsupportedModelError", "RowLayout"]
 
 
 class UnsupportedModelError(TypeError):
     """The model contains something splinecam cannot partition exactly."""
 
 
+# -- what is supported ---------------------------------------------------------------------
+AFFINE_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.AvgPool1d, nn.AvgPool2d,
+                  nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Unflatten, nn.Dropout, nn.Identity)
+ELEMENTWISE_MODULES = (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.Hardtanh)  # ReLU6 is a Hardtanh
+MAX_MODULES = (nn.MaxPool1d, nn.MaxPool2d)
+FINAL_MODULES = (nn.Softmax, nn.LogSoftmax)
+SUPPORTED_MODULES = (nn.Sequential,) + AFFINE_MODULES + ELEMENTWISE_MODULES + (nn.ReLU6,) + MAX_MODULES
+
+_AFFINE_FUNCTIONS = {
+    operator.add, operator.sub, operator.neg, operator.pos, operator.getitem, torch.add, torch.sub, torch.neg,
+    torch.cat, torch.concat, torch.stack, torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze,
+    torch.transpose, torch.permute, torch.movedim, F.linear, F.conv1d, F.conv2d, F.avg_pool1d, F.avg_pool2d,
+    F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.dropout, F.pad, torch.sum, torch.mean, F.batch_norm,
+}
+_SCALAR_FUNCTIONS = {operator.mul, operator.truediv, torch.mul, torch.div}  # affine when one side is constant
+_AFFINE_METHODS = {"view", "reshape", "flatten", "squeeze", "unsqueeze", "permute", "transpose", "contiguous",
+                   "add", "sub", "neg", "sum", "mean", "expand", "repeat", "view_as", "reshape_as", "t",
+                   "unflatten", "movedim", "double", "float", "half", "to", "cpu", "cuda", "type", "clone", "narrow", "select", "chunk", "split",
+                   "__getitem__"}
+_SCALAR_METHODS = {"mul", "div", "__mul__", "__truediv__"}
+_KEEP_DTYPE_METHODS = {"double", "float", "half", "to", "cpu", "cuda", "type"}
+_META_METHODS = {"size", "dim", "numel"}
+_META_FUNCTIONS = {builtins.getattr, len}
+_FINAL_FUNCTIONS = {F.softmax, F.log_softmax, torch.softmax, torch.log_softmax}
+_FINAL_METHODS = {"softmax", "log_softmax"}
+_RELU_FUNCTIONS = {F.relu, torch.relu, F.leaky_relu, F.prelu, torch.abs, F.relu6}
+_RELU_METHODS = {"relu", "abs", "relu_", "abs_"}
+
+
 def _supported_list() -> str:
-    return ", ".join(m.__name__ for m in SUPPORTED_MODULES)
+    fns = "F.relu, torch.relu, x.relu(), F.leaky_relu, F.prelu, torch.abs, F.hardtanh, F.relu6, torch.clamp, " \
+          "torch.maximum, x.max(dim), x.amax(dim), F.max_pool1d/2d, +, -, torch.cat, indexing, view/reshape/flatten"
+    return ", ".join(m.__name__ for m in SUPPORTED_MODULES + (nn.Softmax, nn.LogSoftmax)) + "; functions: " + fns
 
 
+def _where(node: fx.Node) -> str:
+    """The model's source line that created ``node`` (from the traced stack)."""
+    trace = node.meta.get("stack_trace") or ""
+    lines = [l.strip() for l in trace.strip().splitlines()]
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i].startswith("File ") and "torch/fx" not in lines[i] and "torch/nn/modules" not in lines[i]:
+            code = lines[i + 1] if i + 1 < len(lines) and not lines[i + 1].startswith("File ") else ""
+            return f" at {lines[i][5:]}" + (f": {code}" if code else "")
+    return ""
+
+
+def _describe(node: fx.Node, gm: fx.GraphModule) -> str:
+    if node.op == "call_module":
+        return f"module '{node.target}' ({type(gm.get_submodule(node.target)).__name__})"
+    if node.op == "call_method":
+        return f"node '{node.name}' (method .{node.target}())"
+    name = getattr(node.target, "__name__", str(node.target))
+    return f"node '{node.name}' (function {name})"
+
+
+# -- the nonlinearities ---------------------------------------------------------------------
 @dataclass
-class Activation:
-    """A piecewise-linear nonlinearity applied elementwise; its breakpoint function is
-    the pre-activation itself (one zero set per unit)."""
-    name: str           # module path in the model, e.g. "4" or "features.2"
-    negative_slope: float  # 0 for ReLU
+class Nonlinearity:
+    """A hidden layer: one piecewise-linear node of the traced graph."""
+    node: fx.Node
+    name: str                     # module path, or the node's name for functions
+    kind: str                     # "elementwise" or "max"
+    inputs: List[fx.Node]         # tensor inputs (per vertex)
+    out_shape: Tuple[int, ...] = ()
+    breakpoints: Tuple[float, ...] = ()   # elementwise: values of z where the slope changes
+    idx: Optional[np.ndarray] = None      # max: (W, k) candidate indices into the flattened inputs
+    in_numel: int = 0
 
-    def __call__(self, z: torch.Tensor) -> torch.Tensor:
-        if self.negative_slope == 0.0:
-            return F.relu(z)
-        return F.leaky_relu(z, self.negative_slope)
+    @property
+    def width(self) -> int:
+        """Units (output elements) of the layer: the labels of its edges."""
+        return int(np.prod(self.out_shape))
 
 
-def _flatten(module: nn.Module, prefix: str, out: list) -> None:
-    if isinstance(module, nn.Sequential):
-        for name, child in module.named_children():
-            _flatten(child, f"{prefix}.{name}" if prefix else name, out)
-        return
-    if not isinstance(module, AFFINE_MODULES + NONLINEAR_MODULES):
-        raise UnsupportedModelError(
-            f"module '{prefix or type(module).__name__}' ({type(module).__name__}) is not supported: splinecam "
-            f"needs affine layers and piecewise-linear nonlinearities. Supported modules: {_supported_list()}")
-    out.append((prefix, module))
+def _elementwise_breakpoints(node: fx.Node, gm: fx.GraphModule) -> Optional[Tuple[float, ...]]:
+    if node.op == "call_module":
+        m = gm.get_submodule(node.target)
+        if isinstance(m, nn.Hardtanh):  # includes ReLU6
+            return (float(m.min_val), float(m.max_val))
+        if isinstance(m, (nn.ReLU, nn.LeakyReLU, nn.PReLU)):
+            return (0.0,)
+        return None
+    if node.op == "call_function":
+        if node.target in _RELU_FUNCTIONS:
+            return (0.0, 6.0) if node.target is F.relu6 else (0.0,)
+        if node.target is F.hardtanh:
+            lo = node.kwargs.get("min_val", node.args[1] if len(node.args) > 1 else -1.0)
+            hi = node.kwargs.get("max_val", node.args[2] if len(node.args) > 2 else 1.0)
+            return (float(lo), float(hi))
+        if node.target in (torch.clamp, torch.clip):
+            return _clamp_breakpoints(node, node.args[1:])
+        return None
+    if node.op == "call_method":
+        if node.target in _RELU_METHODS:
+            return (0.0,)
+        if node.target in ("clamp", "clip"):
+            return _clamp_breakpoints(node, node.args[1:])
+    return None
+
+
+def _clamp_breakpoints(node, args):
+    lo = node.kwargs.get("min", args[0] if len(args) > 0 else None)
+    hi = node.kwargs.get("max", args[1] if len(args) > 1 else None)
+    for v in (lo, hi):
+        if v is not None and not isinstance(v, (int, float)):
+            raise UnsupportedModelError(f"clamp with tensor bounds is not supported at node '{node.name}'{_where(node)}")
+    return tuple(float(v) for v in (lo, hi) if v is not None)
+
+
+def _is_max(node: fx.Node, gm: fx.GraphModule) -> bool:
+    if node.op == "call_module":
+        return isinstance(gm.get_submodule(node.target), MAX_MODULES)
+    if node.op == "call_function":
+        return node.target in (torch.maximum, torch.max, torch.amax, F.max_pool1d, F.max_pool2d)
+    if node.op == "call_method":
+        return node.target in ("max", "amax", "maximum")
+    return False
+
+
+def _pool_indices(in_shape, kernel, stride, padding, dilation, ceil_mode, dims: int) -> Tuple[np.ndarray, tuple]:
+    """Candidate indices (W, k) of a max-pool over a (C, *spatial) input; padding
+    positions are replaced by the window's first real candidate (a duplicate never wins
+    alone and never cuts)."""
+    if ceil_mode:
+        raise UnsupportedModelError("MaxPool with ceil_mode=True is not supported")
+    as2 = (lambda v: (v, v) if isinstance(v, int) else tuple(v))
+    if dims == 1:
+        k, s, p, d = (1, kernel if isinstance(kernel, int) else kernel[0]), \
+                     (1, stride if isinstance(stride, int) else stride[0]), \
+                     (0, padding if isinstance(padding, int) else padding[0]), \
+                     (1, dilation if isinstance(dilation, int) else dilation[0])
+        shape = (in_shape[0], 1, in_shape[1])
+    else:
+        k, s, p, d = as2(kernel), as2(stride if stride is not None else kernel), as2(padding), as2(dilation)
+        shape = tuple(in_shape)
+    n = int(np.prod(shape))
+    ids = torch.arange(n, dtype=torch.float64).reshape(1, *shape)
+    ids = F.pad(ids, (p[1], p[1], p[0], p[0]), value=-1.0)
+    cols = F.unfold(ids, kernel_size=k, dilation=d, stride=s)  # (1, C*kk, L)
+    C = shape[0]
+    kk = k[0] * k[1]
+    L = cols.shape[-1]
+    idx = cols.reshape(C, kk, L).permute(0, 2, 1).reshape(C * L, kk).numpy().astype(np.int64)
+    first = np.argmax(idx >= 0, axis=1)
+    fill = idx[np.arange(len(idx)), first]
+    idx = np.where(idx >= 0, idx, fill[:, None])
+    h_out = (shape[1] + 2 * p[0] - d[0] * (k[0] - 1) - 1) // s[0] + 1
+    w_out = (shape[2] + 2 * p[1] - d[1] * (k[1] - 1) - 1) // s[1] + 1
+    out_shape = (C, w_out) if dims == 1 else (C, h_out, w_out)
+    return idx, out_shape
+
+
+def _reduce_indices(in_shape, dim, keepdim) -> Tuple[np.ndarray, tuple]:
+    n = int(np.prod(in_shape))
+    ids = np.arange(n).reshape(in_shape)
+    if dim is None:
+        return ids.reshape(1, n), ((1,) * len(in_shape) if keepdim else ())
+    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    dims = tuple(d - 1 if d > 0 else d + len(in_shape) + 0 for d in dims)  # drop the batch dimension
+    dims = tuple(d % len(in_shape) for d in dims)
+    moved = np.moveaxis(ids, dims, tuple(range(-len(dims), 0)))
+    keep_shape = moved.shape[: len(in_shape) - len(dims)]
+    idx = moved.reshape(int(np.prod(keep_shape)) if keep_shape else 1, -1)
+    if keepdim:
+        out_shape = tuple(1 if i in dims else s for i, s in enumerate(in_shape))
+    else:
+        out_shape = keep_shape
+    return idx, out_shape
+
+
+# -- row layouts -------------------------------------------------------------------------------
+@dataclass
+class RowLayout:
+    """Columns of the per-vertex rows at one hidden layer.
+
+    ``n_cut`` breakpoint columns come first; ``carry`` maps each tensor node that is
+    needed later to its column range. For an elementwise layer whose input is not
+    carried, the input is recovered as ``rows[:, :N] + breakpoints[0]``."""
+    n_cut: int
+    n_cols: int
+    carry: Dict[fx.Node, Tuple[int, int]] = field(default_factory=dict)
 
 
 class Network:
-    """A float64 copy of a model, split as ``A_0, s_1, A_1, ..., s_L, A_L``: affine
-    segments ``A_l`` and nonlinearities ``s_l``. Hidden layer ``l`` (1-based) is
-    ``s_l``; its pre-activations are the breakpoint values of the engine."""
+    """A float64 copy of a model as a traced graph split at its nonlinearities."""
 
-    def __init__(self, segments: List[nn.Sequential], activations: List[Activation],
-                 layer_shapes: List[Tuple[int, ...]], output_shape: Tuple[int, ...], input_shape: Tuple[int, ...]):
-        self.segments = segments
-        self.activations = activations
-        self.layer_shapes = layer_shapes    # pre-activation shape of each hidden layer
-        self.output_shape = output_shape
-        self.input_shape = input_shape
-
-    @property
-    def num_layers(self) -> int:
-        return len(self.activations)
-
-    @property
-    def layer_widths(self) -> List[int]:
-        return [int(np.prod(s)) for s in self.layer_shapes]
-
-    @property
-    def layer_names(self) -> List[str]:
-        return [a.name for a in self.activations]
-
-    @property
-    def num_outputs(self) -> int:
-        return int(np.prod(self.output_shape))
+    def __init__(self, gm: fx.GraphModule, input_shape: Tuple[int, ...]):
+        self.gm = gm
+        self.input_shape = tuple(input_shape)
+        self.nodes: List[fx.Node] = list(gm.graph.nodes)
+        self.pos = {n: i for i, n in enumerate(self.nodes)}
+        self._classify()
+        self._propagate_shapes()
+        self._liveness()
 
     # -- construction ------------------------------------------------------------------
     @classmethod
@@ -96,93 +249,455 @@ class Network:
         for name, t in list(model.named_parameters()) + list(model.named_buffers()):
             if t.is_floating_point() and not torch.isfinite(t).all():
                 raise ValueError(f"the model's tensor '{name}' contains NaN or infinite values")
-        modules: list = []
-        if not isinstance(model, nn.Sequential):
-            if isinstance(model, AFFINE_MODULES + NONLINEAR_MODULES):
-                modules = [(type(model).__name__, model)]
+        tracer = fx.Tracer()
+        tracer.record_stack_traces = True
+        try:
+            graph = tracer.trace(model)
+        except Exception as e:
+            raise UnsupportedModelError(
+                f"torch.fx cannot trace the model ({type(e).__name__}: {e}); splinecam needs a forward() without "
+                "data-dependent control flow") from None
+        gm = fx.GraphModule(tracer.root, graph)
+        gm = copy.deepcopy(gm).to(device="cpu", dtype=torch.float64).eval()
+        for m in gm.modules():
+            if hasattr(m, "inplace"):
+                m.inplace = False
+        return cls(gm, tuple(int(s) for s in input_shape))
+
+    def _unsupported(self, node: fx.Node, why: str = "") -> UnsupportedModelError:
+        return UnsupportedModelError(
+            f"{_describe(node, self.gm)}{_where(node)} is not supported{why}: splinecam needs affine layers and "
+            f"piecewise-linear nonlinearities. Supported modules: {_supported_list()}")
+
+    def _classify(self):
+        gm = self.gm
+        self.layers: List[Nonlinearity] = []
+        self.kind: Dict[fx.Node, str] = {}
+        outputs = [n for n in self.nodes if n.op == "output"]
+        out = outputs[0].args[0]
+        if not isinstance(out, fx.Node):
+            raise UnsupportedModelError("the model must return a single tensor")
+        # A monotone final op changes no decision: drop it.
+        while isinstance(out, fx.Node) and self._is_final(out):
+            out = out.args[0]
+        self.output_node = out
+        for n in self.nodes:
+            if n.op in ("placeholder", "output", "get_attr"):
+                self.kind[n] = n.op
+                continue
+            if self.pos[n] > self.pos[out]:
+                self.kind[n] = "dropped"
+                continue
+            bps = _elementwise_breakpoints(n, gm)
+            if bps is not None:
+                self.kind[n] = "nonlinear"
+                self.layers.append(Nonlinearity(n, n.target if n.op == "call_module" else n.name, "elementwise",
+                                                [n.args[0]], breakpoints=bps))
+            elif _is_max(n, gm):
+                self.kind[n] = "nonlinear"
+                self.layers.append(Nonlinearity(n, n.target if n.op == "call_module" else n.name, "max", []))
+            elif self._is_affine(n):
+                self.kind[n] = "affine"
+            elif self._is_final(n):
+                raise self._unsupported(n, " inside the network (softmax is only dropped as the final op)")
             else:
-                raise UnsupportedModelError(
-                    f"the model is a {type(model).__name__}, not an nn.Sequential: wrap its layers in "
-                    f"nn.Sequential (nesting is fine). Supported modules: {_supported_list()}")
+                raise self._unsupported(n)
+
+    def _is_final(self, n: fx.Node) -> bool:
+        if n.op == "call_module":
+            return isinstance(self.gm.get_submodule(n.target), FINAL_MODULES)
+        if n.op == "call_function":
+            return n.target in _FINAL_FUNCTIONS
+        return n.op == "call_method" and n.target in _FINAL_METHODS
+
+    def _is_affine(self, n: fx.Node) -> bool:
+        if n.op == "call_module":
+            return isinstance(self.gm.get_submodule(n.target), AFFINE_MODULES + (nn.Sequential,))
+        if n.op == "call_function":
+            if n.target in _AFFINE_FUNCTIONS or n.target in _META_FUNCTIONS:
+                return True
+            return n.target in _SCALAR_FUNCTIONS  # checked once shapes are known
+
+        if n.op == "call_method":
+            return n.target in _AFFINE_METHODS or n.target in _META_METHODS or n.target in _SCALAR_METHODS
+        return False
+
+    # -- static information: shapes, constants, batch-dependent values ----------------------
+    def _run_all(self, x: torch.Tensor, record: Dict) -> None:
+        env = {}
+        for n in self.nodes:
+            if n.op == "output" or self.kind.get(n) == "dropped":
+                continue
+            env[n] = self._exec(n, env, x)
+            record[n] = env[n]
+
+    def _exec(self, n: fx.Node, env: Dict, x=None):
+        if n.op == "placeholder":
+            return x
+        if n.op == "get_attr":
+            obj = self.gm
+            for part in n.target.split("."):
+                obj = getattr(obj, part)
+            return obj
+        args = fx.node.map_arg(n.args, lambda a: env[a])
+        kwargs = fx.node.map_arg(n.kwargs, lambda a: env[a])
+        if "inplace" in kwargs:  # never write into the driver's arrays
+            kwargs = dict(kwargs, inplace=False)
+        if n.op == "call_module":
+            return self.gm.get_submodule(n.target)(*args, **kwargs)
+        if n.op == "call_function":
+            return n.target(*args, **kwargs)
+        if n.op == "call_method":
+            name = n.target
+            if name in _KEEP_DTYPE_METHODS:  # stay in float64 on the CPU
+                return args[0]
+            if name.endswith("_") and not name.startswith("_"):
+                name = name[:-1]
+            return getattr(args[0], name)(*args[1:], **kwargs)
+        raise RuntimeError(f"unexpected node {n.op}")
+
+    def _propagate_shapes(self):
+        runs = []
+        for batch in (2, 3):
+            rec: Dict = {}
+            x = torch.randn((batch,) + self.input_shape, dtype=torch.float64,
+                            generator=torch.Generator().manual_seed(batch))
+            try:
+                with torch.no_grad():
+                    self._run_all(x, rec)
+            except UnsupportedModelError:
+                raise
+            except Exception as e:
+                raise ValueError(f"the model cannot take inputs of shape {self.input_shape} (from the slice): "
+                                 f"{type(e).__name__}: {e}") from None
+            runs.append(rec)
+        r2, r3 = runs
+        self.shape: Dict[fx.Node, Tuple[int, ...]] = {}   # per-vertex tensors: shape without batch
+        self.static: Dict[fx.Node, object] = {}           # constants and batch-dependent meta values
+        for n in r2:
+            a, b = r2[n], r3[n]
+            if isinstance(a, torch.Tensor):
+                if a.dim() >= 1 and a.shape[0] == 2 and b.shape[0] == 3 and a.shape[1:] == b.shape[1:]:
+                    self.shape[n] = tuple(a.shape[1:])
+                else:
+                    self.static[n] = a
+            elif self._is_max_tuple(n):
+                self.shape[n] = tuple(a[0].shape[1:])
+            else:
+                self.static[n] = _batch_template(a, b, n)
+        # Scalar multiplication of two per-vertex tensors is not piecewise linear.
+        for n in self.nodes:
+            if self.kind.get(n) == "affine" and (
+                    (n.op == "call_function" and n.target in _SCALAR_FUNCTIONS) or
+                    (n.op == "call_method" and n.target in _SCALAR_METHODS)):
+                if sum(isinstance(a, fx.Node) and a in self.shape for a in n.args) > 1:
+                    raise self._unsupported(n, " (a product of two tensors that depend on the input)")
+        out = self.output_node
+        if out not in self.shape or len(self.shape[out]) != 1:
+            shp = self.shape.get(out)
+            raise ValueError(f"the model's output must be a batch of vectors (n, C); it has shape "
+                             f"{('(n, ' + ', '.join(map(str, shp)) + ')') if shp else 'that does not depend on the input'}"
+                             " (add nn.Flatten() at the end)")
+        for nl in self.layers:
+            n = nl.node
+            if nl.kind == "elementwise":
+                nl.out_shape = self.shape[n]
+                continue
+            self._setup_max(nl, r2)
+
+    def _is_max_tuple(self, n) -> bool:
+        return self.kind.get(n) == "nonlinear" and n.op in ("call_method", "call_function") and \
+            n.target in ("max", torch.max) and (len(n.args) > 1 or "dim" in n.kwargs) and \
+            not (len(n.args) > 1 and isinstance(n.args[1], fx.Node))
+
+    def _setup_max(self, nl: Nonlinearity, rec):
+        n, gm = nl.node, self.gm
+        tensors = [a for a in n.args if isinstance(a, fx.Node) and a in self.shape]
+        if n.op == "call_module" or n.target in (F.max_pool1d, F.max_pool2d):
+            if n.op == "call_module":
+                m = gm.get_submodule(n.target)
+                if getattr(m, "return_indices", False):
+                    raise self._unsupported(n, " with return_indices=True")
+                k, s, p, d, c = m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode
+                dims = 1 if isinstance(m, nn.MaxPool1d) else 2
+            else:
+                get = lambda i, name, default: n.kwargs.get(name, n.args[i] if len(n.args) > i else default)
+                k = get(1, "kernel_size", None)
+                s = get(2, "stride", None) or k
+                p, d, c = get(3, "padding", 0), get(4, "dilation", 1), get(5, "ceil_mode", False)
+                dims = 1 if n.target is F.max_pool1d else 2
+            src = tensors[0]
+            shp = self.shape[src]
+            if len(shp) != dims + 1:
+                raise self._unsupported(n, f" on an input of shape {shp} (expected channels x {dims}-D)")
+            try:
+                nl.idx, nl.out_shape = _pool_indices(shp, k, s, p, d, c, dims)
+            except UnsupportedModelError as e:
+                raise self._unsupported(n, f" ({e})") from None
+            nl.inputs = [src]
+        elif len(tensors) == 2:  # torch.maximum(a, b) / torch.max(a, b) / a.maximum(b)
+            a, b = tensors
+            if self.shape[a] != self.shape[b]:
+                raise self._unsupported(n, f" (maximum of tensors of shapes {self.shape[a]} and {self.shape[b]}; "
+                                           "broadcasting is not supported)")
+            N = int(np.prod(self.shape[a]))
+            nl.idx = np.stack([np.arange(N), N + np.arange(N)], axis=1)
+            nl.out_shape = self.shape[a]
+            nl.inputs = [a, b]
+        else:  # maxout: x.max(dim) / torch.max(x, dim) / amax
+            src = tensors[0]
+            dim = n.kwargs.get("dim", n.args[1] if len(n.args) > 1 else None)
+            keepdim = n.kwargs.get("keepdim", n.args[2] if len(n.args) > 2 else False)
+            if isinstance(dim, int) and dim == 0 or (isinstance(dim, (tuple, list)) and 0 in dim):
+                raise self._unsupported(n, " (a maximum over the batch dimension)")
+            nl.idx, nl.out_shape = _reduce_indices(self.shape[src], dim, keepdim)
+            nl.inputs = [src]
+            # The values of x.max(dim) are used through [0] or .values; the indices are not
+            # piecewise linear in the input.
+            for u in n.users:
+                if u.op == "call_function" and u.target is operator.getitem and u.args[1] == 1 and u.users:
+                    raise self._unsupported(u, " (the indices of a maximum)")
+                if u.op == "call_function" and u.target is builtins.getattr and u.args[1] == "indices" and u.users:
+                    raise self._unsupported(u, " (the indices of a maximum)")
+        nl.in_numel = sum(int(np.prod(self.shape[t])) for t in nl.inputs)
+
+    def _liveness(self):
+        self.last_use = {}
+        for n in self.nodes:
+            for a in n.all_input_nodes:
+                self.last_use[a] = max(self.last_use.get(a, -1), self.pos[n])
+        self.last_use[self.output_node] = len(self.nodes)
+
+    # -- properties ---------------------------------------------------------------------------
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def layer_names(self) -> List[str]:
+        return [str(l.name) for l in self.layers]
+
+    @property
+    def layer_widths(self) -> List[int]:
+        return [l.width for l in self.layers]
+
+    @property
+    def layer_shapes(self) -> List[Tuple[int, ...]]:
+        return [l.out_shape for l in self.layers]
+
+    @property
+    def num_outputs(self) -> int:
+        return int(self.shape[self.output_node][0])
+
+    # -- layouts --------------------------------------------------------------------------------
+    def _boundary(self, l: int) -> int:
+        """Position in the node list of hidden layer ``l`` (1-based); L + 1 is the output."""
+        if l <= self.num_layers:
+            return self.pos[self.layers[l - 1].node]
+        return self.pos[self.output_node] + 1
+
+    def live_at(self, l: int) -> List[fx.Node]:
+        """Per-vertex tensors computed before hidden layer ``l`` and used at or after it."""
+        p = self._boundary(l)
+        return [n for n in self.nodes[:p] if n in self.shape and self.last_use.get(n, -1) >= p
+                and self.kind.get(n) != "dropped"]
+
+    def layout(self, l: int) -> RowLayout:
+        """Row layout of hidden layer ``l``; ``l = L + 1`` is the output (its values)."""
+        if l == self.num_layers + 1:
+            C = self.num_outputs
+            return RowLayout(0, C, {self.output_node: (0, C)})
+        nl = self.layers[l - 1]
+        live = self.live_at(l)
+        col = 0
+        carry = {}
+        if nl.kind == "elementwise":
+            n_cut = len(nl.breakpoints) * nl.width
+            col = n_cut
+            z = nl.inputs[0]
+            needed_later = self.last_use.get(z, -1) > self._boundary(l)
+            for n in live:
+                if n is z and not needed_later:
+                    continue
+                w = int(np.prod(self.shape[n]))
+                carry[n] = (col, col + w)
+                col += w
         else:
-            _flatten(model, "", modules)
-        segments, acts, current = [], [], []
-        for name, m in modules:
-            if isinstance(m, NONLINEAR_MODULES):
-                segments.append(current)
-                slope = float(m.negative_slope) if isinstance(m, nn.LeakyReLU) else 0.0
-                acts.append(Activation(name, slope))
-                current = []
-            else:
-                current.append(copy.deepcopy(m).to(device="cpu", dtype=torch.float64).eval())
-        segments.append(current)
-        seqs = [nn.Sequential(*s) for s in segments]
-        # Shapes by one forward pass of a dummy input; a mismatch fails here, clearly.
-        input_shape = tuple(int(s) for s in input_shape)
-        x = torch.zeros((1,) + input_shape, dtype=torch.float64)
-        shapes = []
-        with torch.no_grad():
-            for i, seg in enumerate(seqs):
-                try:
-                    x = seg(x)
-                except Exception as e:  # shape mismatch inside the model
-                    raise ValueError(
-                        f"the model cannot take inputs of shape {input_shape} (from the slice): "
-                        f"{type(e).__name__}: {e}") from None
-                if i < len(acts):
-                    shapes.append(tuple(x.shape[1:]))
-                    x = acts[i](x)
-        if x.dim() != 2:
-            raise ValueError(f"the model's output must be a batch of vectors (n, C); it has shape {tuple(x.shape)} "
-                             "(add nn.Flatten() at the end)")
-        return cls(seqs, acts, shapes, tuple(x.shape[1:]), input_shape)
+            n_cut = nl.idx.shape[0]
+            col = n_cut
+            for n in nl.inputs:  # the candidates, in order: their concatenation is X
+                w = int(np.prod(self.shape[n]))
+                carry[n] = (col, col + w)
+                col += w
+            for n in live:
+                if n in carry:
+                    continue
+                w = int(np.prod(self.shape[n]))
+                carry[n] = (col, col + w)
+                col += w
+        return RowLayout(n_cut, col, carry)
 
-    # -- evaluation ----------------------------------------------------------------------
+    # -- evaluation -----------------------------------------------------------------------------
+    def _chunk_env(self, l: int, lay: RowLayout, rows: np.ndarray) -> Dict:
+        """Tensors of the nodes live at layer ``l`` for a chunk of rows, and the layer's
+        output (its nonlinearity applied)."""
+        b = rows.shape[0]
+        t = torch.from_numpy(rows)
+        env = {}
+        for n, (a, e) in lay.carry.items():
+            env[n] = t[:, a:e].reshape(b, *self.shape[n])
+        for n, v in self.static.items():
+            env[n] = v.materialize(b) if isinstance(v, _BatchTemplate) else v
+        if l > self.num_layers:
+            return env
+        nl = self.layers[l - 1]
+        if nl.kind == "elementwise":
+            z = nl.inputs[0]
+            if z not in env:
+                N = nl.width
+                env[z] = (t[:, :N] + nl.breakpoints[0]).reshape(b, *self.shape[z])
+            env[nl.node] = self._exec(nl.node, env)
+        else:
+            X = torch.cat([env[n].reshape(b, -1) for n in nl.inputs], dim=1)
+            vals = X[:, torch.from_numpy(nl.idx)].amax(dim=2).reshape(b, *nl.out_shape)
+            env[nl.node] = _MaxResult(vals, None) if self._is_max_tuple(nl.node) else vals
+        return env
+
     @torch.no_grad()
-    def first(self, x: torch.Tensor, chunk: int = 65536) -> np.ndarray:
-        """Pre-activations of hidden layer 1 (or the output when there is none) at
-        inputs ``x`` ``(n, *input_shape)``: ``(n, width)`` float64."""
-        return self._apply(self.segments[0], x, lambda t: t, chunk)
+    def rows_for(self, l: int, source, chunk: int = 32768) -> Tuple[np.ndarray, RowLayout]:
+        """Rows of hidden layer ``l`` (or the output for ``l = L + 1``) at every vertex.
 
-    @torch.no_grad()
-    def next(self, layer: int, z, chunk: int = 65536) -> np.ndarray:
-        """From pre-activations of hidden layer ``layer`` (1-based) at some points,
-        ``(n, width)`` (or a list of such blocks, taken in order), to those of the next
-        layer (or the output)."""
-        act, shape = self.activations[layer - 1], self.layer_shapes[layer - 1]
-        blocks = z if isinstance(z, (list, tuple)) else [z]
-        return self._apply(self.segments[layer], [torch.from_numpy(b) for b in blocks],
-                           lambda t: act(t.reshape(t.shape[0], *shape)), chunk)
-
-    @staticmethod
-    def _apply(seg: nn.Module, blocks, pre: Callable, chunk: int) -> np.ndarray:
-        """Run ``seg(pre(x))`` over the rows of ``blocks`` in chunks, into one
-        preallocated (n, out_width) float64 array."""
-        if isinstance(blocks, torch.Tensor):
-            blocks = [blocks]
-        n = sum(b.shape[0] for b in blocks)
-        out = None
+        ``source`` is ``(blocks, prev_layout, prev_l)``: row blocks of the previous
+        layer (taken in order, never concatenated) and their layout; for ``l = 1`` it is
+        the input tensor ``(n, *input_shape)``."""
+        lay = self.layout(l)
+        start = self._boundary(l - 1) + 1 if l > 1 else 0
+        stop = self._boundary(l)
+        seg = [n for n in self.nodes[start:stop] if n in self.shape or (n not in self.static and n.op != "output"
+                                                                        and self.kind.get(n) not in ("dropped",))]
+        if l == 1:
+            x = source
+            blocks = [x.reshape(x.shape[0], -1).numpy()]
+            prev_l, prev_lay = 0, None
+        else:
+            blocks, prev_lay, prev_l = source
+        n_total = sum(bk.shape[0] for bk in blocks)
+        out = np.empty((n_total, lay.n_cols), dtype=np.float64)
         i = 0
-        for b in blocks:
-            for s in range(0, b.shape[0], chunk):
-                y = seg(pre(b[s:s + chunk]))
-                y = y.reshape(y.shape[0], -1)
-                if out is None:
-                    out = np.empty((n, y.shape[1]), dtype=np.float64)
-                out[i:i + y.shape[0]] = y.numpy()
-                i += y.shape[0]
-        if out is None:  # no rows at all: width from an empty pass
-            y = seg(pre(blocks[0][:0]))
-            out = np.empty((0, y.reshape(0, -1).shape[1]))
-        return out
+        for bk in blocks:
+            for s in range(0, bk.shape[0], chunk):
+                part = np.ascontiguousarray(bk[s:s + chunk])
+                m = part.shape[0]
+                if l == 1:
+                    env = {self.nodes[0]: torch.from_numpy(part).reshape(m, *self.input_shape)}
+                    for n, v in self.static.items():
+                        env[n] = v.materialize(m) if isinstance(v, _BatchTemplate) else v
+                else:
+                    env = self._chunk_env(prev_l, prev_lay, part)
+                for n in seg:
+                    if n in env or n.op == "placeholder":
+                        continue
+                    env[n] = self._exec(n, env)
+                self._write_row(l, lay, env, out[i:i + m])
+                i += m
+        return out, lay
+
+    def _write_row(self, l: int, lay: RowLayout, env: Dict, out: np.ndarray) -> None:
+        m = out.shape[0]
+        for n, (a, e) in lay.carry.items():
+            out[:, a:e] = env[n].reshape(m, -1).numpy()
+        if l > self.num_layers:
+            return
+        nl = self.layers[l - 1]
+        if nl.kind == "elementwise":
+            z = env[nl.inputs[0]].reshape(m, -1).numpy()
+            N = nl.width
+            for k, bp in enumerate(nl.breakpoints):
+                out[:, k * N:(k + 1) * N] = z - bp
+        else:
+            out[:, :lay.n_cut] = 0.0  # the driver fills the chain column of each step
 
     @torch.no_grad()
     def all_preactivations(self, x: torch.Tensor) -> List[np.ndarray]:
-        """Pre-activations of every hidden layer plus the output at inputs ``x``: a list
-        of ``L + 1`` arrays ``(n, width)``."""
-        z = self.first(x)
-        out = [z]
-        for l in range(1, self.num_layers + 1):
-            z = self.next(l, z)
-            out.append(z)
-        return out
+        """Per hidden layer, values whose sign gives the activation pattern at inputs
+        ``x`` (n, *input_shape): ``z - b`` for each breakpoint ``b`` of an elementwise
+        layer; for a max-type layer, +1 for the winning candidate of each window and -1
+        for the others. The last entry is the model's output (n, C)."""
+        x = torch.as_tensor(x, dtype=torch.float64)
+        env = {}
+        res = []
+        n_batch = x.shape[0]
+        layer_of = {nl.node: nl for nl in self.layers}
+        for n in self.nodes:
+            if n.op == "output" or self.kind.get(n) == "dropped":
+                continue
+            if n in self.static:
+                v = self.static[n]
+                env[n] = v.materialize(n_batch) if isinstance(v, _BatchTemplate) else v
+                continue
+            env[n] = self._exec(n, env, x)
+            nl = layer_of.get(n)
+            if nl is None:
+                continue
+            if nl.kind == "elementwise":
+                z = env[nl.inputs[0]].reshape(n_batch, -1).numpy()
+                res.append(np.concatenate([z - bp for bp in nl.breakpoints], axis=1))
+            else:
+                X = torch.cat([env[t].reshape(n_batch, -1) for t in nl.inputs], dim=1).numpy()
+                cand = X[:, nl.idx]                                    # (n, W, k)
+                win = np.argmax(cand, axis=2)
+                onehot = np.full(cand.shape, -1.0)
+                np.put_along_axis(onehot, win[:, :, None], 1.0, axis=2)
+                res.append(onehot.reshape(n_batch, -1))
+        res.append(env[self.output_node].reshape(n_batch, -1).numpy())
+        return res
+
+    @torch.no_grad()
+    def patterns(self, x: torch.Tensor, num_layers: Optional[int] = None) -> np.ndarray:
+        """(n, bits) bool activation pattern of the first ``num_layers`` hidden layers."""
+        vals = self.all_preactivations(x)[: self.num_layers if num_layers is None else num_layers]
+        return np.concatenate([v > 0 for v in vals], axis=1) if vals else np.zeros((len(x), 0), bool)
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> np.ndarray:
+        """The (float64) model's outputs (n, C) at inputs ``x``, final monotone op dropped."""
+        return self.all_preactivations(x)[-1]
+
+
+class _MaxResult(tuple):
+    """The (values, indices) result of ``x.max(dim)``; only the values are available."""
+
+    def __new__(cls, values, indices):
+        return super().__new__(cls, (values, indices))
+
+    @property
+    def values(self):
+        return self[0]
+
+
+class _BatchTemplate:
+    """A non-tensor value that depends on the batch size (``x.size(0)``, ``x.shape``)."""
+
+    def __init__(self, value, batch_slots):
+        self.value, self.slots = value, batch_slots
+
+    def materialize(self, b: int):
+        if self.slots == "int":
+            return b
+        v = list(self.value)
+        for i in self.slots:
+            v[i] = b
+        return type(self.value)(v) if not isinstance(self.value, torch.Size) else torch.Size(v)
+
+
+def _batch_template(a, b, node):
+    if a == b if not isinstance(a, torch.Tensor) else False:
+        return a
+    if isinstance(a, int) and a == 2 and b == 3:
+        return _BatchTemplate(a, "int")
+    if isinstance(a, (tuple, list, torch.Size)) and len(a) == len(b):
+        slots = [i for i, (u, v) in enumerate(zip(a, b)) if u != v]
+        if all(a[i] == 2 and b[i] == 3 for i in slots):
+            return _BatchTemplate(a, slots)
+    raise UnsupportedModelError(f"node '{node.name}'{_where(node)} computes a value that depends on the batch in a "
+                                "way splinecam cannot follow")

@@ -197,8 +197,7 @@ class Partition:
         """(F, total units) bool: for each region, which hidden units are positive
         (active) on it, layers concatenated in order. Evaluated by a forward pass at
         each region's centroid (an interior point of the convex region)."""
-        pre = self._net.all_preactivations(self.slice.to_input(self.centroids()))[: self.num_layers]
-        return np.concatenate([z > 0 for z in pre], axis=1) if pre else np.zeros((self.num_regions, 0), bool)
+        return self._net.patterns(self.slice.to_input(self.centroids()), self.num_layers)
 
     # -- the model on the regions --------------------------------------------------------
     def _require_outputs(self):
@@ -257,9 +256,7 @@ class Partition:
         inside = np.all(side >= -1e-12 * scale, axis=1)
         if not inside.any():
             return out
-        pre = self._net.all_preactivations(self.slice.to_input(pts[inside]))[: self.num_layers]
-        bits = np.concatenate([z > 0 for z in pre], axis=1)
-        keys = np.packbits(bits, axis=1)
+        keys = np.packbits(self._net.patterns(self.slice.to_input(pts[inside]), self.num_layers), axis=1)
         table = self._pattern_table
         found = np.array([table.get(bytes(r), -1) for r in keys], dtype=np.int64)
         idx = np.flatnonzero(inside)
