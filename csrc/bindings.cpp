@@ -81,7 +81,12 @@ py::dict refine(carray<double> xy, py::array rows_obj, carray<int64_t> face_offs
   d["xy"] = to_numpy(std::move(o.xy), {M, 2});
   const py::ssize_t Me = static_cast<py::ssize_t>(o.edge_vertices);
   d["rows_edge"] = to_numpy(std::move(o.rows_edge), {Me, static_cast<py::ssize_t>(in.n_cols)});
-  d["rows_face"] = to_numpy(std::move(o.rows_face), {M - Me, static_cast<py::ssize_t>(in.n_cols)});
+  py::list face_blocks;
+  for (auto& b : o.rows_face) {
+    const py::ssize_t n = static_cast<py::ssize_t>(b.size() / std::max(in.n_cols, 1));
+    face_blocks.append(to_numpy(std::move(b), {n, static_cast<py::ssize_t>(in.n_cols)}));
+  }
+  d["rows_face"] = face_blocks;  // list of [m_b, n_cols] blocks, in vertex-id order
   d["face_offsets"] = to_numpy(std::move(o.face_offsets), {Fn + 1});
   d["face_verts"] = to_numpy(std::move(o.face_verts), {Hn});
   d["he_layer"] = to_numpy(std::move(o.he_layer), {Hn});

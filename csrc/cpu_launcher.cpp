@@ -232,7 +232,6 @@ RefineOutput refine_cpu(const RefineInput& in) {
     total_local += static_cast<int64_t>(o.xy.size() / 2);
   }
   out.xy.reserve(out.xy.size() + 2 * total_local);
-  out.rows_face.resize(static_cast<size_t>(total_local) * C);
   out.face_offsets.reserve(total_faces + 1);
   out.face_offsets.push_back(0);
   out.face_verts.reserve(total_he);
@@ -248,7 +247,7 @@ RefineOutput refine_cpu(const RefineInput& in) {
     out.he_unit.insert(out.he_unit.end(), o.unit.begin(), o.unit.end());
     out.face_parent.insert(out.face_parent.end(), o.parent.begin(), o.parent.end());
     out.xy.insert(out.xy.end(), o.xy.begin(), o.xy.end());
-    std::copy(o.rows.begin(), o.rows.end(), out.rows_face.begin() + static_cast<size_t>(shift) * C);
+    if (!o.rows.empty()) out.rows_face.push_back(std::move(o.rows));
     local_base += static_cast<index_t>(o.xy.size() / 2);
     out.degenerate += o.degenerate;
     FaceBlockOut().size.swap(o.size);

@@ -142,7 +142,7 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
                 unit[sel] %= nl.width
             faces = (out["face_offsets"], out["face_verts"], out["he_layer"], unit)
             parent = out["face_parent"]
-            blocks = [rows, out["rows_edge"], out["rows_face"]]
+            blocks = [rows, out["rows_edge"], *out["rows_face"]]
         else:
             xy, rows, faces, parent, deg = _max_layer(xy, rows, faces, lay, nl, l, rtol, threads)
             stats["degenerate"] += deg
@@ -192,7 +192,7 @@ def _max_layer(xy, rows, faces, lay, nl, layer_id, rtol, threads, chunk=8192):
         out = _refine(xy, rows, faces, W, layer_id, rtol, threads)
         degenerate += int(out["degenerate"])
         xy = np.concatenate([xy, out["xy"]])
-        rows = np.concatenate([rows, out["rows_edge"], out["rows_face"]])
+        rows = np.concatenate([rows, out["rows_edge"], *out["rows_face"]])
         faces = (out["face_offsets"], out["face_verts"], out["he_layer"], out["he_unit"])
         parent = out["face_parent"] if parent is None else parent[out["face_parent"]]
     if parent is None:
@@ -261,7 +261,7 @@ def _decision(xy, outputs, faces, layer_id, rtol, threads, validate):
         out = _refine(xy, rows, faces, 1, layer_id, rtol, threads)
         degenerate += int(out["degenerate"])
         xy = np.concatenate([xy, out["xy"]])
-        rows = np.concatenate([rows, out["rows_edge"], out["rows_face"]])
+        rows = np.concatenate([rows, out["rows_edge"], *out["rows_face"]])
         unit = out["he_unit"]
         if C > 1:
             unit[(out["he_layer"] == layer_id) & (unit == 0)] = c

@@ -583,6 +583,9 @@ class Network:
             blocks, prev_lay, prev_l = source
         n_total = sum(bk.shape[0] for bk in blocks)
         out = np.empty((n_total, lay.n_cols), dtype=np.float64)
+        # Bound the rows per batch by their width: large batches of wide rows thrash caches.
+        width = max(lay.n_cols, max((bk.shape[1] for bk in blocks), default=1), 1)
+        chunk = max(64, min(chunk, (1 << 20) // width))
         i = 0
         for bk in blocks:
             for s in range(0, bk.shape[0], chunk):
