@@ -38,7 +38,7 @@ void require(bool ok, const std::string& what) {
 
 py::dict refine(carray<double> xy, py::array rows_obj, carray<int64_t> face_offsets, carray<int32_t> face_verts,
                 carray<int32_t> he_layer, carray<int32_t> he_unit, int n_cut, int layer_id, double rtol,
-                int num_threads) {
+                int num_threads, int64_t max_new_vertices) {
   // rows is snapped in place, so it must already be a writable C-contiguous float64 array.
   auto rows = py::array_t<double>::ensure(rows_obj);
   require(rows && py::isinstance<py::array_t<double>>(rows_obj) &&
@@ -66,6 +66,7 @@ py::dict refine(carray<double> xy, py::array rows_obj, carray<int64_t> face_offs
   in.layer_id = layer_id;
   in.rtol = rtol;
   in.num_threads = num_threads;
+  in.max_new_vertices = max_new_vertices;
   RefineOutput o;
   try {
     py::gil_scoped_release release;
@@ -198,7 +199,8 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "splinecam geometry engine (C++; CPU threads and optional CUDA launchers)";
   m.def("refine", &refine, py::arg("xy"), py::arg("rows"), py::arg("face_offsets"), py::arg("face_verts"),
         py::arg("he_layer"), py::arg("he_unit"), py::arg("n_cut"), py::arg("layer_id"), py::arg("rtol") = 1e-10,
-        py::arg("num_threads") = 0);
+        py::arg("num_threads") = 0, py::arg("max_new_vertices") = 0);
+  py::register_exception<BudgetExceeded>(m, "BudgetExceeded", PyExc_MemoryError);
   m.def("halfedges", &halfedges, py::arg("num_vertices"), py::arg("face_offsets"), py::arg("face_verts"));
   m.def("validate", &validate, py::arg("num_vertices"), py::arg("face_offsets"), py::arg("face_verts"),
         py::arg("he_layer"), py::arg("he_unit"));

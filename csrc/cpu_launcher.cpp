@@ -27,6 +27,10 @@ struct ZeroLists {
   std::vector<int32_t> col;
 };
 
+[[noreturn]] void budget_exceeded() {
+  throw BudgetExceeded("the refinement exceeds its budget of new vertices (memory limit)");
+}
+
 struct FaceBlockOut {
   std::vector<offset_t> size;  // per face
   std::vector<index_t> verts;
@@ -152,6 +156,7 @@ RefineOutput refine_cpu(const RefineInput& in) {
     ezero_off[e + 1] += ezero_off[e];
   }
   const index_t n1 = static_cast<index_t>(ecross_off[E]);
+  if (in.max_new_vertices > 0 && n1 > in.max_new_vertices) budget_exceeded();
   out.edge_vertices = n1;
   out.xy.resize(2 * static_cast<size_t>(n1));
   out.rows_edge.resize(static_cast<size_t>(n1) * C);
@@ -180,9 +185,10 @@ RefineOutput refine_cpu(const RefineInput& in) {
   VertexStore store{in.xy, in.rows, V, out.xy.data(), out.rows_edge.data(), n1, C, K};
   const int64_t nfb = num_blocks(in.num_faces, kFaceBlock);
   std::vector<FaceBlockOut> fblocks(nfb);
+  std::atomic<int64_t> created{n1};
   parallel_for(nfb, nt, [&](int64_t b) {
     FaceBlockOut& o = fblocks[b];
-    FaceCutter cutter(store, tol.data(), in.layer_id);
+    FaceCutter cutter(store, tol.data(), in.layer_id, &created, in.max_new_vertices, &budget_exceeded);
     Cycle boundary;
     std::vector<int> cand;
     std::vector<Cycle> pieces;

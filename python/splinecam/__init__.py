@@ -10,13 +10,14 @@ from ._core import build_info as _core_build_info
 from ._core import cuda_device_count as _cuda_device_count
 from .slice import Slice
 from .network import SUPPORTED_MODULES, UnsupportedModelError
-from .engine import partition
+from .engine import MemoryLimitExceeded, partition
 from .result import Partition
+from .tiles import TiledPartition, partition_tiled
 
 __version__ = "0.1.0"
 
-__all__ = ["Slice", "partition", "Partition", "build_info", "cuda_available", "SUPPORTED_MODULES",
-           "UnsupportedModelError"]
+__all__ = ["Slice", "partition", "Partition", "partition_tiled", "TiledPartition", "MemoryLimitExceeded",
+           "build_info", "cuda_available", "SUPPORTED_MODULES", "UnsupportedModelError"]
 
 
 def build_info() -> dict:

@@ -26,7 +26,21 @@ from . import _core
 from .network import Network
 from .slice import Slice
 
-__all__ = ["partition", "Layer"]
+__all__ = ["partition", "Layer", "MemoryLimitExceeded", "default_memory_limit"]
+
+
+class MemoryLimitExceeded(MemoryError):
+    """The partition of the slice needs more memory than ``memory_limit`` allows."""
+
+
+def default_memory_limit() -> int:
+    """Half of the memory available now (bytes)."""
+    try:
+        with open("/proc/meminfo") as f:
+            info = {l.split(":")[0]: int(l.split()[1]) * 1024 for l in f}
+        return int(0.5 * info.get("MemAvailable", info["MemTotal"]))
+    except (OSError, KeyError, ValueError):  # pragma: no cover - not Linux
+        return 4 << 30
 
 
 @dataclass(frozen=True)
@@ -52,11 +66,23 @@ class Layer:
         return len(self.face_offsets) - 1
 
 
-def _refine(xy, rows, faces, n_cut, layer_id, rtol, threads):
+def _refine(xy, rows, faces, n_cut, layer_id, rtol, threads, budget=None):
+    """One engine refinement. ``budget`` = (memory_limit bytes, width of the next rows):
+    the engine stops (MemoryLimitExceeded) before the vertices it creates, with their rows
+    and the next layer's rows, would exceed the limit."""
     off, verts, lay, unit = faces
+    max_new = 0
+    if budget is not None:
+        limit, next_width = budget
+        per_vertex = 8 * (rows.shape[1] + next_width) + 64
+        max_new = int(limit // per_vertex) - len(xy)
+        if max_new <= 0:
+            _over_limit(layer_id, len(xy), limit, rows.shape[1])
     try:
         return _core.refine(xy, rows, off, verts, lay, unit, n_cut=n_cut, layer_id=layer_id, rtol=rtol,
-                            num_threads=threads or 0)
+                            num_threads=threads or 0, max_new_vertices=max_new)
+    except _core.BudgetExceeded:
+        _over_limit(layer_id, len(xy), budget[0], rows.shape[1])
     except MemoryError:
         n_faces = len(off) - 1
         per_vertex = 8 * rows.shape[1]
@@ -64,6 +90,13 @@ def _refine(xy, rows, faces, n_cut, layer_id, rtol, threads):
             f"out of memory at layer {layer_id}: {n_faces} regions and {len(xy)} vertices so far, each new vertex "
             f"carries {rows.shape[1]} values ({per_vertex / 1024:.1f} KiB); a convex region cut by k lines can hold "
             f"up to k(k+1)/2 + 1 pieces. Use a smaller slice (zoom in) or a narrower model.") from None
+
+
+def _over_limit(layer_id, n_vertices, limit, width):
+    raise MemoryLimitExceeded(
+        f"the partition of this slice needs more than memory_limit = {limit / 2**30:.2f} GiB at layer {layer_id} "
+        f"({n_vertices} vertices so far, {width} values each): compute it in tiles with "
+        "splinecam.partition_tiled(model, slice, memory_limit=...), zoom in, or raise memory_limit") from None
 
 
 def _progress(total, enabled, desc):
@@ -78,7 +111,7 @@ def _progress(total, enabled, desc):
 
 def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool = True, progress: bool = True,
               rtol: float = 1e-10, threads: Optional[int] = None, validate: bool = False,
-              chunk: int = 32768) -> "Partition":
+              chunk: int = 32768, memory_limit: Optional[int] = None) -> "Partition":
     """Compute the exact partition of ``slice`` into the linear regions of ``model``.
 
     Parameters
@@ -110,6 +143,10 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
         Check the planar-graph invariants after every layer (slower; for debugging).
     chunk : int
         Vertices per batch of the forward passes.
+    memory_limit : int, optional
+        Bytes the per-vertex values may take (default: half of the available memory).
+        A slice that needs more raises :class:`MemoryLimitExceeded` early, before the
+        machine runs out; :func:`splinecam.partition_tiled` then computes it in tiles.
 
     Returns
     -------
@@ -120,6 +157,7 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
     if not isinstance(slice, Slice):
         raise TypeError(f"slice must be a splinecam.Slice; got {type(slice).__name__}")
     t0 = time.perf_counter()
+    limit = int(memory_limit) if memory_limit is not None else default_memory_limit()
     net = Network.from_model(model, slice.input_shape)
     poly = slice.polygon
     k = len(poly)
@@ -132,8 +170,9 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
     bar = _progress(net.num_layers + (1 if decision_boundary else 0), progress, "splinecam")
     for l in range(1, net.num_layers + 1):
         nl = net.layers[l - 1]
+        budget = (limit, net.layout(l + 1).n_cols)
         if nl.kind == "elementwise":
-            out = _refine(xy, rows, faces, lay.n_cut, l, rtol, threads)
+            out = _refine(xy, rows, faces, lay.n_cut, l, rtol, threads, budget)
             stats["degenerate"] += int(out["degenerate"])
             xy = np.concatenate([xy, out["xy"]])
             unit = out["he_unit"]
@@ -144,7 +183,7 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
             parent = out["face_parent"]
             blocks = [rows, out["rows_edge"], *out["rows_face"]]
         else:
-            xy, rows, faces, parent, deg = _max_layer(xy, rows, faces, lay, nl, l, rtol, threads)
+            xy, rows, faces, parent, deg = _max_layer(xy, rows, faces, lay, nl, l, rtol, threads, budget)
             stats["degenerate"] += deg
             blocks = [rows]
         layer = Layer(*faces, parent, len(xy))
@@ -174,7 +213,7 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
                      stats=stats)
 
 
-def _max_layer(xy, rows, faces, lay, nl, layer_id, rtol, threads, chunk=8192):
+def _max_layer(xy, rows, faces, lay, nl, layer_id, rtol, threads, budget=None, chunk=8192):
     """A max-type layer: for windows of k candidates, k - 1 refinements by
     ``max(c_0..c_{s-1}) - c_s`` (each a ReLU, max(a, b) = b + relu(a - b)), then the
     faces on both sides of a split line with the same winner are merged again."""
@@ -189,7 +228,7 @@ def _max_layer(xy, rows, faces, lay, nl, layer_id, rtol, threads, chunk=8192):
         for a in range(0, len(rows), chunk):
             Xc = X[a:a + chunk]
             rows[a:a + chunk, :W] = Xc[:, idx[:, :s]].max(axis=2) - Xc[:, idx[:, s]]
-        out = _refine(xy, rows, faces, W, layer_id, rtol, threads)
+        out = _refine(xy, rows, faces, W, layer_id, rtol, threads, budget)
         degenerate += int(out["degenerate"])
         xy = np.concatenate([xy, out["xy"]])
         rows = np.concatenate([rows, out["rows_edge"], *out["rows_face"]])

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <unordered_map>
@@ -56,8 +57,12 @@ struct Cycle {
 
 class FaceCutter {
  public:
-  FaceCutter(const VertexStore& g, const double* tol, int32_t layer_id)
-      : g_(g), tol_(tol), layer_id_(layer_id), tmp_(g.n_cols) {}
+  // created / limit: a counter shared by all cutters of one refinement and the budget
+  // of new vertices (0 = none); on_budget is called when it is exceeded (it throws).
+  FaceCutter(const VertexStore& g, const double* tol, int32_t layer_id, std::atomic<int64_t>* created = nullptr,
+             int64_t limit = 0, void (*on_budget)() = nullptr)
+      : g_(g), tol_(tol), layer_id_(layer_id), tmp_(g.n_cols), created_(created), limit_(limit),
+        on_budget_(on_budget) {}
 
   // Vertices created inside faces by this cutter, ids base() + i.
   std::vector<double> xy_local;    // [m, 2]
@@ -108,6 +113,9 @@ class FaceCutter {
   const double* tol_;
   int32_t layer_id_;
   std::vector<double> tmp_;
+  std::atomic<int64_t>* created_;
+  int64_t limit_;
+  void (*on_budget_)();
   std::unordered_map<uint64_t, index_t> split_;  // interior edge -> vertex, for one column
   std::vector<double> bbox_;                     // [sub-polygons, 4] xmin xmax ymin ymax
   Cycle plus_, minus_;
@@ -205,6 +213,7 @@ class FaceCutter {
     tmp_[j] = 0.0;
     double p[2];
     lerp_row(xy(lo), xy(hi), t, p, 2);
+    if (created_ && limit_ > 0 && created_->fetch_add(1) + 1 > limit_ && on_budget_) on_budget_();
     index_t id = base() + num_local();
     xy_local.push_back(p[0]);
     xy_local.push_back(p[1]);

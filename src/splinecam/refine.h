@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <stdexcept>
 #include <vector>
 
 #include "common.h"
@@ -30,6 +31,7 @@ struct RefineInput {
   const int32_t* he_unit = nullptr;        // [H]
   int32_t layer_id = 0;                    // label given to the new edges
   double rtol = 1e-10;                     // relative snapping tolerance per column
+  int64_t max_new_vertices = 0;            // memory budget: stop past this many (0 = none)
   int num_threads = 0;                     // 0 = all hardware threads
 };
 
@@ -48,6 +50,11 @@ struct RefineOutput {
   int64_t edge_vertices = 0;           // M_edge: new vertices on existing edges (ids V ..)
   int64_t degenerate = 0;              // sub-polygons left uncut (see face_cut.h)
   double seconds[5] = {0, 0, 0, 0, 0};  // snap, edge table, edge crossings, faces, stitch
+};
+
+// Thrown when a refinement would create more than max_new_vertices vertices.
+struct BudgetExceeded : std::runtime_error {
+  using std::runtime_error::runtime_error;
 };
 
 RefineOutput refine_cpu(const RefineInput& in);

@@ -1,0 +1,66 @@
+"""Tiles: a slice computed in pieces and stitched by activation pattern must equal the
+slice computed whole; the memory limit is enforced before the machine runs out."""
+import numpy as np
+import pytest
+import torch
+
+import splinecam
+from splinecam.tiles import tile_polygons
+from splinecam.zoo import mlp, small_cnn
+
+SQUARE = np.array([[-2.0, -2.0], [2.0, -2.0], [2.0, 2.0], [-2.0, 2.0]])
+
+
+def shoelace(p):
+    q = p - p[0]
+    return 0.5 * np.sum(q[:, 0] * np.roll(q[:, 1], -1) - q[:, 1] * np.roll(q[:, 0], -1))
+
+
+def test_tiles_cover_the_polygon_exactly():
+    tri = np.array([[0.0, 0.0], [3.0, 0.5], [1.0, 2.5]])
+    tiles = tile_polygons(tri, (3, 4))
+    assert sum(shoelace(t) for t in tiles) == pytest.approx(shoelace(tri), rel=1e-12)
+    for t in tiles:
+        splinecam.slice.convex_polygon(t)  # each tile is a valid convex polygon
+
+
+@pytest.mark.parametrize("tiles", [2, (3, 2)])
+def test_tiled_equals_whole(tiles):
+    model = mlp((2, 32, 32, 32, 1), seed=1)
+    sl = splinecam.Slice.plane2d(SQUARE)
+    P = splinecam.partition(model, sl, progress=False)
+    T = splinecam.partition_tiled(model, sl, tiles=tiles, progress=False)
+    assert T.num_pieces > T.num_regions == P.num_regions
+    assert np.allclose(np.sort(T.areas()), np.sort(P.areas()), atol=1e-12)
+    # Each stitched region's hull has the area of its pieces together (regions are convex).
+    hull_areas = np.array([shoelace(p) for p in T.polygons()])
+    assert np.allclose(hull_areas, T.areas(), rtol=1e-9, atol=1e-13)
+    # The decision boundary, cut at tile edges, has the same total length.
+    length = lambda db: np.linalg.norm(db[:, 1] - db[:, 0], axis=1).sum()
+    assert length(T.decision_boundary) == pytest.approx(length(P.decision_boundary), rel=1e-9, abs=1e-12)
+
+
+def test_memory_limit_is_enforced_and_tiles_split_until_they_fit(tmp_path):
+    model = mlp((2, 48, 48, 1), seed=2)
+    sl = splinecam.Slice.plane2d(SQUARE)
+    P = splinecam.partition(model, sl, progress=False)
+    limit = 300_000  # bytes: far less than the whole slice needs
+    with pytest.raises(splinecam.MemoryLimitExceeded, match="partition_tiled"):
+        splinecam.partition(model, sl, progress=False, memory_limit=limit)
+    T = splinecam.partition_tiled(model, sl, tiles=1, memory_limit=limit, out_dir=str(tmp_path), progress=False)
+    assert len(T.tiles) > 1 and T.num_regions == P.num_regions
+    assert np.allclose(np.sort(T.areas()), np.sort(P.areas()), atol=1e-12)
+    assert all(p is None for p in T.partitions) and all((tmp_path / p.split("/")[-1]).exists() for p in T.paths)
+    with pytest.raises(ValueError, match="streamed"):
+        T.polygons()
+
+
+def test_tiled_cnn_slice_matches_whole():
+    model = small_cnn(input_shape=(3, 8, 8), channels=(4, 4), dense=(16,), classes=3, seed=0)
+    g = torch.Generator().manual_seed(0)
+    a, b, c = torch.randn(3, 3, 8, 8, generator=g)
+    sl = splinecam.Slice.through(a, b, c)
+    P = splinecam.partition(model, sl, progress=False)
+    T = splinecam.partition_tiled(model, sl, tiles=2, progress=False)
+    assert T.num_regions == P.num_regions
+    assert np.allclose(np.sort(T.areas()), np.sort(P.areas()), rtol=1e-9, atol=1e-14)
