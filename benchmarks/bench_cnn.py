@@ -1,0 +1,136 @@
+"""Convolutional networks: regions, seconds, peak memory, ratio to a forward pass.
+
+Cases (each run in its own process so that its peak RSS is its own):
+  cnn        the original SplineCam's random CNN (3x32x32, conv 6 and 16 channels with
+             average pooling, dense 120-84-10), slice through three random inputs
+  cnn-trained  the same CNN briefly trained on generated images
+  resnet     a CIFAR-sized ResNet (ResNet-18 layout at reduced width, with MaxPool)
+  zoom       the random CNN on slices of growing size, in tiles within a memory limit,
+             until the slice holds over 10^6 regions
+
+    python benchmarks/bench_cnn.py                 # all cases
+    python benchmarks/bench_cnn.py --case zoom --memory-gib 3
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def triangle(scale, seed=1, shape=(3, 32, 32)):
+    import splinecam
+    g = torch.Generator().manual_seed(seed)
+    a, b, c = torch.randn(3, *shape, generator=g)
+    cen = (a + b + c) / 3
+    return splinecam.Slice.through(*[cen + scale * (t - cen) for t in (a, b, c)])
+
+
+def trained_cnn(steps=60):
+    """small_cnn trained for a few steps to tell apart three kinds of generated images."""
+    from splinecam.zoo import small_cnn
+    model = small_cnn().train()
+    g = torch.Generator().manual_seed(0)
+    n = 384
+    y = torch.randint(0, 3, (n,), generator=g)
+    x = torch.randn(n, 3, 32, 32, generator=g) * 0.5
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 32), torch.linspace(-1, 1, 32), indexing="ij")
+    patterns = torch.stack([torch.sin(6 * xx), torch.sin(6 * yy), torch.exp(-4 * (xx ** 2 + yy ** 2))])
+    x += patterns[y][:, None] * torch.tensor([1.0, 0.5, -0.5])[None, :, None, None]
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+def forward_seconds(model, sl, vertices):
+    import copy
+    m = copy.deepcopy(model).double().eval()
+    x = sl.to_input(vertices)
+    with torch.no_grad():
+        t = time.perf_counter()
+        for i in range(0, len(x), 4096):
+            m(x[i:i + 4096])
+        return time.perf_counter() - t
+
+
+def run_case(name, memory_gib):
+    import splinecam
+    from splinecam.zoo import small_cnn, small_resnet
+    rows = []
+    if name in ("cnn", "cnn-trained", "resnet"):
+        model = {"cnn": small_cnn, "cnn-trained": trained_cnn, "resnet": small_resnet}[name]()
+        scale = 0.01 if name == "resnet" else 0.05
+        sl = triangle(scale)
+        t = time.perf_counter()
+        P = splinecam.partition(model, sl, progress=False)
+        sec = time.perf_counter() - t
+        fwd = forward_seconds(model, sl, P.vertices)
+        rows.append(dict(case=name, scale=scale, regions=P.num_regions, tiles=1, seconds=sec,
+                         x_forward=sec / fwd, decision_segments=len(P.decision_boundary)))
+    elif name == "zoom":
+        model = small_cnn()
+        limit = int(memory_gib * 2 ** 30)
+        for scale in (0.05, 0.1, 0.2, 0.3):
+            sl = triangle(scale)
+            t = time.perf_counter()
+            T = splinecam.partition_tiled(model, sl, tiles=2, memory_limit=limit, progress=False)
+            sec = time.perf_counter() - t
+            rows.append(dict(case=name, scale=scale, regions=T.num_regions, tiles=len(T.tiles), seconds=sec,
+                             x_forward=float("nan"), decision_segments=len(T.decision_boundary)))
+            print(json.dumps(dict(rows[-1], peak_rss_gib=_rss())), file=sys.stderr, flush=True)
+            if T.num_regions > 1_000_000:
+                break
+    for r in rows:
+        r["peak_rss_gib"] = _rss()
+        r["memory_limit_gib"] = memory_gib if name == "zoom" else None
+        print("RESULT " + json.dumps(r), flush=True)
+
+
+def _rss():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--case", choices=["cnn", "cnn-trained", "resnet", "zoom"], action="append")
+    ap.add_argument("--memory-gib", type=float, default=3.0, help="memory limit of the tiled zoom case")
+    args = ap.parse_args(argv)
+    cases = args.case or ["cnn", "cnn-trained", "resnet", "zoom"]
+    if len(cases) == 1:
+        run_case(cases[0], args.memory_gib)
+        return 0
+    print(f"{'case':12s} {'zoom':>5s} {'regions':>9s} {'tiles':>5s} {'seconds':>8s} {'regions/s':>9s} "
+          f"{'x forward':>9s} {'peak RSS GiB':>12s} {'limit GiB':>9s}")
+    for c in cases:
+        out = subprocess.run([sys.executable, os.path.abspath(__file__), "--case", c, "--memory-gib",
+                              str(args.memory_gib)], capture_output=True, text=True)
+        if out.returncode:
+            print(f"{c}: failed\n{out.stderr[-2000:]}")
+            continue
+        for line in out.stdout.splitlines():
+            if line.startswith("RESULT "):
+                r = json.loads(line[7:])
+                lim = f"{r['memory_limit_gib']:.1f}" if r["memory_limit_gib"] else "-"
+                xf = f"{r['x_forward']:.2f}x" if r["x_forward"] == r["x_forward"] else "-"
+                print(f"{r['case']:12s} {r['scale']:5.2f} {r['regions']:9d} {r['tiles']:5d} {r['seconds']:8.1f} "
+                      f"{r['regions'] / r['seconds']:9.0f} {xf:>9s} {r['peak_rss_gib']:12.2f} {lim:>9s}", flush=True)
+    print("\nzoom: the triangle through three random inputs scaled about its centroid; x forward: engine time / "
+          "one float64 forward pass of the final vertex set. Peak RSS is the whole process's.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
