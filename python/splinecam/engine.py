@@ -74,8 +74,10 @@ def _refine(xy, rows, faces, n_cut, layer_id, rtol, threads, budget=None):
     max_new = 0
     if budget is not None:
         limit, next_width = budget
-        per_vertex = 8 * (rows.shape[1] + next_width) + 64
-        max_new = int(limit // per_vertex) - len(xy)
+        # Rows of the old and new vertices (new ones may sit in growing buffers: twice),
+        # the next layer's rows, and half of the limit left for everything else.
+        per_vertex = 8 * (2 * rows.shape[1] + next_width) + 64
+        max_new = int(0.5 * limit // per_vertex) - len(xy)
         if max_new <= 0:
             _over_limit(layer_id, len(xy), limit, rows.shape[1])
     try:

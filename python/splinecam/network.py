@@ -656,10 +656,16 @@ class Network:
         return res
 
     @torch.no_grad()
-    def patterns(self, x: torch.Tensor, num_layers: Optional[int] = None) -> np.ndarray:
-        """(n, bits) bool activation pattern of the first ``num_layers`` hidden layers."""
-        vals = self.all_preactivations(x)[: self.num_layers if num_layers is None else num_layers]
-        return np.concatenate([v > 0 for v in vals], axis=1) if vals else np.zeros((len(x), 0), bool)
+    def patterns(self, x: torch.Tensor, num_layers: Optional[int] = None, chunk: int = 1024) -> np.ndarray:
+        """(n, bits) bool activation pattern of the first ``num_layers`` hidden layers,
+        evaluated in batches of ``chunk`` inputs."""
+        L = self.num_layers if num_layers is None else num_layers
+        parts = []
+        for i in range(0, len(x), chunk):
+            vals = self.all_preactivations(x[i:i + chunk])[:L]
+            parts.append(np.concatenate([v > 0 for v in vals], axis=1) if vals
+                         else np.zeros((len(x[i:i + chunk]), 0), bool))
+        return np.concatenate(parts) if parts else np.zeros((0, 0), bool)
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> np.ndarray:

@@ -76,9 +76,41 @@ def tile_polygons(polygon, tiles: Union[int, Tuple[int, int]]) -> List[np.ndarra
     return out
 
 
+_UNIQUE = np.uint64(1) << np.uint64(63)
+
+
 def _digests(patterns: np.ndarray) -> np.ndarray:
+    """(n, 2) uint64: a 128-bit digest of each pattern row (top bit clear)."""
     packed = np.packbits(patterns, axis=1)
-    return np.array([hashlib.blake2b(r.tobytes(), digest_size=16).digest() for r in packed], dtype="S16")
+    raw = b"".join(hashlib.blake2b(r.tobytes(), digest_size=16).digest() for r in packed)
+    d = np.frombuffer(raw, dtype=np.uint64).reshape(-1, 2).copy()
+    d[:, 0] &= ~_UNIQUE
+    return d
+
+
+def _piece_keys(P, domain: np.ndarray, tile: int) -> np.ndarray:
+    """A key per piece of one tile: the digest of its activation pattern for pieces that
+    touch another tile (only those can continue there), a key unique to the piece for
+    the others. Patterns come from forward passes at the pieces' centroids."""
+    f = P._faces
+    off, verts = f.face_offsets, f.face_verts
+    nxt = np.roll(verts, -1)
+    nxt[off[1:] - 1] = verts[off[:-1]]
+    face = np.repeat(np.arange(P.num_regions), np.diff(off))
+    h = np.flatnonzero(f.he_layer == -1)
+    mid = 0.5 * (P._xy[verts[h]] + P._xy[nxt[h]])
+    d = np.roll(domain, -1, axis=0) - domain
+    side = d[None, :, 0] * (mid[:, None, 1] - domain[None, :, 1]) - d[None, :, 1] * (mid[:, None, 0] - domain[None, :, 0])
+    scale = np.linalg.norm(d, axis=1)[None, :] * (np.abs(domain).max() + np.abs(d).max())
+    inner = np.all(side > 1e-9 * scale, axis=1)  # on a tile edge inside the slice, not on its boundary
+    touching = np.unique(face[h[inner]])
+    keys = np.empty((P.num_regions, 2), np.uint64)
+    keys[:, 0] = _UNIQUE | np.uint64(tile)
+    keys[:, 1] = np.arange(P.num_regions, dtype=np.uint64)
+    if len(touching):
+        pat = P._net.patterns(P.slice.to_input(P.centroids()[touching]), P.num_layers)
+        keys[touching] = _digests(pat)
+    return keys
 
 
 def _hull(points: np.ndarray) -> np.ndarray:
@@ -218,7 +250,7 @@ def partition_tiled(model, slice: Slice, *, tiles: Union[int, Tuple[int, int]] =
             continue
         t = len(done_tiles)
         done_tiles.append(poly)
-        digests.append(_digests(P.activation_patterns()))
+        digests.append(_piece_keys(P, slice.polygon, t))
         piece_tile.append(np.full(P.num_regions, t, np.int64))
         piece_area.append(P.areas())
         decision.append(P.decision_boundary)
@@ -237,8 +269,9 @@ def partition_tiled(model, slice: Slice, *, tiles: Union[int, Tuple[int, int]] =
             bar.set_postfix(pieces=sum(len(d) for d in digests))
     if bar is not None:
         bar.close()
-    alld = np.concatenate(digests) if digests else np.zeros(0, "S16")
-    _, region = np.unique(alld, return_inverse=True)
+    alld = np.concatenate(digests) if digests else np.zeros((0, 2), np.uint64)
+    _, region = np.unique(alld, axis=0, return_inverse=True)
+    region = region.reshape(-1)
     return TiledPartition(slice, done_tiles, parts, paths, np.concatenate(piece_tile), region.astype(np.int64),
                           np.concatenate(piece_area), piece_polys if out_dir is None else None,
                           np.concatenate(decision) if decision else np.zeros((0, 2, 2)), time.perf_counter() - t0)
