@@ -196,8 +196,8 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
         # never concatenated.
         rows, lay = net.rows_for(l + 1, (blocks, lay, l), chunk)
         if bar is not None:
+            bar.set_postfix(regions=layer.num_faces, refresh=False)
             bar.update(1)
-            bar.set_postfix(regions=layer.num_faces)
     outputs = rows  # (V, C) model outputs at every vertex of the final partition
     if not layers:
         # No nonlinearity: the model is affine on the whole slice.

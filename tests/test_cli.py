@@ -1,0 +1,259 @@
+"""The command line as a new user meets it: fresh ``python -m splinecam ...`` processes,
+a model defined in a module file of their own, points saved with numpy or as images.
+
+Success cases are checked against facts known without splinecam (a hand-built network
+whose regions and decision boundary are known exactly); failures must be one clear line
+on stderr, no traceback, and a non-zero exit status.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+MODELS = textwrap.dedent('''
+    import torch
+    from torch import nn
+
+    def quadrants():
+        """f(x) = relu(x0) - relu(-x0) + 0.5 relu(x1) - 0.5 relu(-x1) = x0 + 0.5 x1: four
+        linear regions (the quadrants) and the decision boundary x0 + 0.5 x1 = 0."""
+        m = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 1))
+        with torch.no_grad():
+            m[0].weight.copy_(torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]]))
+            m[0].bias.zero_()
+            m[2].weight.copy_(torch.tensor([[1.0, -1.0, 0.5, -0.5]]))
+            m[2].bias.zero_()
+        return m
+
+    def mlp():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(12, 24), nn.ReLU(), nn.Linear(24, 24), nn.ReLU(), nn.Linear(24, 3))
+
+    def cnn():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 2))
+
+    def grey_mlp():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 2))
+
+    def tanh_mlp():
+        return nn.Sequential(nn.Linear(12, 8), nn.Tanh(), nn.Linear(8, 1))
+
+    class Residual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Linear(12, 12)
+            self.b = nn.Linear(12, 2)
+
+        def forward(self, x):
+            return self.b(x + torch.relu(self.a(x)))
+
+    def residual():
+        return Residual()
+''')
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    """A folder with cli_models.py, points, a state dict and TorchScript files."""
+    d = tmp_path_factory.mktemp("cli")
+    (d / "cli_models.py").write_text(MODELS)
+    np.save(d / "qa.npy", np.array([-1.0, -1.0]))
+    np.save(d / "qb.npy", np.array([1.0, -1.0]))
+    np.save(d / "qc.npy", np.array([0.0, 1.0]))
+    g = np.random.default_rng(0)
+    for name in "abc":
+        np.save(d / f"{name}.npy", g.standard_normal(12))
+    np.save(d / "long.npy", g.standard_normal(13))
+    np.save(d / "on_line.npy", 2 * np.load(d / "b.npy") - np.load(d / "a.npy"))  # on the line through a, b
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.image as mpimg
+    for name in "abc":
+        mpimg.imsave(d / f"rgb_{name}.png", g.random((8, 8, 3)))
+        mpimg.imsave(d / f"grey_{name}.png", g.random((8, 8)), cmap="gray")
+    sys.path.insert(0, str(d))
+    try:
+        import cli_models
+        torch.manual_seed(1)
+        other = nn.Sequential(nn.Linear(12, 24), nn.ReLU(), nn.Linear(24, 24), nn.ReLU(), nn.Linear(24, 3))
+        torch.save(other.state_dict(), d / "other_weights.pt")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated in recent torch
+            torch.jit.save(torch.jit.script(cli_models.mlp().eval()), d / "mlp_scripted.pt")
+            torch.jit.save(torch.jit.script(cli_models.residual().eval()), d / "residual_scripted.pt")
+    finally:
+        sys.path.remove(str(d))
+        sys.modules.pop("cli_models", None)
+    return d
+
+
+def splinecam(work, *args, timeout=300):
+    """``python -m splinecam ARGS`` in ``work``, with ``work`` on PYTHONPATH."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(work)] + [p for p in [env.get("PYTHONPATH")] if p])
+    env["MPLBACKEND"] = "Agg"
+    return subprocess.run([sys.executable, "-m", "splinecam", *map(str, args)], cwd=work, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def summary(res) -> dict:
+    assert res.returncode == 0, res.stderr
+    m = re.search(r"(\d+) regions, (\d+) edges(?:, (\d+) decision-boundary segments)? in ([\d.]+) s -> (\S+)",
+                  res.stdout)
+    assert m, res.stdout
+    return dict(regions=int(m[1]), edges=int(m[2]), segments=None if m[3] is None else int(m[3]), out=m[5])
+
+
+# ----------------------------------------------------------------------------- help
+
+def test_help_explains_the_commands(work):
+    res = splinecam(work, "--help")
+    assert res.returncode == 0
+    for word in ("demo", "info", "slice", "examples:"):
+        assert word in res.stdout
+    res = splinecam(work, "slice", "--help")
+    assert res.returncode == 0
+    for word in ("MODEL", "package.module:factory", "TorchScript", "--state-dict", "--points", "--pad",
+                 "--input-shape", "--no-decision-boundary", "--dpi", ".npz", ".geojson", ".gt", "examples:"):
+        assert word in res.stdout, word
+
+
+def test_console_script(work):
+    exe = os.path.join(os.path.dirname(sys.executable), "splinecam")
+    if not os.path.exists(exe):
+        pytest.skip("the splinecam console script is not installed next to this Python")
+    res = subprocess.run([exe, "slice", "--help"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "package.module:factory" in res.stdout
+
+
+# ----------------------------------------------------------------------------- outputs
+
+def test_npz_has_the_known_regions_and_boundary(work):
+    out = work / "quadrants.npz"
+    s = summary(splinecam(work, "slice", "cli_models:quadrants", "--points", "qa.npy", "qb.npy", "qc.npy",
+                          "--out", out, "--no-progress"))
+    assert s["regions"] == 4 and s["segments"] and s["out"] == str(out)
+    d = np.load(out)
+    for key in ("vertices", "edges", "edge_layer", "edge_unit", "edge_decision", "decision_boundary",
+                "face_coords", "face_offsets", "domain", "origin", "basis"):
+        assert key in d.files, key
+    assert len(d["face_offsets"]) - 1 == 4 and len(d["edges"]) == s["edges"]
+    # Back in input space: regions are the quadrants, the boundary is x0 + 0.5 x1 = 0.
+    to_input = lambda u: d["origin"] + u @ d["basis"]  # noqa: E731
+    coords, off = d["face_coords"], d["face_offsets"]
+    for i in range(4):
+        x = to_input(coords[off[i]:off[i + 1]])
+        assert (np.all(x[:, 0] >= -1e-12) or np.all(x[:, 0] <= 1e-12)) and \
+               (np.all(x[:, 1] >= -1e-12) or np.all(x[:, 1] <= 1e-12))
+    db = to_input(d["decision_boundary"].reshape(-1, 2))
+    assert np.allclose(db[:, 0] + 0.5 * db[:, 1], 0, atol=1e-12)
+    # all of it: in the triangle (-1, -1), (1, -1), (0, 1) it runs from (0.5, -1) to (-0.25, 0.5)
+    assert np.isclose(db[:, 1].min(), -1) and np.isclose(db[:, 1].max(), 0.5)
+
+
+def test_geojson(work):
+    out = work / "quadrants.geojson"
+    s = summary(splinecam(work, "slice", "cli_models:quadrants", "--points", "qa.npy", "qb.npy", "qc.npy",
+                          "--out", out, "--no-progress"))
+    doc = json.loads(out.read_text())
+    kinds = [f["geometry"]["type"] for f in doc["features"]]
+    assert kinds.count("Polygon") == s["regions"] == 4
+    assert kinds.count("LineString") == s["segments"] > 0
+    ring = doc["features"][0]["geometry"]["coordinates"][0]
+    assert ring[0] == ring[-1]
+
+
+def test_png_with_state_dict_and_pad(work):
+    out = work / "figs" / "mlp.png"  # the folder is created
+    res = splinecam(work, "slice", "cli_models:mlp", "--state-dict", "other_weights.pt", "--points", "a.npy",
+                    "b.npy", "c.npy", "--pad", "0.2", "--out", out, "--dpi", "60", "--no-progress")
+    s = summary(res)
+    assert out.stat().st_size > 1000
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The trained weights were used: the count differs from the factory's own weights.
+    res0 = splinecam(work, "slice", "cli_models:mlp", "--points", "a.npy", "b.npy", "c.npy", "--pad", "0.2",
+                     "--out", work / "mlp0.npz", "--no-progress")
+    assert summary(res0)["regions"] != s["regions"]
+
+
+def test_torchscript_sequential_matches_the_factory(work):
+    a = summary(splinecam(work, "slice", "mlp_scripted.pt", "--points", "a.npy", "b.npy", "c.npy",
+                          "--out", work / "ts.npz", "--no-progress"))
+    b = summary(splinecam(work, "slice", "cli_models:mlp", "--points", "a.npy", "b.npy", "c.npy",
+                          "--out", work / "factory.npz", "--no-progress"))
+    assert a["regions"] == b["regions"] and a["edges"] == b["edges"]
+    assert np.allclose(np.load(work / "ts.npz")["vertices"], np.load(work / "factory.npz")["vertices"])
+
+
+def test_images_as_points(work):
+    # RGB(A) PNGs -> (3, 8, 8) floats for a CNN; grey PNGs -> 64 values with --input-shape.
+    s = summary(splinecam(work, "slice", "cli_models:cnn", "--points", "rgb_a.png", "rgb_b.png", "rgb_c.png",
+                          "--out", work / "cnn.svg", "--no-progress"))
+    assert s["regions"] >= 1 and (work / "cnn.svg").read_text().lstrip().startswith("<?xml")
+    s = summary(splinecam(work, "slice", "cli_models:grey_mlp", "--points", "grey_a.png", "grey_b.png",
+                          "grey_c.png", "--input-shape", "64", "--out", work / "grey.npz", "--no-progress",
+                          "--no-decision-boundary"))
+    assert s["segments"] is None and len(np.load(work / "grey.npz")["origin"]) == 64
+
+
+# ----------------------------------------------------------------------------- errors
+
+ERRORS = {
+    "missing model file": (["nope.pt", "--points", "a.npy", "b.npy", "c.npy", "--out", "x.png"],
+                           ["nope.pt", "not found"]),
+    "missing point file": (["cli_models:mlp", "--points", "a.npy", "b.npy", "nope.npy", "--out", "x.png"],
+                           ["nope.npy", "not found"]),
+    "unknown extension": (["cli_models:mlp", "--points", "a.npy", "b.npy", "c.npy", "--out", "x.bmpx"],
+                          ["unknown extension", ".bmpx"]),
+    "factory not found": (["cli_models:mpl", "--points", "a.npy", "b.npy", "c.npy", "--out", "x.png"],
+                          ["not found", "mpl", "did you mean"]),
+    "module not found": (["no_such_models:mlp", "--points", "a.npy", "b.npy", "c.npy", "--out", "x.png"],
+                         ["no_such_models", "PYTHONPATH"]),
+    "not piecewise linear": (["cli_models:tanh_mlp", "--points", "a.npy", "b.npy", "c.npy", "--out", "x.png"],
+                             ["Tanh", "not supported"]),
+    "points of different shapes": (["cli_models:mlp", "--points", "a.npy", "b.npy", "long.npy", "--out", "x.png"],
+                                   ["different shapes", "(12,)", "(13,)"]),
+    "points the model cannot take": (["cli_models:cnn", "--points", "a.npy", "b.npy", "c.npy", "--out", "x.png"],
+                                     ["cannot take inputs of shape (12,)"]),
+    "collinear points": (["cli_models:mlp", "--points", "a.npy", "b.npy", "on_line.npy", "--out", "x.png"],
+                         ["collinear"]),
+    "weights of another model": (["cli_models:cnn", "--state-dict", "other_weights.pt", "--points", "rgb_a.png",
+                                  "rgb_b.png", "rgb_c.png", "--out", "x.png"], ["do not fit", "missing"]),
+    "scripted custom forward": (["residual_scripted.pt", "--points", "a.npy", "b.npy", "c.npy", "--out", "x.png"],
+                                ["not an nn.Sequential", "package.module:factory"]),
+    "state dict given as the model": (["other_weights.pt", "--points", "a.npy", "b.npy", "c.npy", "--out", "x.png"],
+                                      ["not a TorchScript model", "--state-dict"]),
+}
+
+
+@pytest.mark.parametrize("case", list(ERRORS))
+def test_errors_are_one_clear_line(work, case):
+    args, words = ERRORS[case]
+    res = splinecam(work, "slice", *args, "--no-progress")
+    assert res.returncode == 1, (res.stdout, res.stderr)
+    err = res.stderr.strip()
+    assert "Traceback" not in err
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("splinecam: error: "), err
+    for w in words:
+        assert w in err, (w, err)
+    assert not (work / "x.png").exists()
+
+
+def test_usage_errors_exit_2(work):
+    res = splinecam(work, "slice", "cli_models:mlp", "--points", "a.npy", "b.npy", "--out", "x.png")
+    assert res.returncode == 2 and "expected 3 arguments" in res.stderr
+    res = splinecam(work, "slice", "cli_models:mlp", "--points", "a.npy", "b.npy", "c.npy")
+    assert res.returncode == 2 and "--out" in res.stderr
