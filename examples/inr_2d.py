@@ -22,9 +22,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from torch import nn  # noqa: E402
 
 import splinecam  # noqa: E402
+from splinecam.demo import fit_regressor  # noqa: E402
 
 
 def smiley(n=64):
@@ -39,26 +39,6 @@ def smiley(n=64):
     r = np.sqrt(x ** 2 + (y - 0.05) ** 2)                                    # smile
     img[(np.abs(r - 0.45) < 0.07) & (y < -0.05)] = 0.0
     return img, x, y
-
-
-def fit(widths, X, Y, steps, lr=2e-3, seed=0):
-    """A ReLU MLP 2-widths-1 fitted to (X, Y) by full-batch Adam; eval mode."""
-    torch.manual_seed(seed)
-    layers, d = [], 2
-    for w in widths:
-        layers += [nn.Linear(d, w), nn.ReLU()]
-        d = w
-    model = nn.Sequential(*layers, nn.Linear(d, 1))
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)[:, None]
-    for _ in range(steps):
-        opt.zero_grad()
-        loss = ((model(Xt) - Yt) ** 2).mean()
-        loss.backward()
-        opt.step()
-        sched.step()
-    return model.eval(), float(loss.detach())
 
 
 def main():
@@ -76,7 +56,7 @@ def main():
     X = np.stack([x.ravel(), y.ravel()], axis=1).astype(np.float32)
     Y = (2 * img.ravel() - 1).astype(np.float32)
     t = time.perf_counter()
-    model, mse = fit(widths, X, Y, steps)
+    model, mse = fit_regressor(widths, X, Y, steps, lr=2e-3)
     t_train = time.perf_counter() - t
     with torch.no_grad():
         recon = (model(torch.from_numpy(X))[:, 0].numpy().reshape(n, n) + 1) / 2

@@ -22,34 +22,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from torch import nn  # noqa: E402
 
 import splinecam  # noqa: E402
+from splinecam.demo import fit_regressor  # noqa: E402
 
 
 def target(x, y):
     """A smooth function on [-1, 1]^2 whose zero set has several closed and open curves."""
     return np.sin(math.pi * x) * np.cos(math.pi * y) + 0.5 * np.exp(-6 * ((x + 0.3) ** 2 + (y - 0.4) ** 2)) - 0.15
-
-
-def fit(widths, X, Y, steps, lr=3e-3, seed=0):
-    """A ReLU MLP 2-widths-1 fitted to (X, Y) by full-batch Adam; eval mode."""
-    torch.manual_seed(seed)
-    layers, d = [], 2
-    for w in widths:
-        layers += [nn.Linear(d, w), nn.ReLU()]
-        d = w
-    model = nn.Sequential(*layers, nn.Linear(d, 1))
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)[:, None]
-    for _ in range(steps):
-        opt.zero_grad()
-        loss = ((model(Xt) - Yt) ** 2).mean()
-        loss.backward()
-        opt.step()
-        sched.step()
-    return model.eval(), float(loss.detach())
 
 
 def main():
@@ -65,7 +45,7 @@ def main():
     g = np.random.default_rng(0)
     X = g.uniform(-1, 1, (n, 2)).astype(np.float32)
     Y = target(X[:, 0], X[:, 1]).astype(np.float32)
-    model, mse = fit(widths, X, Y, steps)
+    model, mse = fit_regressor(widths, X, Y, steps, lr=3e-3)
 
     sl = splinecam.Slice.plane2d([[-1, -1], [1, -1], [1, 1], [-1, 1]])
     t = time.perf_counter()

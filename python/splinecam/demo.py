@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["two_moons", "train_mlp", "run_demo"]
+__all__ = ["two_moons", "train_mlp", "fit_regressor", "run_demo"]
 
 
 def two_moons(n: int = 512, noise: float = 0.1, seed: int = 0):
@@ -50,6 +50,27 @@ def train_mlp(X, y, widths=(64, 64, 64), steps: int = 600, seed: int = 0) -> nn.
     finally:
         torch.set_num_threads(threads)
     return model.eval()
+
+
+def fit_regressor(widths, X, Y, steps: int, lr: float = 2e-3, seed: int = 0):
+    """A ReLU MLP ``2-widths-1`` fitted to ``(X, Y)`` (float32 arrays) by full-batch Adam
+    with a cosine schedule; returns the model in eval mode and its final MSE."""
+    torch.manual_seed(seed)
+    layers, d = [], X.shape[1]
+    for w in widths:
+        layers += [nn.Linear(d, w), nn.ReLU()]
+        d = w
+    model = nn.Sequential(*layers, nn.Linear(d, 1))
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)[:, None]
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = ((model(Xt) - Yt) ** 2).mean()
+        loss.backward()
+        opt.step()
+        sched.step()
+    return model.eval(), float(loss.detach())
 
 
 def run_demo(out_dir: str = "demo_output", widths=(64, 64, 64), steps: int = 600, progress: bool = True) -> dict:

@@ -222,7 +222,7 @@ def _max_layer(xy, rows, faces, lay, nl, layer_id, rtol, threads, budget=None, c
     idx = nl.idx
     W, k = idx.shape
     x0 = lay.n_cut
-    xcols = slice_cols = (x0, x0 + nl.in_numel)
+    xcols = (x0, x0 + nl.in_numel)  # the candidates X, carried after the chain column(s)
     parent = None
     degenerate = 0
     for s in range(1, k):
