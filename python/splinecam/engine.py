@@ -241,14 +241,23 @@ def _max_layer(xy, rows, faces, lay, nl, layer_id, rtol, threads, budget=None, c
     off, verts, lay_, unit = faces
     he = _core.halfedges(len(xy), off, verts)
     twin, face = he["twin"], he["face"]
-    h = np.flatnonzero((lay_ == layer_id) & (twin >= 0))
+    h = np.flatnonzero((lay_ == layer_id) & (twin > np.arange(len(twin))))  # one half of each split edge
     if len(h):
-        w = unit[h]
+        # The edge lies on a tie line of its window, and of every window sharing those two
+        # candidates (overlapping pools): it separates nothing when all of them keep
+        # their winner across it.
+        nb = nl.neighbours
+        wins = [np.concatenate([[w], nb[w]]) for w in unit[h]]
+        cnt = np.array([len(x) for x in wins])
+        edge = np.repeat(np.arange(len(h)), cnt)
+        w = np.concatenate(wins)
         X = rows[:, xcols[0]:xcols[1]]
-        win = _face_window_argmax(X, idx, off, verts, np.concatenate([face[h], face[twin[h]]]), np.concatenate([w, w]))
-        same = win[: len(h)] == win[len(h):]
+        fa, fb = face[h][edge], face[twin[h]][edge]
+        win = _face_window_argmax(X, idx, off, verts, np.concatenate([fa, fb]), np.concatenate([w, w]))
+        differs = np.bincount(edge, weights=win[: len(w)] != win[len(w):], minlength=len(h)) > 0
         remove = np.zeros(len(verts), np.uint8)
-        remove[h[same]] = 1
+        remove[h[~differs]] = 1
+        remove[twin[h[~differs]]] = 1
         if remove.any():
             m = _core.merge(len(xy), off, verts, lay_, unit, remove)
             first = np.full(int(m["group"].max()) + 1, -1, np.int64)

@@ -108,6 +108,7 @@ class Nonlinearity:
     breakpoints: Tuple[float, ...] = ()   # elementwise: values of z where the slope changes
     idx: Optional[np.ndarray] = None      # max: (W, k) candidate indices into the flattened inputs
     in_numel: int = 0
+    neighbours: Optional[list] = None     # max: per window, the other windows sharing two candidates
 
     @property
     def width(self) -> int:
@@ -193,6 +194,24 @@ def _pool_indices(in_shape, kernel, stride, padding, dilation, ceil_mode, dims: 
     return idx, out_shape
 
 
+def _window_neighbours(idx: np.ndarray) -> list:
+    """For each window, the other windows that share at least two candidates: a tie
+    line of one of them can be a tie line of the others (overlapping pooling windows)."""
+    pairs: Dict[Tuple[int, int], list] = {}
+    W, k = idx.shape
+    for w in range(W):
+        c = np.unique(idx[w])
+        for i in range(len(c)):
+            for j in range(i + 1, len(c)):
+                pairs.setdefault((int(c[i]), int(c[j])), []).append(w)
+    nb = [set() for _ in range(W)]
+    for ws in pairs.values():
+        if len(ws) > 1:
+            for w in ws:
+                nb[w].update(ws)
+    return [np.array(sorted(s - {w}), dtype=np.int64) for w, s in enumerate(nb)]
+
+
 def _reduce_indices(in_shape, dim, keepdim) -> Tuple[np.ndarray, tuple]:
     n = int(np.prod(in_shape))
     ids = np.arange(n).reshape(in_shape)
@@ -246,6 +265,12 @@ class Network:
             raise ValueError(
                 f"the model is in training mode (e.g. module '{training[0]}'): BatchNorm and Dropout then compute "
                 "a different function than at inference. Call model.eval() before splinecam.partition(...).")
+        for name, m in model.named_modules():
+            if isinstance(m, nn.modules.batchnorm._NormBase) and m.running_mean is None:
+                raise UnsupportedModelError(
+                    f"module '{name}' ({type(m).__name__}) has no running statistics "
+                    "(track_running_stats=False): it normalises by the batch, so one input's output depends on the "
+                    "others and the model is not a function of its input alone")
         for name, t in list(model.named_parameters()) + list(model.named_buffers()):
             if t.is_floating_point() and not torch.isfinite(t).all():
                 raise ValueError(f"the model's tensor '{name}' contains NaN or infinite values")
@@ -435,6 +460,14 @@ class Network:
             except UnsupportedModelError as e:
                 raise self._unsupported(n, f" ({e})") from None
             nl.inputs = [src]
+        elif self._two_operand_max(n) and len(tensors) == 1:
+            # max(x, c) with c a constant: a clamp from below, breakpoint at c.
+            const = [a for a in n.args if isinstance(a, fx.Node) and a in self.static]
+            c = self.static[const[0]] if const else next(a for a in n.args if isinstance(a, (int, float)))
+            if isinstance(c, torch.Tensor) and c.numel() != 1:
+                raise self._unsupported(n, " (a maximum with a non-scalar constant tensor)")
+            nl.kind, nl.breakpoints = "elementwise", (float(c),)
+            nl.inputs, nl.out_shape = [tensors[0]], self.shape[n]
         elif len(tensors) == 2:  # torch.maximum(a, b) / torch.max(a, b) / a.maximum(b)
             a, b = tensors
             if self.shape[a] != self.shape[b]:
@@ -459,7 +492,17 @@ class Network:
                     raise self._unsupported(u, " (the indices of a maximum)")
                 if u.op == "call_function" and u.target is builtins.getattr and u.args[1] == "indices" and u.users:
                     raise self._unsupported(u, " (the indices of a maximum)")
-        nl.in_numel = sum(int(np.prod(self.shape[t])) for t in nl.inputs)
+        if nl.kind == "max":
+            nl.in_numel = sum(int(np.prod(self.shape[t])) for t in nl.inputs)
+            nl.neighbours = _window_neighbours(nl.idx)
+
+    def _two_operand_max(self, n: fx.Node) -> bool:
+        """torch.maximum(a, b), torch.max(a, b), a.maximum(b): not a reduction."""
+        if n.target in (torch.maximum, "maximum"):
+            return True
+        second = n.args[1] if len(n.args) > 1 else n.kwargs.get("other")
+        return (n.target in (torch.max, "max") and isinstance(second, fx.Node)
+                and not isinstance(self.static.get(second), int))
 
     def _liveness(self):
         self.last_use = {}
