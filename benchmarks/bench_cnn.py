@@ -89,12 +89,13 @@ def run_case(name, memory_gib):
             T = splinecam.partition_tiled(model, sl, tiles=2, memory_limit=limit, progress=False)
             sec = time.perf_counter() - t
             rows.append(dict(case=name, scale=scale, regions=T.num_regions, tiles=len(T.tiles), seconds=sec,
-                             x_forward=float("nan"), decision_segments=len(T.decision_boundary)))
-            print(json.dumps(dict(rows[-1], peak_rss_gib=_rss())), file=sys.stderr, flush=True)
+                             x_forward=float("nan"), decision_segments=len(T.decision_boundary),
+                             peak_rss_gib=_rss()))
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
             if T.num_regions > 1_000_000:
                 break
     for r in rows:
-        r["peak_rss_gib"] = _rss()
+        r.setdefault("peak_rss_gib", _rss())  # peak of the process so far
         r["memory_limit_gib"] = memory_gib if name == "zoom" else None
         print("RESULT " + json.dumps(r), flush=True)
 
