@@ -50,7 +50,8 @@ def cases(quick):
     tri784 = splinecam.Slice.through(a, b, c)
     torch.manual_seed(1)
     ia, ib, ic = torch.randn(3, 3, 32, 32)
-    tri_cnn = splinecam.Slice.through(ia, ib, ic)
+    cen = (ia + ib + ic) / 3  # the triangle scaled by 0.05 about its centroid (whole: ~10^7 regions)
+    tri_cnn = splinecam.Slice.through(*[cen + 0.05 * (t - cen) for t in (ia, ib, ic)])
     out = [
         ("MLP 2-16x3-1 on [-1,1]^2", lambda: mlp((2, 16, 16, 16, 1)), square(1), True),
         ("MLP 2-32x3-1 on [-1,1]^2", lambda: mlp((2, 32, 32, 32, 1)), square(1), True),
@@ -61,7 +62,7 @@ def cases(quick):
             ("MLP 2-256x3-1 on [-5,5]^2", lambda: mlp((2, 256, 256, 256, 1)), square(5), False),
             ("MLP 2-256x8-1 on [-1,1]^2", lambda: mlp((2,) + (256,) * 8 + (1,)), square(1), False),
             ("MLP 784-256x3-10, triangle", lambda: mlp((784, 256, 256, 256, 10)), tri784, False),
-            ("CNN 3x32x32 c6-c16-120-84-10, triangle", lambda: small_cnn(), tri_cnn, False),
+            ("CNN 3x32x32 c6-c16-120-84-10, triangle/20", lambda: small_cnn(), tri_cnn, False),
         ]
     return out
 
