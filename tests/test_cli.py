@@ -188,6 +188,17 @@ def test_png_with_state_dict_and_pad(work):
     assert summary(res0)["regions"] != s["regions"]
 
 
+def test_tiles_give_the_same_region_count(work):
+    args = ["slice", "cli_models:mlp", "--points", "a.npy", "b.npy", "c.npy", "--pad", "0.2", "--no-progress"]
+    whole = summary(splinecam(work, *args, "--out", work / "whole.npz"))
+    res = splinecam(work, *args, "--tiles", "3", "--out", work / "tiled.png", "--dpi", "50")
+    assert res.returncode == 0, res.stderr
+    m = re.search(r"(\d+) regions in (\d+) tiles", res.stdout)
+    assert m and int(m[1]) == whole["regions"] and int(m[2]) >= 4
+    bad = splinecam(work, *args, "--tiles", "2", "--out", work / "tiled.npz")
+    assert bad.returncode != 0 and "figures only" in bad.stderr and "Traceback" not in bad.stderr
+
+
 def test_torchscript_sequential_matches_the_factory(work):
     a = summary(splinecam(work, "slice", "mlp_scripted.pt", "--points", "a.npy", "b.npy", "c.npy",
                           "--out", work / "ts.npz", "--no-progress"))

@@ -165,6 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
     sl.add_argument("--color", choices=("slope", "pattern"), default="slope",
                     help="figure colouring: norm of each region's slope (default) or one colour per activation "
                          "pattern")
+    sl.add_argument("--memory-limit", type=_non_negative_float, default=None, metavar="GIB",
+                    help="memory the per-vertex values may take, in GiB (default: half of the available memory)")
+    sl.add_argument("--tiles", type=_positive_int, default=None, metavar="N",
+                    help="compute the slice in an N x N grid of tiles (split further while a tile exceeds the "
+                         "memory limit) and stitch them; for slices too large for memory; figure outputs only")
     sl.add_argument("--dpi", type=_positive_int, default=200, help="resolution of a .png figure (default: 200)")
     sl.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     sl.add_argument("--traceback", action="store_true", help="show the full Python traceback on errors (bug reports)")
@@ -717,9 +722,28 @@ def run_slice(args) -> int:
         names = ", ".join(f"{l}={os.path.basename(p)}" for l, p in zip("ABC", args.points))
         raise CliError(f"no slice through the points {names}: {e}") from None
 
+    limit = None if args.memory_limit is None else int(args.memory_limit * 2 ** 30)
     t = time.perf_counter()
+    if args.tiles is not None:
+        if ext not in FIGURE_SUFFIXES:
+            raise CliError(f"--tiles writes figures only (.png, .svg, .pdf), not '{ext}'")
+        T = splinecam.partition_tiled(lm.module, sl, tiles=args.tiles, memory_limit=limit,
+                                      decision_boundary=not args.no_decision_boundary,
+                                      progress=not args.no_progress)
+        seconds = time.perf_counter() - t
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(8, 8))
+        T.plot(ax=ax)
+        ax.set_title(f"{T.num_regions} linear regions ({len(T.tiles)} tiles)")
+        fig.savefig(out, dpi=args.dpi, bbox_inches="tight")
+        plt.close(fig)
+        print(f"splinecam slice: {T.num_regions} regions in {len(T.tiles)} tiles in {seconds:.2f} s -> {out}")
+        return 0
     P = splinecam.partition(lm.module, sl, decision_boundary=not args.no_decision_boundary,
-                            progress=not args.no_progress)
+                            progress=not args.no_progress, memory_limit=limit)
     seconds = time.perf_counter() - t
 
     folder = os.path.dirname(os.path.abspath(out))
