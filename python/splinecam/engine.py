@@ -1,17 +1,19 @@
 """The network driver: forward passes of vertices in torch, refinement in the C++ engine.
 
-For each hidden layer ``l`` the driver holds the layer's pre-activations at every vertex
-of the current partition (``rows``, ``(V, width)``); the engine splits every face along
-the zero sets and interpolates the rows of the vertices it creates (exact: the
-pre-activations are affine on each face of the previous partition). The next layer's
-pre-activations are then one affine segment applied to the nonlinearity of those rows
-- never a forward pass from the input.
+For each hidden layer ``l`` the driver holds one row per vertex of the current partition
+(:meth:`Network.rows_for`): the layer's breakpoint values (``z - b`` per breakpoint) and
+every tensor still needed later (skip connections). The engine splits every face along
+the zero sets and interpolates the rows of the vertices it creates - exact, because all
+of these values are affine on each face of the previous partition. The next layer's rows
+are the model's glue run on those rows, block by block: never a forward pass from the
+input.
 
-The decision boundary uses the same refinement: ``max(a, b) = b + relu(a - b)``, so the
-arg-max over C outputs is C - 1 refinements by one breakpoint function each
-(``max(y_0..y_{c-1}) - y_c``); faces then have one winner each, and the edges between
-faces with different winners are the decision boundary. A single output is split by its
-zero level set.
+Max-type layers (max-pooling, maxout, ``torch.maximum``) and the decision boundary use
+the same refinement: ``max(a, b) = b + relu(a - b)``, so a maximum over k candidates is
+k - 1 refinements by ``max(c_0..c_{s-1}) - c_s``; faces then have one winner each. Split
+lines with the same winner on both sides separate nothing: for a max-type layer the
+faces across them are merged again (``_core.merge``); for the decision boundary they are
+left out of the boundary. A single output is split by its zero level set.
 """
 from __future__ import annotations
 
