@@ -64,3 +64,28 @@ def test_tiled_cnn_slice_matches_whole():
     T = splinecam.partition_tiled(model, sl, tiles=2, progress=False)
     assert T.num_regions == P.num_regions
     assert np.allclose(np.sort(T.areas()), np.sort(P.areas()), rtol=1e-9, atol=1e-14)
+
+
+@pytest.mark.parametrize("which", ["mlp", "hardtanh-maxpool", "cnn"])
+def test_lean_mode_gives_the_same_partition(which):
+    from torch import nn
+    if which == "mlp":
+        model, sl = mlp((2, 32, 32, 3), seed=3), splinecam.Slice.plane2d(SQUARE)
+    elif which == "hardtanh-maxpool":
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(2, 24), nn.Hardtanh(), nn.Linear(24, 16), nn.Unflatten(1, (1, 16)),
+                              nn.MaxPool1d(2), nn.Flatten(), nn.Linear(8, 2)).eval()
+        sl = splinecam.Slice.plane2d(SQUARE)
+    else:
+        model = small_cnn(input_shape=(3, 6, 6), channels=(3,), dense=(8,), classes=3, seed=1)
+        g = torch.Generator().manual_seed(0)
+        sl = splinecam.Slice.through(*torch.randn(3, 3, 6, 6, generator=g))
+    P = splinecam.partition(model, sl, progress=False)
+    limit = 400_000
+    with pytest.raises(splinecam.MemoryLimitExceeded, match="lean=True"):
+        splinecam.partition(model, sl, progress=False, memory_limit=limit)
+    Q = splinecam.partition(model, sl, progress=False, memory_limit=limit, lean=True, validate=True)
+    assert Q.run_info["lean"] and Q.num_regions == P.num_regions
+    assert np.allclose(np.sort(Q.areas()), np.sort(P.areas()), rtol=1e-9, atol=1e-13)
+    length = lambda db: np.linalg.norm(db[:, 1] - db[:, 0], axis=1).sum()
+    assert length(Q.decision_boundary) == pytest.approx(length(P.decision_boundary), rel=1e-9, abs=1e-12)

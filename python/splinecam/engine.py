@@ -100,7 +100,8 @@ def _over_limit(layer_id, n_vertices, limit, width):
     raise MemoryLimitExceeded(
         f"the partition of this slice needs more than memory_limit = {limit / 2**30:.2f} GiB at layer {layer_id} "
         f"({n_vertices} vertices so far, {width} values each): compute it in tiles with "
-        "splinecam.partition_tiled(model, slice, memory_limit=...), zoom in, or raise memory_limit") from None
+        "splinecam.partition_tiled(model, slice, memory_limit=...), pass lean=True (slower), zoom in, or raise "
+        "memory_limit") from None
 
 
 def _progress(total, enabled, desc):
@@ -115,7 +116,7 @@ def _progress(total, enabled, desc):
 
 def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool = True, progress: bool = True,
               rtol: float = 1e-10, threads: Optional[int] = None, validate: bool = False,
-              chunk: int = 32768, memory_limit: Optional[int] = None) -> "Partition":
+              chunk: int = 32768, memory_limit: Optional[int] = None, lean: bool = False) -> "Partition":
     """Compute the exact partition of ``slice`` into the linear regions of ``model``.
 
     Parameters
@@ -151,6 +152,12 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
         Bytes the per-vertex values may take (default: half of the available memory).
         A slice that needs more raises :class:`MemoryLimitExceeded` early, before the
         machine runs out; :func:`splinecam.partition_tiled` then computes it in tiles.
+    lean : bool
+        When a layer's rows exceed ``memory_limit``, go on instead of stopping: cut by the
+        layer's units (or pooling windows) a chunk at a time, with each chunk's values
+        computed by forward passes from the input at the current vertices, so that no
+        (vertices x units) matrix is ever whole. Exact (same partition), but much slower
+        than the default path; tiles are usually the better choice.
 
     Returns
     -------
@@ -172,34 +179,50 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
     layers: List[Layer] = []
     stats = {"degenerate": 0}
     bar = _progress(net.num_layers + (1 if decision_boundary else 0), progress, "splinecam")
+    use_lean, lean = lean, False  # lean: once a layer's rows exceed the limit, units in chunks
     for l in range(1, net.num_layers + 1):
         nl = net.layers[l - 1]
         budget = (limit, net.layout(l + 1).n_cols)
-        if nl.kind == "elementwise":
-            out = _refine(xy, rows, faces, lay.n_cut, l, rtol, threads, budget)
-            stats["degenerate"] += int(out["degenerate"])
-            xy = np.concatenate([xy, out["xy"]])
-            unit = out["he_unit"]
-            if len(nl.breakpoints) > 1:  # columns are (breakpoint, unit): label by unit
-                sel = out["he_layer"] == l
-                unit[sel] %= nl.width
-            faces = (out["face_offsets"], out["face_verts"], out["he_layer"], unit)
-            parent = out["face_parent"]
-            blocks = [rows, out["rows_edge"], *out["rows_face"]]
-        else:
-            xy, rows, faces, parent, deg = _max_layer(xy, rows, faces, lay, nl, l, rtol, threads, budget)
-            stats["degenerate"] += deg
-            blocks = [rows]
+        if not lean:
+            try:
+                if nl.kind == "elementwise":
+                    out = _refine(xy, rows, faces, lay.n_cut, l, rtol, threads, budget)
+                    deg = int(out["degenerate"])
+                    new_xy = np.concatenate([xy, out["xy"]])
+                    unit = out["he_unit"]
+                    if len(nl.breakpoints) > 1:  # columns are (breakpoint, unit): label by unit
+                        unit[out["he_layer"] == l] %= nl.width
+                    new_faces = (out["face_offsets"], out["face_verts"], out["he_layer"], unit)
+                    parent = out["face_parent"]
+                    blocks = [rows, out["rows_edge"], *out["rows_face"]]
+                else:
+                    new_xy, rows, new_faces, parent, deg = _max_layer(xy, rows, faces, lay, nl, l, rtol, threads,
+                                                                      budget)
+                    blocks = [rows]
+                xy, faces = new_xy, new_faces
+            except MemoryLimitExceeded:
+                if not use_lean:
+                    raise
+                lean = True
+                rows = blocks = None
+        if lean:
+            xy, faces, parent, deg = _lean_layer(net, slice, xy, faces, l, nl, rtol, threads, limit, chunk)
+        stats["degenerate"] += deg
         layer = Layer(*faces, parent, len(xy))
         layers.append(layer)
         if validate:
             _check(layer, f"after layer {l} ({nl.name})")
-        # The next layer's rows at every vertex: the blocks feed the glue in order,
-        # never concatenated.
-        rows, lay = net.rows_for(l + 1, (blocks, lay, l), chunk)
+        if not lean:
+            # The next layer's rows at every vertex: the blocks feed the glue in order,
+            # never concatenated.
+            rows, lay = net.rows_for(l + 1, (blocks, lay, l), chunk)
         if bar is not None:
             bar.set_postfix(regions=layer.num_faces, refresh=False)
             bar.update(1)
+    if lean:
+        C = net.num_outputs
+        rows = _columns_from_input(net, slice, xy, net.num_layers + 1, np.arange(C), chunk)
+    stats["lean"] = lean
     outputs = rows  # (V, C) model outputs at every vertex of the final partition
     if not layers:
         # No nonlinearity: the model is affine on the whole slice.
@@ -267,6 +290,75 @@ def _max_layer(xy, rows, faces, lay, nl, layer_id, rtol, threads, budget=None, c
             parent = parent[first]
             faces = (m["face_offsets"], m["face_verts"], m["he_layer"], m["he_unit"])
     return xy, rows, faces, parent.astype(np.int32), degenerate
+
+
+def _columns_from_input(net, slice, xy, l, cols, chunk):
+    """Columns ``cols`` of layer ``l``'s rows at the points ``xy``, by forward passes from
+    the input in batches: no (V, width) matrix is ever whole."""
+    out = np.empty((len(xy), len(cols)))
+    step = max(256, min(chunk, (1 << 22) // max(net.layout(l).n_cols, 1)))
+    for a in range(0, len(xy), step):
+        r, _ = net.rows_from_input(l, slice.to_input(xy[a:a + step]), chunk)
+        out[a:a + step] = r[:, cols]
+    return out
+
+
+def _lean_layer(net, slice, xy, faces, layer_id, nl, rtol, threads, limit, chunk):
+    """Refine by one layer whose rows do not fit in memory: its units (or pooling
+    windows) a chunk at a time, each chunk's values computed from the input at the
+    current vertices. Cutting by some units of a layer, then by others, gives the same
+    partition as cutting by all at once; every vertex still has one value per unit."""
+    tmp = layer_id + (1 << 20)  # marks the edges of the chunk being cut
+    n_units = nl.width if nl.kind == "elementwise" else nl.idx.shape[0]
+    per_unit = len(nl.breakpoints) if nl.kind == "elementwise" else 1 + nl.idx.shape[1]
+    u = max(1, min(n_units, int(0.05 * limit) // (8 * per_unit * max(len(xy), 64))))
+    parent = np.arange(len(faces[0]) - 1, dtype=np.int32)
+    degenerate, j = 0, 0
+    while j < n_units:
+        uc = min(u, n_units - j)
+        try:
+            if nl.kind == "elementwise":
+                N = nl.width
+                cols = np.concatenate([b * N + np.arange(j, j + uc) for b in range(len(nl.breakpoints))])
+                rows = _columns_from_input(net, slice, xy, layer_id, cols, chunk)
+                out = _refine(xy, rows, faces, len(cols), tmp, rtol, threads, (limit, 0))
+                degenerate += int(out["degenerate"])
+                new_xy = np.concatenate([xy, out["xy"]])
+                new_faces = (out["face_offsets"], out["face_verts"], out["he_layer"], out["he_unit"])
+                step_parent = out["face_parent"]
+            else:
+                sub_idx = nl.idx[j:j + uc]
+                cand, inv = np.unique(sub_idx, return_inverse=True)
+                x0 = net.layout(layer_id).n_cut
+                rows = np.zeros((len(xy), uc + len(cand)))
+                rows[:, uc:] = _columns_from_input(net, slice, xy, layer_id, x0 + cand, chunk)
+                local = {w: i for i, w in enumerate(range(j, j + uc))}
+                nbs = [np.array([local[v] for v in nl.neighbours[w] if v in local], dtype=np.int64)
+                       for w in range(j, j + uc)]
+                sub = _Sub(idx=inv.reshape(sub_idx.shape), in_numel=len(cand), neighbours=nbs, n_cut=uc)
+                new_xy, _, new_faces, step_parent, deg = _max_layer(xy, rows, faces, sub, sub, tmp, rtol, threads,
+                                                                    (limit, 0))
+                degenerate += deg
+        except MemoryLimitExceeded:
+            if uc == 1:
+                raise
+            u = max(1, uc // 2)
+            continue
+        lay_, unit = new_faces[2], new_faces[3]
+        sel = lay_ == tmp
+        lay_[sel] = layer_id
+        unit[sel] = j + unit[sel] % uc
+        xy, faces = new_xy, new_faces
+        parent = parent[step_parent]
+        j += uc
+    return xy, faces, parent.astype(np.int32), degenerate
+
+
+class _Sub:
+    """A chunk of a max-type layer, shaped like its Nonlinearity and RowLayout."""
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
 
 
 def _face_window_argmax(X, idx, off, verts, face, window):

@@ -648,6 +648,15 @@ class Network:
                 i += m
         return out, lay
 
+    @torch.no_grad()
+    def rows_from_input(self, l: int, x: torch.Tensor, chunk: int = 32768) -> Tuple[np.ndarray, RowLayout]:
+        """Rows of hidden layer ``l`` (or the output, ``l = L + 1``) at inputs ``x``, by
+        a forward pass from the input (used when the rows of all vertices do not fit)."""
+        rows, lay = self.rows_for(1, x, chunk)
+        for k in range(1, l):
+            rows, lay = self.rows_for(k + 1, ([rows], lay, k), chunk)
+        return rows, lay
+
     def _write_row(self, l: int, lay: RowLayout, env: Dict, out: np.ndarray) -> None:
         m = out.shape[0]
         for n, (a, e) in lay.carry.items():
