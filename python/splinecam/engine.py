@@ -296,7 +296,8 @@ def _columns_from_input(net, slice, xy, l, cols, chunk):
     """Columns ``cols`` of layer ``l``'s rows at the points ``xy``, by forward passes from
     the input in batches: no (V, width) matrix is ever whole."""
     out = np.empty((len(xy), len(cols)))
-    step = max(256, min(chunk, (1 << 22) // max(net.layout(l).n_cols, 1)))
+    widest = max(net.layout(k).n_cols for k in range(1, l + 1))  # every layer up to l is built per batch
+    step = max(64, min(chunk, (1 << 21) // max(widest, 1)))
     for a in range(0, len(xy), step):
         r, _ = net.rows_from_input(l, slice.to_input(xy[a:a + step]), chunk)
         out[a:a + step] = r[:, cols]
