@@ -49,3 +49,35 @@ def build_seeded_mlp(widths, seed=0, act=nn.ReLU):
 def seeded_mlp():
     """Fixture form of :func:`build_seeded_mlp`."""
     return build_seeded_mlp
+
+
+def centred_mlp(widths, seed):
+    """splinecam.zoo.mlp with the output biases shifted so that every output is (nearly)
+    0 at the origin: the decision boundary then crosses the square around it."""
+    from splinecam import zoo
+    m = zoo.mlp(widths, seed)
+    with torch.no_grad():
+        y0 = m(torch.zeros(1, widths[0]))[0]
+        m[-1].bias -= y0 - (0 if widths[-1] == 1 else torch.linspace(0, 0.05, widths[-1]))
+    return m
+
+
+def _centred_partition(widths, seed):
+    import copy
+    import splinecam
+    m = centred_mlp(widths, seed)
+    P = splinecam.partition(m, splinecam.Slice.plane2d([[-1, -1], [1, -1], [1, 1], [-1, 1]]), progress=False)
+    assert len(P.decision_boundary) > 5
+    return copy.deepcopy(m).double(), P
+
+
+@pytest.fixture(scope="session")
+def net1():
+    """(float64 model, Partition) of a centred 2-16-16-1 MLP on [-1, 1]^2."""
+    return _centred_partition((2, 16, 16, 1), 0)
+
+
+@pytest.fixture(scope="session")
+def net3():
+    """(float64 model, Partition) of a centred 2-16-16-3 MLP on [-1, 1]^2."""
+    return _centred_partition((2, 16, 16, 3), 1)

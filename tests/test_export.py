@@ -17,16 +17,6 @@ from splinecam import export, sampling, zoo
 SQUARE = [[-1, -1], [1, -1], [1, 1], [-1, 1]]
 
 
-def centred_mlp(widths, seed):
-    """zoo.mlp with output biases shifted so the outputs are (nearly) 0 at the origin:
-    the decision boundary crosses the square."""
-    m = zoo.mlp(widths, seed)
-    with torch.no_grad():
-        y0 = m(torch.zeros(1, widths[0]))[0]
-        m[-1].bias -= y0 - (0 if widths[-1] == 1 else torch.linspace(0, 0.05, widths[-1]))
-    return m
-
-
 def part(model, poly=SQUARE):
     return splinecam.partition(model, splinecam.Slice.plane2d(poly), progress=False)
 
@@ -39,22 +29,6 @@ def forward(model, x):
 def shoelace(p):
     p = np.asarray(p, dtype=np.float64)
     return 0.5 * np.sum(p[:, 0] * np.roll(p[:, 1], -1) - p[:, 1] * np.roll(p[:, 0], -1))
-
-
-@pytest.fixture(scope="module")
-def net1():
-    m = centred_mlp((2, 16, 16, 1), 0)
-    P = part(m)
-    assert len(P.decision_boundary) > 5
-    return copy.deepcopy(m).double(), P
-
-
-@pytest.fixture(scope="module")
-def net3():
-    m = centred_mlp((2, 16, 16, 3), 1)
-    P = part(m)
-    assert len(P.decision_boundary) > 5
-    return copy.deepcopy(m).double(), P
 
 
 def ks_uniform(x):

@@ -17,16 +17,6 @@ SQUARE = [[-1, -1], [1, -1], [1, 1], [-1, 1]]
 
 
 # -- models ---------------------------------------------------------------------------------
-def centred_mlp(widths, seed):
-    """zoo.mlp with the output biases shifted so every output is 0 at the origin: the
-    decision boundary then crosses the square."""
-    m = zoo.mlp(widths, seed)
-    with torch.no_grad():
-        y0 = m(torch.zeros(1, widths[0]))[0]
-        m[-1].bias -= y0 - (0 if widths[-1] == 1 else torch.linspace(0, 0.05, widths[-1]))
-    return m
-
-
 def relu_net(W, b, v, c):
     """u -> v . relu(W u + b) + c, hand-set weights (float64, eval)."""
     W = torch.tensor(W, dtype=torch.float64)
@@ -47,22 +37,6 @@ def affine_model():
 
 def part(model, poly=SQUARE, **kw):
     return splinecam.partition(model, splinecam.Slice.plane2d(poly), progress=False, **kw)
-
-
-@pytest.fixture(scope="module")
-def net1():
-    m = centred_mlp((2, 16, 16, 1), 0)
-    P = part(m)
-    assert len(P.decision_boundary) > 5
-    return copy.deepcopy(m).double(), P
-
-
-@pytest.fixture(scope="module")
-def net3():
-    m = centred_mlp((2, 16, 16, 3), 1)
-    P = part(m)
-    assert len(P.decision_boundary) > 5
-    return copy.deepcopy(m).double(), P
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .zoo import mlp
+
 __all__ = ["two_moons", "train_mlp", "fit_regressor", "run_demo"]
 
 
@@ -30,12 +32,7 @@ def two_moons(n: int = 512, noise: float = 0.1, seed: int = 0):
 
 def train_mlp(X, y, widths=(64, 64, 64), steps: int = 600, seed: int = 0) -> nn.Sequential:
     """A ReLU MLP with one logit, trained with Adam on (X, y); returned in eval mode."""
-    torch.manual_seed(seed)
-    layers, d = [], X.shape[1]
-    for w in widths:
-        layers += [nn.Linear(d, w), nn.ReLU()]
-        d = w
-    model = nn.Sequential(*layers, nn.Linear(d, 1))
+    model = mlp((X.shape[1], *widths, 1), seed).train()
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
     loss_fn = nn.BCEWithLogitsLoss()
@@ -55,12 +52,7 @@ def train_mlp(X, y, widths=(64, 64, 64), steps: int = 600, seed: int = 0) -> nn.
 def fit_regressor(widths, X, Y, steps: int, lr: float = 2e-3, seed: int = 0):
     """A ReLU MLP ``2-widths-1`` fitted to ``(X, Y)`` (float32 arrays) by full-batch Adam
     with a cosine schedule; returns the model in eval mode and its final MSE."""
-    torch.manual_seed(seed)
-    layers, d = [], X.shape[1]
-    for w in widths:
-        layers += [nn.Linear(d, w), nn.ReLU()]
-        d = w
-    model = nn.Sequential(*layers, nn.Linear(d, 1))
+    model = mlp((X.shape[1], *widths, 1), seed).train()
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)[:, None]
