@@ -668,7 +668,7 @@ class Network:
             z = env[nl.inputs[0]].reshape(m, -1).numpy()
             N = nl.width
             for k, bp in enumerate(nl.breakpoints):
-                out[:, k * N:(k + 1) * N] = z - bp
+                np.subtract(z, bp, out=out[:, k * N:(k + 1) * N])  # no temporary
         else:
             out[:, :lay.n_cut] = 0.0  # the driver fills the chain column of each step
 
