@@ -81,10 +81,7 @@ def main():
     for a in axes[1, L:]:
         a.axis("off")
     for a in [ax] + list(axes[1, :L]):
-        a.scatter(uv[:, 0], uv[:, 1], s=30, c="white", edgecolors="black", zorder=5)
-        for (u, v), name in zip(uv, "ABC"):
-            a.annotate(name, (u, v), xytext=(4, 4), textcoords="offset points", fontsize=9, fontweight="bold",
-                       bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none", alpha=0.8), zorder=6)
+        splinecam.plot.mark_points(a, uv, "ABC", fontsize=9)
     fig.suptitle(f"Random small_cnn (conv 6, conv 16, dense 120-84-10) on the plane through three images "
                  f"(a random image plus noise of std {noise:g} each)")
     path = os.path.join(args.out, "random_cnn.png")

@@ -61,10 +61,7 @@ def main():
     P.plot(ax=axes[-1], color="slope", linewidth=lw, colorbar=True,
            title=f"output layer: slope norm, {P.num_regions} regions;\n{db}")
     for ax in axes:
-        ax.scatter(uv[:, 0], uv[:, 1], s=30, c="white", edgecolors="black", zorder=5)
-        for (u, v), name, k in zip(uv, "ABC", classes):
-            ax.annotate(f"{name} (class {k})", (u, v), xytext=(4, 4), textcoords="offset points", fontsize=8,
-                        bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none", alpha=0.8), zorder=6)
+        splinecam.plot.mark_points(ax, uv, [f"{n} (class {k})" for n, k in zip("ABC", classes)], fontsize=8)
     fig.suptitle(f"Random MLP {arch} on the plane through three random inputs A, B, C "
                  f"(plane coordinates, orthonormal in input space)")
     path = os.path.join(args.out, "random_mlp.png")

@@ -668,14 +668,8 @@ def save_figure(P, path: str, *, lm: LoadedModel, pts, point_paths, outputs, col
         elif y is not None:
             lab += f" (output {float(y[k, 0]):+.3g})"
         labels.append(lab)
-    ax.scatter(uv[:, 0], uv[:, 1], s=40, c="white", edgecolors="black", linewidths=1.0, zorder=5)
-    centre = uv.mean(axis=0)
-    for (u, v), name in zip(uv, "ABC"):
-        d = np.array([u, v]) - centre
-        d = d / (np.linalg.norm(d) + 1e-300)
-        ax.annotate(name, (u, v), xytext=(10 * d[0], 10 * d[1]), textcoords="offset points", fontsize=11,
-                    fontweight="bold", ha="center", va="center", color="black", zorder=6,
-                    bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.8))
+    from .plot import mark_points
+    mark_points(ax, uv, "ABC", fontsize=11)
     poly = P.slice.polygon
     lo, hi = np.minimum(poly.min(axis=0), uv.min(axis=0)), np.maximum(poly.max(axis=0), uv.max(axis=0))
     m = 0.04 * float((hi - lo).max())

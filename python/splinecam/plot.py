@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-__all__ = ["plot_partition_object", "plot_layers", "save", "animate", "plot_partition"]
+__all__ = ["plot_partition_object", "plot_layers", "save", "animate", "mark_points", "plot_partition"]
 
 
 def _pattern_colors(patterns: np.ndarray, cmap) -> np.ndarray:
@@ -110,6 +110,21 @@ def plot_partition_object(partition, ax=None, *, color="slope", cmap=None, edgec
         ax.set_axis_off()
     if title is not None:
         ax.set_title(title)
+    return ax
+
+
+def mark_points(ax, uv, names=("A", "B", "C"), fontsize: int = 10):
+    """Mark plane points ``uv`` (n, 2), e.g. the three inputs a slice goes through, with
+    labels pushed outwards from their centroid."""
+    uv = np.asarray(uv, dtype=np.float64)
+    ax.scatter(uv[:, 0], uv[:, 1], s=40, c="white", edgecolors="black", linewidths=1.0, zorder=5)
+    centre = uv.mean(axis=0)
+    for (u, v), name in zip(uv, names):
+        d = np.array([u, v]) - centre
+        d = d / (np.linalg.norm(d) + 1e-300)
+        ax.annotate(name, (u, v), xytext=(10 * d[0], 10 * d[1]), textcoords="offset points", fontsize=fontsize,
+                    fontweight="bold", ha="center", va="center", color="black", zorder=6,
+                    bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.8))
     return ax
 
 
