@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 import splinecam
+from splinecam import zoo
 from splinecam import _core
 from splinecam.testing import check_partition
 
@@ -91,23 +92,27 @@ def test_parallel_lines_make_strips():
 
 
 def test_validate_detects_a_broken_graph():
+    # Two triangles sharing the diagonal 0-2 of the square 0-1-2-3.
     off = np.array([0, 3, 6], np.int64)
-    verts = np.array([0, 1, 2, 0, 2, 3], np.int32)
-    lab = np.array([-1, -1, 1, -1, -1, 1], np.int32)
-    assert _core.validate(4, off, verts, lab, np.zeros(6, np.int32)) != ""  # edge 0-2 used twice in one direction
-    verts_ok = np.array([0, 1, 2, 0, 2, 3], np.int32)
-    verts_ok[3:] = [2, 3, 0]
-    lab_ok = np.array([-1, 1, -1, -1, -1, 1], np.int32)
-    lab_ok[:] = [-1, -1, 1, -1, -1, 1]
-    assert _core.validate(4, off, verts_ok, lab_ok, np.zeros(6, np.int32)) == ""
+    ok = np.array([0, 1, 2, 2, 3, 0], np.int32)
+    lab = np.array([-1, -1, 1, -1, -1, 1], np.int32)  # the diagonal is labelled layer 1 on both sides
+    unit = np.zeros(6, np.int32)
+    assert _core.validate(4, off, ok, lab, unit) == ""
+    # The second triangle walked clockwise (0-3-2): the diagonal is used twice as 2 -> 0.
+    assert "same direction" in _core.validate(4, off, np.array([0, 1, 2, 0, 3, 2], np.int32),
+                                              np.array([-1, -1, 1, -1, -1, 1], np.int32), unit)
+    # Different labels on the two sides of the diagonal.
+    assert "different labels" in _core.validate(4, off, ok, lab, np.array([0, 0, 5, 0, 0, 0], np.int32))
+    # An interior edge seen from one side only (a T-junction): a vertex on the diagonal
+    # that only the first triangle has.
+    off5 = np.array([0, 4, 7], np.int64)
+    t = np.array([0, 1, 2, 4, 2, 3, 0], np.int32)
+    lab5 = np.array([-1, -1, 1, 1, -1, -1, 1], np.int32)
+    assert _core.validate(5, off5, t, lab5, np.zeros(7, np.int32)) != ""
 
 
-def mlp(widths, seed=0, act=nn.ReLU, bias=True):
-    torch.manual_seed(seed)
-    layers = []
-    for a, b in zip(widths[:-1], widths[1:]):
-        layers += [nn.Linear(a, b, bias=bias), act()]
-    return nn.Sequential(*layers[:-1]).eval()
+def mlp(widths, seed=0, act=nn.ReLU):
+    return zoo.mlp(widths, seed, act)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

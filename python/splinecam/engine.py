@@ -271,11 +271,10 @@ def _max_layer(xy, rows, faces, lay, nl, layer_id, rtol, threads, budget=None, c
         # The edge lies on a tie line of its window, and of every window sharing those two
         # candidates (overlapping pools): it separates nothing when all of them keep
         # their winner across it.
-        nb = nl.neighbours
-        wins = [np.concatenate([[w], nb[w]]) for w in unit[h]]
-        cnt = np.array([len(x) for x in wins])
+        g_off, g_members = nl.groups
+        pos, cnt = _ragged_positions(g_off, unit[h])
         edge = np.repeat(np.arange(len(h)), cnt)
-        w = np.concatenate(wins)
+        w = g_members[pos]
         X = rows[:, xcols[0]:xcols[1]]
         fa, fb = face[h][edge], face[twin[h]][edge]
         win = _face_window_argmax(X, idx, off, verts, np.concatenate([fa, fb]), np.concatenate([w, w]))
@@ -333,10 +332,14 @@ def _lean_layer(net, slice, xy, faces, layer_id, nl, rtol, threads, limit, chunk
                 x0 = net.layout(layer_id).n_cut
                 rows = np.zeros((len(xy), uc + len(cand)))
                 rows[:, uc:] = _columns_from_input(net, slice, xy, layer_id, x0 + cand, chunk)
-                local = {w: i for i, w in enumerate(range(j, j + uc))}
-                nbs = [np.array([local[v] for v in nl.neighbours[w] if v in local], dtype=np.int64)
-                       for w in range(j, j + uc)]
-                sub = _Sub(idx=inv.reshape(sub_idx.shape), in_numel=len(cand), neighbours=nbs, n_cut=uc)
+                # The groups of this chunk's windows, restricted to the chunk.
+                g_off, g_members = nl.groups
+                pos, lens = _ragged_positions(g_off, np.arange(j, j + uc))
+                owner = np.repeat(np.arange(uc), lens)
+                m = g_members[pos] - j
+                inside = (m >= 0) & (m < uc)
+                sub_off = np.concatenate([[0], np.cumsum(np.bincount(owner[inside], minlength=uc))])
+                sub = _Sub(idx=inv.reshape(sub_idx.shape), in_numel=len(cand), groups=(sub_off, m[inside]), n_cut=uc)
                 new_xy, _, new_faces, step_parent, deg = _max_layer(xy, rows, faces, sub, sub, tmp, rtol, threads,
                                                                     (limit, 0))
                 degenerate += deg
@@ -362,14 +365,20 @@ class _Sub:
         self.__dict__.update(kw)
 
 
+def _ragged_positions(off, rows):
+    """Positions in the flat array of a ragged array ``(off, flat)`` of the entries of
+    ``rows``, concatenated, and each row's length."""
+    lens = np.diff(off)[rows]
+    seg_start = np.cumsum(lens) - lens
+    pos = np.arange(int(lens.sum())) - np.repeat(seg_start, lens) + np.repeat(off[:-1][rows], lens)
+    return pos, lens
+
+
 def _face_window_argmax(X, idx, off, verts, face, window):
     """Winner (candidate position) of ``window[p]`` inside ``face[p]``, from the mean of
     the candidates over the face's vertices (an interior point: they are affine there)."""
-    lens = np.diff(off)[face]
-    starts = off[:-1][face]
-    total = int(lens.sum())
+    flat, lens = _ragged_positions(off, face)
     seg_start = np.cumsum(lens) - lens
-    flat = np.arange(total) - np.repeat(seg_start, lens) + np.repeat(starts, lens)
     v = verts[flat]
     cand = X[v[:, None], idx[np.repeat(window, lens)]]          # (total, k)
     sums = np.add.reduceat(cand, seg_start, axis=0)

@@ -13,30 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["check_partition", "interior_points"]
-
-
-def interior_points(P, shrink: float = 0.5) -> np.ndarray:
-    """(F, 2) one point strictly inside each region: the vertex mean (the regions are
-    convex), pulled nowhere; ``shrink`` is unused for the mean and kept for symmetry
-    with :func:`sample_in_regions`."""
-    return P.centroids()
-
-
-def sample_in_regions(P, per_region: int = 3, seed: int = 0) -> tuple:
-    """Random points strictly inside each region (convex combinations of its vertices
-    with positive weights). Returns ``points`` (F * per_region, 2) and ``region`` ids."""
-    g = np.random.default_rng(seed)
-    coords, off = P.faces()
-    n = np.diff(off)
-    pts, ids = [], []
-    for _ in range(per_region):
-        w = g.uniform(0.05, 1.0, len(coords))
-        s = np.add.reduceat(w, off[:-1])
-        p = np.add.reduceat(coords * w[:, None], off[:-1], axis=0) / s[:, None]
-        pts.append(p)
-        ids.append(np.arange(len(n)))
-    return np.concatenate(pts), np.concatenate(ids)
+__all__ = ["check_partition"]
 
 
 def check_partition(P, *, rtol: float = 1e-9) -> None:
