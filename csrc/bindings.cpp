@@ -183,13 +183,92 @@ int cuda_device_count_binding() {
 #endif
 }
 
+[[noreturn]] void not_built() {
+  throw std::runtime_error("splinecam was not built with CUDA (rebuild with nvcc available, SPLINECAM_CUDA=ON)");
+}
+
 void cuda_snap_rows_binding(uintptr_t rows, uintptr_t tol, int64_t n_rows, int n_cols, int n_cut,
                             uintptr_t zero_count, uintptr_t stream) {
 #ifdef SPLINECAM_WITH_CUDA
   py::gil_scoped_release release;
   cuda_snap_rows(rows, tol, n_rows, n_cols, n_cut, zero_count, stream);
 #else
-  throw std::runtime_error("splinecam was not built with CUDA (rebuild with nvcc available, SPLINECAM_CUDA=ON)");
+  not_built();
+#endif
+}
+
+#ifdef SPLINECAM_WITH_CUDA
+// A device array owned by the extension, seen by torch (torch.as_tensor(a, device=...))
+// and other CUDA libraries through __cuda_array_interface__ (version 3), without a copy.
+struct DeviceArray {
+  DevicePtr buf;
+  std::vector<py::ssize_t> shape;
+  std::string typestr;
+  py::dict interface() const {
+    py::dict d;
+    py::tuple sh(shape.size());
+    for (size_t i = 0; i < shape.size(); ++i) sh[i] = shape[i];
+    d["shape"] = sh;
+    d["typestr"] = typestr;
+    d["data"] = py::make_tuple(reinterpret_cast<uintptr_t>(buf ? buf->ptr : nullptr), false);
+    d["version"] = 3;
+    d["strides"] = py::none();
+    return d;
+  }
+};
+#endif
+
+// refine on a GPU: every pointer is a device pointer (torch's data_ptr()) on `device`.
+py::dict refine_cuda_binding(uintptr_t xy, uintptr_t rows, int64_t num_vertices, int n_cols, int n_cut,
+                             uintptr_t face_offsets, uintptr_t face_verts, uintptr_t he_layer, uintptr_t he_unit,
+                             int64_t num_faces, int64_t num_half_edges, int layer_id, double rtol,
+                             int64_t max_new_vertices, int device, uintptr_t stream, int64_t scratch_bytes) {
+#ifdef SPLINECAM_WITH_CUDA
+  require(n_cut >= 0 && n_cut <= n_cols, "n_cut must be in [0, n_cols]");
+  require(num_vertices >= 0 && num_faces >= 1 && num_half_edges >= 3, "empty partition");
+  RefineInput in;
+  in.num_vertices = static_cast<index_t>(num_vertices);
+  in.xy = reinterpret_cast<const double*>(xy);
+  in.rows = reinterpret_cast<double*>(rows);
+  in.n_cols = n_cols;
+  in.n_cut = n_cut;
+  in.num_faces = num_faces;
+  in.face_offsets = reinterpret_cast<const offset_t*>(face_offsets);
+  in.face_verts = reinterpret_cast<const index_t*>(face_verts);
+  in.he_layer = reinterpret_cast<const int32_t*>(he_layer);
+  in.he_unit = reinterpret_cast<const int32_t*>(he_unit);
+  in.layer_id = layer_id;
+  in.rtol = rtol;
+  in.max_new_vertices = max_new_vertices;
+  CudaRefineOutput o;
+  try {
+    py::gil_scoped_release release;
+    o = refine_cuda(in, num_half_edges, device, stream, scratch_bytes);
+  } catch (const std::bad_alloc&) {
+    PyErr_SetString(PyExc_MemoryError, "out of GPU memory while refining the partition");
+    throw py::error_already_set();
+  }
+  const py::ssize_t M = o.edge_vertices + o.face_vertices, Me = o.edge_vertices, Mf = o.face_vertices;
+  const py::ssize_t Fn = o.num_faces, Hn = o.num_half_edges, C = n_cols;
+  auto arr = [](DevicePtr b, std::vector<py::ssize_t> shape, const char* t) {
+    return DeviceArray{std::move(b), std::move(shape), t};
+  };
+  py::dict d;
+  d["xy"] = arr(o.xy, {M, 2}, "<f8");
+  d["rows_edge"] = arr(o.rows_edge, {Me, C}, "<f8");
+  d["rows_face"] = arr(o.rows_face, {Mf, C}, "<f8");
+  d["face_offsets"] = arr(o.face_offsets, {Fn + 1}, "<i8");
+  d["face_verts"] = arr(o.face_verts, {Hn}, "<i4");
+  d["he_layer"] = arr(o.he_layer, {Hn}, "<i4");
+  d["he_unit"] = arr(o.he_unit, {Hn}, "<i4");
+  d["face_parent"] = arr(o.face_parent, {Fn}, "<i4");
+  d["edge_vertices"] = o.edge_vertices;
+  d["degenerate"] = o.degenerate;
+  d["face_rounds"] = o.face_rounds;
+  d["seconds"] = py::make_tuple(o.seconds[0], o.seconds[1], o.seconds[2], o.seconds[3], o.seconds[4]);
+  return d;
+#else
+  not_built();
 #endif
 }
 
@@ -210,4 +289,15 @@ PYBIND11_MODULE(_core, m) {
   m.def("cuda_device_count", &cuda_device_count_binding);
   m.def("cuda_snap_rows", &cuda_snap_rows_binding, py::arg("rows"), py::arg("tol"), py::arg("n_rows"),
         py::arg("n_cols"), py::arg("n_cut"), py::arg("zero_count") = 0, py::arg("stream") = 0);
+  m.def("refine_cuda", &refine_cuda_binding, py::arg("xy"), py::arg("rows"), py::arg("num_vertices"),
+        py::arg("n_cols"), py::arg("n_cut"), py::arg("face_offsets"), py::arg("face_verts"), py::arg("he_layer"),
+        py::arg("he_unit"), py::arg("num_faces"), py::arg("num_half_edges"), py::arg("layer_id"),
+        py::arg("rtol") = 1e-10, py::arg("max_new_vertices") = 0, py::arg("device") = 0, py::arg("stream") = 0,
+        py::arg("scratch_bytes") = int64_t(512) << 20);
+#ifdef SPLINECAM_WITH_CUDA
+  py::class_<DeviceArray>(m, "DeviceArray")
+      .def_property_readonly("__cuda_array_interface__", &DeviceArray::interface)
+      .def_property_readonly("shape", [](const DeviceArray& a) { return py::tuple(py::cast(a.shape)); })
+      .def_property_readonly("typestr", [](const DeviceArray& a) { return a.typestr; });
+#endif
 }

@@ -1,16 +1,55 @@
 // Entry points of the CUDA launcher (csrc/cuda_launcher.cu). Compiled only when the
 // build found nvcc (SPLINECAM_WITH_CUDA); otherwise the bindings report that the
-// extension was built without CUDA.
+// extension was built without CUDA. This header needs no CUDA headers, so the bindings
+// compile with the host compiler alone.
 #pragma once
 
 #include <cstdint>
+#include <memory>
+
+#include "splinecam/refine.h"
 
 namespace splinecam {
 
 int cuda_device_count();
+
 // rows: device pointer [n_rows, n_cols] float64, snapped in place; tol: device [n_cut];
 // zero_count: device [n_rows] int32 or 0; stream: cudaStream_t or 0.
 void cuda_snap_rows(uintptr_t rows, uintptr_t tol, int64_t n_rows, int n_cols, int n_cut, uintptr_t zero_count,
                     uintptr_t stream);
+
+// Device memory owned by the extension and handed to Python (torch tensors view it
+// through __cuda_array_interface__, without a copy). Freed when the last view goes.
+struct DeviceBuffer {
+  void* ptr = nullptr;
+  int64_t bytes = 0;
+  int device = 0;
+  DeviceBuffer(int64_t bytes, int device);
+  ~DeviceBuffer();
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+};
+using DevicePtr = std::shared_ptr<DeviceBuffer>;
+
+// The refinement on one GPU: the same result as refine_cpu, in device memory.
+struct CudaRefineOutput {
+  DevicePtr xy;            // [M, 2] new vertices: edge crossings, then face vertices
+  DevicePtr rows_edge;     // [M_edge, n_cols]
+  DevicePtr rows_face;     // [M - M_edge, n_cols]
+  DevicePtr face_offsets;  // [F' + 1] int64
+  DevicePtr face_verts;    // [H'] int32
+  DevicePtr he_layer;      // [H'] int32
+  DevicePtr he_unit;       // [H'] int32
+  DevicePtr face_parent;   // [F'] int32
+  int64_t edge_vertices = 0, face_vertices = 0, num_faces = 0, num_half_edges = 0, degenerate = 0;
+  int64_t face_rounds = 0;  // runs of the face pass needed to size every face's scratch
+  double seconds[5] = {0, 0, 0, 0, 0};
+};
+
+// Every pointer of `in` is a device pointer on `device`; work runs on `stream` (0: the
+// legacy default stream) and is complete when this returns. num_half_edges is
+// face_offsets[num_faces].
+CudaRefineOutput refine_cuda(const RefineInput& in, int64_t num_half_edges, int device, uintptr_t stream,
+                             int64_t scratch_bytes);
 
 }  // namespace splinecam

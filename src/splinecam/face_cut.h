@@ -1,275 +1,505 @@
-// Per-face refinement: split one convex face of the previous partition by the zero sets
-// of the breakpoint functions that cross it.
+// Per-face bodies of a refinement, shared by the CPU and CUDA launchers: split one convex
+// face of the previous partition by the zero sets of the breakpoint functions that cross
+// it.
 //
-// Input is the face's boundary cycle with the crossings of every breakpoint function on
-// its edges already inserted (those vertices are shared with the neighbouring face, so
-// both sides agree). The face is then cut by one breakpoint function at a time; each cut
+// The face's boundary cycle gets the crossings of every breakpoint function on its edges
+// (made by the per-edge pass, edge_cross.h, and shared with the neighbouring face, so both
+// sides agree). The face is then cut by one breakpoint function at a time; each cut
 // splits every current sub-polygon that has vertices of both signs into two along the
 // function's zero set. Topology comes only from the signs of (snapped) values at
 // vertices: the sign sequence around a convex sub-polygon is one positive run and one
 // negative run separated by zero vertices or by a sign change on an edge, where a new
 // vertex is interpolated. A sub-polygon whose sign sequence is not of that form (possible
 // only through rounding far below the snapping tolerance) is left uncut and counted.
+//
+// Memory: a body never allocates. It works in a FaceScratch of fixed capacities carved
+// from a buffer the launcher provides (face_caps, carve_scratch). A face that outgrows
+// its scratch stops with FaceResult::overflow and is run again with the next capacity
+// level; capacities grow geometrically up to the exact bound of a face cut by k chords.
 #pragma once
-
-#include <algorithm>
-#include <atomic>
-#include <cmath>
-#include <cstring>
-#include <unordered_map>
-#include <vector>
 
 #include "common.h"
 #include "crossing.h"
 
 namespace splinecam {
 
-// Read-only view of the vertices that exist before the face pass: the previous vertices
-// (ids [0, n0)) followed by the edge crossings of this layer (ids [n0, n0 + n1)).
-struct VertexStore {
-  const double* xy0;    // [n0, 2]
-  const double* rows0;  // [n0, n_cols]
-  index_t n0;
-  const double* xy1;    // [n1, 2]
-  const double* rows1;  // [n1, n_cols]
-  index_t n1;
-  int n_cols;           // values carried per vertex
-  int n_cut;            // the first n_cut columns are breakpoint functions
+SPLINECAM_HD double hd_min(double a, double b) { return a < b ? a : b; }
+SPLINECAM_HD double hd_max(double a, double b) { return a > b ? a : b; }
+SPLINECAM_HD double hd_abs(double a) { return a < 0 ? -a : a; }
+SPLINECAM_HD bool hd_finite(double a) { return a - a == 0.0; }
+SPLINECAM_HD int64_t align8(int64_t bytes) { return (bytes + 7) & ~static_cast<int64_t>(7); }
+
+// Everything a face body reads: the previous partition, its edge table, the crossings
+// made on its edges, the zero columns of its vertices and the vertex values.
+struct FaceInput {
+  const offset_t* face_offsets;  // [F + 1] previous faces
+  const index_t* face_verts;     // [H]
+  const int32_t* he_layer;       // [H]
+  const int32_t* he_unit;        // [H]
+  const index_t* edge_lo;        // [E] smaller endpoint of each edge
+  const index_t* edge_of;        // [H] edge of each half-edge
+  const offset_t* cross_off;     // [E + 1] new vertices of edge e: V + cross_off[e] ...
+  const offset_t* hit_off;       // [E + 1] columns crossing edge e: hit_col[hit_off[e] ...]
+  const int32_t* hit_col;
+  const offset_t* zero_off;      // [V + 1] columns snapped to zero at old vertex v
+  const int32_t* zero_col;
+  const double* xy0;             // [V, 2] old vertices
+  const double* rows0;           // [V, C]
+  const double* xy1;             // [n1, 2] edge crossings (ids V ..)
+  const double* rows1;           // [n1, C]
+  const double* tol;             // [K] snapping tolerance per column
+  index_t n0, n1;                // V and the number of edge crossings
+  int n_cols, n_cut;             // C and K
+  int32_t layer_id;              // label of the new edges
 };
 
-// One cycle of a (sub-)polygon with the label of the edge leaving each vertex.
-struct Cycle {
-  std::vector<index_t> v;      // [k] vertex ids, counter-clockwise
-  std::vector<int32_t> layer;  // [k] layer of edge v[i] -> v[i+1]
-  std::vector<int32_t> unit;   // [k] unit of that edge
-  void push(index_t id, int32_t l, int32_t u) {
-    v.push_back(id);
-    layer.push_back(l);
-    unit.push_back(u);
-  }
-  size_t size() const { return v.size(); }
-  void clear() {
-    v.clear();
-    layer.clear();
-    unit.clear();
-  }
+// Size of a face's input to the body: boundary length with crossings, and the number of
+// (column, boundary vertex) zero entries, i.e. candidate cuts counted with repeats.
+struct FacePlan {
+  int64_t boundary;
+  int64_t candidates;
 };
 
+SPLINECAM_HD FacePlan plan_face(const FaceInput& in, int64_t f) {
+  FacePlan p{0, 0};
+  for (offset_t h = in.face_offsets[f]; h < in.face_offsets[f + 1]; ++h) {
+    const index_t a = in.face_verts[h], e = in.edge_of[h];
+    p.boundary += 1 + (in.cross_off[e + 1] - in.cross_off[e]);
+    p.candidates += (in.zero_off[a + 1] - in.zero_off[a]) + (in.hit_off[e + 1] - in.hit_off[e]);
+  }
+  return p;
+}
+
+// Capacities of one face's scratch at a given level. A chord has two zero entries on the
+// boundary, so at most k = candidates / 2 columns cut the face; k chords of a convex
+// polygon cross in at most m = k(k-1)/2 interior points, giving at most 1 + k + m pieces
+// whose cycles have at most boundary + 2k + 4m half-edges in all. Level 0 reserves room
+// for m = 2k interior points, each further level doubles that, up to the bound (and past
+// it, should rounding ever make more pieces than exact geometry allows).
+struct FaceCaps {
+  int64_t boundary, candidates;
+  int64_t cycle;   // capacity of each of the two cycle buffers
+  int64_t pieces;  // sub-polygons
+  int64_t local;   // vertices created inside the face
+  int64_t slots;   // hash slots (power of two)
+};
+
+SPLINECAM_HD FaceCaps face_caps(const FacePlan& p, int level) {
+  const int64_t k = p.candidates / 2;
+  const int64_t bound = k * (k - 1) / 2;
+  const int lv = level < 40 ? level : 40;
+  int64_t m = (2 * k + 1) << lv;
+  // The first level that reaches the bound takes exactly the bound; later ones exceed it.
+  if (m > bound && (lv == 0 || ((2 * k + 1) << (lv - 1)) < bound)) m = bound;
+  FaceCaps c;
+  c.boundary = p.boundary;
+  c.candidates = p.candidates;
+  c.pieces = 1 + k + m;
+  // Live half-edges never exceed the final total; one cut appends at most 2n + 4 more.
+  c.cycle = 2 * (p.boundary + 2 * k + 4 * m) + 8;
+  c.local = m;
+  c.slots = 16;
+  while (c.slots < 4 * c.pieces) c.slots <<= 1;
+  return c;
+}
+
+// Pointers into one face's scratch.
+struct FaceScratch {
+  FaceCaps caps;
+  uint64_t* hkey;   // [slots] interior edge {lo, hi} -> vertex, for one column at a time
+  double* bbox;     // [pieces, 4] xmin xmax ymin ymax
+  double* lxy;      // [local, 2] vertices created inside the face
+  double* lrows;    // [local, C]
+  int32_t* hval;    // [slots]
+  int32_t* hcol;    // [slots] column owning the slot (other columns: empty)
+  index_t* bnd;     // [boundary] the boundary cycle, kept for the per-column tests
+  int32_t* cand;    // [candidates] columns to cut by, sorted, unique
+  index_t* cv[2];   // [cycle] two cycle buffers: vertex, edge layer, edge unit
+  int32_t* cl[2];
+  int32_t* cu[2];
+  int32_t* start;   // [pieces] where each piece's cycle starts in the current buffer
+  int32_t* len;     // [pieces]
+  int8_t* sg;       // [cycle] signs around the piece being cut
+};
+
+// Lays a scratch with capacities c out from `base` (nullptr: only measures). Returns the
+// number of bytes it takes; every array is 8-byte aligned when base is.
+SPLINECAM_HD int64_t carve_scratch(char* base, const FaceCaps& c, int n_cols, FaceScratch* s) {
+  int64_t at = 0;
+  auto take = [&](int64_t bytes) -> char* {
+    char* p = base ? base + at : nullptr;
+    at += align8(bytes);
+    return p;
+  };
+  FaceScratch t;
+  t.caps = c;
+  t.hkey = reinterpret_cast<uint64_t*>(take(8 * c.slots));
+  t.bbox = reinterpret_cast<double*>(take(8 * 4 * c.pieces));
+  t.lxy = reinterpret_cast<double*>(take(8 * 2 * c.local));
+  t.lrows = reinterpret_cast<double*>(take(8 * n_cols * c.local));
+  t.hval = reinterpret_cast<int32_t*>(take(4 * c.slots));
+  t.hcol = reinterpret_cast<int32_t*>(take(4 * c.slots));
+  t.bnd = reinterpret_cast<index_t*>(take(4 * c.boundary));
+  t.cand = reinterpret_cast<int32_t*>(take(4 * c.candidates));
+  for (int b = 0; b < 2; ++b) {
+    t.cv[b] = reinterpret_cast<index_t*>(take(4 * c.cycle));
+    t.cl[b] = reinterpret_cast<int32_t*>(take(4 * c.cycle));
+    t.cu[b] = reinterpret_cast<int32_t*>(take(4 * c.cycle));
+  }
+  t.start = reinterpret_cast<int32_t*>(take(4 * c.pieces));
+  t.len = reinterpret_cast<int32_t*>(take(4 * c.pieces));
+  t.sg = reinterpret_cast<int8_t*>(take(c.cycle));
+  if (s) *s = t;
+  return at;
+}
+
+// What a face body leaves behind: its pieces are the cycles start[i], len[i] (i < pieces)
+// of cycle buffer `buffer`, its new vertices the first `local` entries of lxy / lrows.
+struct FaceResult {
+  int32_t overflow;    // 1: the scratch was too small, run again at the next level
+  int32_t buffer;
+  int32_t pieces;
+  int32_t local;
+  int64_t half_edges;  // total length of the pieces' cycles
+  int32_t degenerate;  // sub-polygons left uncut (inconsistent sign sequence)
+};
+
+// The per-face body. Vertex ids: old vertices [0, n0), edge crossings [n0, n0 + n1), and
+// the face's own new vertices from base() on (the launcher renumbers them when it writes
+// the face out, emit_face).
 class FaceCutter {
  public:
-  // created / limit: a counter shared by all cutters of one refinement and the budget
-  // of new vertices (0 = none); on_budget is called when it is exceeded (it throws).
-  FaceCutter(const VertexStore& g, const double* tol, int32_t layer_id, std::atomic<int64_t>* created = nullptr,
-             int64_t limit = 0, void (*on_budget)() = nullptr)
-      : g_(g), tol_(tol), layer_id_(layer_id), tmp_(g.n_cols), created_(created), limit_(limit),
-        on_budget_(on_budget) {}
+  SPLINECAM_HD FaceCutter(const FaceInput& in, const FaceScratch& s) : in_(in), s_(s) {}
 
-  // Vertices created inside faces by this cutter, ids base() + i.
-  std::vector<double> xy_local;    // [m, 2]
-  std::vector<double> rows_local;  // [m, n_cols]
-  long degenerate = 0;             // sub-polygons left uncut (inconsistent sign sequence)
-
-  index_t base() const { return g_.n0 + g_.n1; }
-  index_t num_local() const { return static_cast<index_t>(xy_local.size() / 2); }
-
-  const double* row(index_t id) const {
-    if (id < g_.n0) return g_.rows0 + static_cast<size_t>(id) * g_.n_cols;
-    if (id < base()) return g_.rows1 + static_cast<size_t>(id - g_.n0) * g_.n_cols;
-    return rows_local.data() + static_cast<size_t>(id - base()) * g_.n_cols;
-  }
-  const double* xy(index_t id) const {
-    if (id < g_.n0) return g_.xy0 + 2 * static_cast<size_t>(id);
-    if (id < base()) return g_.xy1 + 2 * static_cast<size_t>(id - g_.n0);
-    return xy_local.data() + 2 * static_cast<size_t>(id - base());
-  }
-
-  // Split `boundary` by the candidate columns (ascending). Results are appended to `out`.
-  void run(const Cycle& boundary, const std::vector<int>& candidates, std::vector<Cycle>& out) {
-    const size_t first = out.size();
-    out.push_back(boundary);
-    bbox_.clear();
-    push_bbox(out.back());
-    for (int j : candidates) {
-      if (!has_both_signs(boundary, j)) continue;
-      split_.clear();
-      // Affine model of column j over the face, used only to skip sub-polygons whose
-      // bounding box the zero set clearly misses (the exact test is on vertex signs).
-      bool use_filter = (out.size() - first) > 8 && fit_affine(boundary, j);
-      const size_t count = out.size() - first;
-      for (size_t s = 0; s < count; ++s) {
-        if (use_filter && clearly_one_side(bbox_.data() + 4 * s)) continue;
-        if (cut(out[first + s], j, plus_, minus_)) {
-          std::swap(out[first + s], plus_);
-          out.push_back(minus_);
-          set_bbox(s, out[first + s]);
-          push_bbox(out.back());
+  SPLINECAM_HD FaceResult run(int64_t f) {
+    FaceResult r{0, 0, 0, 0, 0, 0};
+    build_boundary(f);
+    const int nc = gather_candidates(f);
+    for (int64_t i = 0; i < s_.caps.slots; ++i) s_.hcol[i] = -1;
+    set_bbox(0);
+    for (int c = 0; c < nc && !overflow_; ++c) {
+      const int j = s_.cand[c];
+      if (!boundary_has_both_signs(j)) continue;
+      // Affine model of column j over the face, used only to skip pieces whose bounding
+      // box the zero set clearly misses (the exact test is on vertex signs).
+      const bool use_filter = pieces_ > 8 && fit_affine(j);
+      const int count = pieces_;
+      for (int p = 0; p < count && !overflow_; ++p) {
+        if (use_filter && clearly_one_side(s_.bbox + 4 * static_cast<int64_t>(p))) continue;
+        if (cut(p, j)) {
+          set_bbox(p);
+          set_bbox(pieces_ - 1);
         }
       }
     }
+    r.overflow = overflow_;
+    r.buffer = cur_;
+    r.pieces = pieces_;
+    r.local = local_;
+    r.degenerate = degenerate_;
+    for (int p = 0; p < pieces_; ++p) r.half_edges += s_.len[p];
+    return r;
   }
 
+  SPLINECAM_HD index_t base() const { return in_.n0 + in_.n1; }
+
  private:
-  const VertexStore& g_;
-  const double* tol_;
-  int32_t layer_id_;
-  std::vector<double> tmp_;
-  std::atomic<int64_t>* created_;
-  int64_t limit_;
-  void (*on_budget_)();
-  std::unordered_map<uint64_t, index_t> split_;  // interior edge -> vertex, for one column
-  std::vector<double> bbox_;                     // [sub-polygons, 4] xmin xmax ymin ymax
-  Cycle plus_, minus_;
-  std::vector<int8_t> sg_;
+  const FaceInput& in_;
+  const FaceScratch& s_;
+  int cur_ = 0;          // cycle buffer in use
+  int64_t tail_ = 0;     // its used length
+  int pieces_ = 0;
+  int local_ = 0;
+  int boundary_ = 0;
+  int degenerate_ = 0;
+  int overflow_ = 0;
   double fg0_ = 0, fg1_ = 0, fc_ = 0, fmargin_ = 0;  // fitted z ~ fg0 x + fg1 y + fc
 
-  bool has_both_signs(const Cycle& c, int j) const {
+  SPLINECAM_HD const double* row(index_t id) const {
+    const int64_t C = in_.n_cols;
+    if (id < in_.n0) return in_.rows0 + id * C;
+    if (id < base()) return in_.rows1 + static_cast<int64_t>(id - in_.n0) * C;
+    return s_.lrows + static_cast<int64_t>(id - base()) * C;
+  }
+  SPLINECAM_HD const double* xy(index_t id) const {
+    if (id < in_.n0) return in_.xy0 + 2 * static_cast<int64_t>(id);
+    if (id < base()) return in_.xy1 + 2 * static_cast<int64_t>(id - in_.n0);
+    return s_.lxy + 2 * static_cast<int64_t>(id - base());
+  }
+
+  SPLINECAM_HD void put(int64_t at, index_t v, int32_t l, int32_t u) {
+    s_.cv[cur_][at] = v;
+    s_.cl[cur_][at] = l;
+    s_.cu[cur_][at] = u;
+  }
+
+  // The face's cycle with the crossings of its edges, as piece 0.
+  SPLINECAM_HD void build_boundary(int64_t f) {
+    int64_t n = 0;
+    for (offset_t h = in_.face_offsets[f]; h < in_.face_offsets[f + 1]; ++h) {
+      const index_t a = in_.face_verts[h], e = in_.edge_of[h];
+      const int32_t L = in_.he_layer[h], U = in_.he_unit[h];
+      put(n, a, L, U);
+      s_.bnd[n++] = a;
+      const offset_t cb = in_.cross_off[e], ce = in_.cross_off[e + 1];
+      const bool forward = a == in_.edge_lo[e];
+      for (offset_t c = 0; c < ce - cb; ++c) {
+        const index_t v = in_.n0 + static_cast<index_t>(forward ? cb + c : ce - 1 - c);
+        put(n, v, L, U);
+        s_.bnd[n++] = v;
+      }
+    }
+    boundary_ = static_cast<int>(n);
+    s_.start[0] = 0;
+    s_.len[0] = boundary_;
+    tail_ = n;
+    pieces_ = 1;
+  }
+
+  // Columns that vanish somewhere on the boundary, sorted, without repeats.
+  SPLINECAM_HD int gather_candidates(int64_t f) {
+    int n = 0;
+    auto add = [&](int32_t j) {
+      int i = n++;
+      while (i > 0 && s_.cand[i - 1] > j) {
+        s_.cand[i] = s_.cand[i - 1];
+        --i;
+      }
+      s_.cand[i] = j;
+    };
+    for (offset_t h = in_.face_offsets[f]; h < in_.face_offsets[f + 1]; ++h) {
+      const index_t a = in_.face_verts[h], e = in_.edge_of[h];
+      for (offset_t z = in_.zero_off[a]; z < in_.zero_off[a + 1]; ++z) add(in_.zero_col[z]);
+      for (offset_t z = in_.hit_off[e]; z < in_.hit_off[e + 1]; ++z) add(in_.hit_col[z]);
+    }
+    int u = 0;
+    for (int i = 0; i < n; ++i)
+      if (u == 0 || s_.cand[u - 1] != s_.cand[i]) s_.cand[u++] = s_.cand[i];
+    return u;
+  }
+
+  SPLINECAM_HD bool boundary_has_both_signs(int j) const {
     bool pos = false, neg = false;
-    for (index_t v : c.v) {
-      double z = row(v)[j];
+    for (int i = 0; i < boundary_; ++i) {
+      const double z = row(s_.bnd[i])[j];
       pos |= z > 0.0;
       neg |= z < 0.0;
     }
     return pos && neg;
   }
 
-  void compute_bbox(const Cycle& c, double* b) const {
-    b[0] = b[2] = INFINITY;
-    b[1] = b[3] = -INFINITY;
-    for (index_t v : c.v) {
-      const double* p = xy(v);
-      b[0] = std::min(b[0], p[0]);
-      b[1] = std::max(b[1], p[0]);
-      b[2] = std::min(b[2], p[1]);
-      b[3] = std::max(b[3], p[1]);
+  SPLINECAM_HD void set_bbox(int p) {
+    double* b = s_.bbox + 4 * static_cast<int64_t>(p);
+    const index_t* v = s_.cv[cur_] + s_.start[p];
+    const double* q = xy(v[0]);
+    b[0] = b[1] = q[0];
+    b[2] = b[3] = q[1];
+    for (int i = 1; i < s_.len[p]; ++i) {
+      q = xy(v[i]);
+      b[0] = hd_min(b[0], q[0]);
+      b[1] = hd_max(b[1], q[0]);
+      b[2] = hd_min(b[2], q[1]);
+      b[3] = hd_max(b[3], q[1]);
     }
   }
-  void push_bbox(const Cycle& c) {
-    bbox_.resize(bbox_.size() + 4);
-    compute_bbox(c, bbox_.data() + bbox_.size() - 4);
-  }
-  void set_bbox(size_t s, const Cycle& c) { compute_bbox(c, bbox_.data() + 4 * s); }
 
   // Fit column j as an affine function of the plane coordinates from the three boundary
   // vertices spanning the largest triangle. Returns false when that triangle is too thin.
-  bool fit_affine(const Cycle& c, int j) {
-    const size_t n = c.size();
-    size_t i0 = 0, i1 = 0, i2 = 0;
+  SPLINECAM_HD bool fit_affine(int j) {
+    const int n = boundary_;
+    int i1 = 0, i2 = 0;
     double best = 0;
-    const double* p0 = xy(c.v[0]);
-    for (size_t i = 1; i < n; ++i) {
-      const double* p = xy(c.v[i]);
-      double d = (p[0] - p0[0]) * (p[0] - p0[0]) + (p[1] - p0[1]) * (p[1] - p0[1]);
+    const double* p0 = xy(s_.bnd[0]);
+    for (int i = 1; i < n; ++i) {
+      const double* p = xy(s_.bnd[i]);
+      const double d = (p[0] - p0[0]) * (p[0] - p0[0]) + (p[1] - p0[1]) * (p[1] - p0[1]);
       if (d > best) best = d, i1 = i;
     }
-    const double* p1 = xy(c.v[i1]);
+    const double* p1 = xy(s_.bnd[i1]);
     double area = 0;
-    for (size_t i = 1; i < n; ++i) {
-      const double* p = xy(c.v[i]);
-      double a = std::fabs((p1[0] - p0[0]) * (p[1] - p0[1]) - (p1[1] - p0[1]) * (p[0] - p0[0]));
+    for (int i = 1; i < n; ++i) {
+      const double* p = xy(s_.bnd[i]);
+      const double a = hd_abs((p1[0] - p0[0]) * (p[1] - p0[1]) - (p1[1] - p0[1]) * (p[0] - p0[0]));
       if (a > area) area = a, i2 = i;
     }
-    if (!(area > 1e-6 * best) || i2 == i1 || i2 == i0) return false;
-    const double* p2 = xy(c.v[i2]);
-    double z0 = row(c.v[i0])[j], z1 = row(c.v[i1])[j], z2 = row(c.v[i2])[j];
-    double ax = p1[0] - p0[0], ay = p1[1] - p0[1], bx = p2[0] - p0[0], by = p2[1] - p0[1];
-    double det = ax * by - ay * bx;
-    double d1 = z1 - z0, d2 = z2 - z0;
+    if (!(area > 1e-6 * best) || i2 == i1 || i2 == 0) return false;
+    const double* p2 = xy(s_.bnd[i2]);
+    const double z0 = row(s_.bnd[0])[j], z1 = row(s_.bnd[i1])[j], z2 = row(s_.bnd[i2])[j];
+    const double ax = p1[0] - p0[0], ay = p1[1] - p0[1], bx = p2[0] - p0[0], by = p2[1] - p0[1];
+    const double det = ax * by - ay * bx;
+    const double d1 = z1 - z0, d2 = z2 - z0;
     fg0_ = (d1 * by - d2 * ay) / det;
     fg1_ = (ax * d2 - bx * d1) / det;
     fc_ = z0 - fg0_ * p0[0] - fg1_ * p0[1];
     double zmax = 0, xmax = 0, ymax = 0;
-    for (index_t v : c.v) {
-      zmax = std::max(zmax, std::fabs(row(v)[j]));
-      xmax = std::max(xmax, std::fabs(xy(v)[0]));
-      ymax = std::max(ymax, std::fabs(xy(v)[1]));
+    for (int i = 0; i < n; ++i) {
+      zmax = hd_max(zmax, hd_abs(row(s_.bnd[i])[j]));
+      xmax = hd_max(xmax, hd_abs(xy(s_.bnd[i])[0]));
+      ymax = hd_max(ymax, hd_abs(xy(s_.bnd[i])[1]));
     }
-    double scale = std::fabs(fg0_) * xmax + std::fabs(fg1_) * ymax + std::fabs(fc_) + zmax;
-    fmargin_ = 1e-7 * scale + 8.0 * tol_[j];
-    return std::isfinite(fg0_) && std::isfinite(fg1_) && std::isfinite(fc_);
+    const double scale = hd_abs(fg0_) * xmax + hd_abs(fg1_) * ymax + hd_abs(fc_) + zmax;
+    fmargin_ = 1e-7 * scale + 8.0 * in_.tol[j];
+    return hd_finite(fg0_) && hd_finite(fg1_) && hd_finite(fc_);
   }
 
-  bool clearly_one_side(const double* b) const {
+  SPLINECAM_HD bool clearly_one_side(const double* b) const {
     // Range of the fitted affine function over the box.
     double lo = fc_, hi = fc_;
-    lo += std::min(fg0_ * b[0], fg0_ * b[1]);
-    hi += std::max(fg0_ * b[0], fg0_ * b[1]);
-    lo += std::min(fg1_ * b[2], fg1_ * b[3]);
-    hi += std::max(fg1_ * b[2], fg1_ * b[3]);
+    lo += hd_min(fg0_ * b[0], fg0_ * b[1]);
+    hi += hd_max(fg0_ * b[0], fg0_ * b[1]);
+    lo += hd_min(fg1_ * b[2], fg1_ * b[3]);
+    hi += hd_max(fg1_ * b[2], fg1_ * b[3]);
     return lo > fmargin_ || hi < -fmargin_;
   }
 
-  // Vertex where column j vanishes on the interior edge {a, b}; shared by the two
-  // sub-polygons on either side of that edge through split_.
-  index_t vertex_on(index_t a, index_t b, int j) {
-    index_t lo = std::min(a, b), hi = std::max(a, b);
-    uint64_t key = (static_cast<uint64_t>(static_cast<uint32_t>(lo)) << 32) | static_cast<uint32_t>(hi);
-    auto it = split_.find(key);
-    if (it != split_.end()) return it->second;
-    const double* rl = row(lo);
-    const double* rh = row(hi);
-    double t = crossing_t(rl[j], rh[j]);
-    lerp_row(rl, rh, t, tmp_.data(), g_.n_cols);
-    snap_row(tmp_.data(), tol_, g_.n_cut);
-    tmp_[j] = 0.0;
-    double p[2];
-    lerp_row(xy(lo), xy(hi), t, p, 2);
-    if (created_ && limit_ > 0 && created_->fetch_add(1) + 1 > limit_ && on_budget_) on_budget_();
-    index_t id = base() + num_local();
-    xy_local.push_back(p[0]);
-    xy_local.push_back(p[1]);
-    rows_local.insert(rows_local.end(), tmp_.begin(), tmp_.end());
-    split_.emplace(key, id);
-    return id;
+  // Room for `need` more half-edges in the current cycle buffer: when the tail is full,
+  // the live pieces are copied to the other buffer in piece order (dropping the cycles
+  // that cuts replaced).
+  SPLINECAM_HD bool reserve(int64_t need) {
+    const int64_t cap = s_.caps.cycle;
+    if (tail_ + need <= cap) return true;
+    const int o = 1 - cur_;
+    int64_t t = 0;
+    for (int p = 0; p < pieces_; ++p) {
+      const int32_t a = s_.start[p], n = s_.len[p];
+      for (int32_t i = 0; i < n; ++i) {
+        s_.cv[o][t + i] = s_.cv[cur_][a + i];
+        s_.cl[o][t + i] = s_.cl[cur_][a + i];
+        s_.cu[o][t + i] = s_.cu[cur_][a + i];
+      }
+      s_.start[p] = static_cast<int32_t>(t);
+      t += n;
+    }
+    cur_ = o;
+    tail_ = t;
+    if (tail_ + need <= cap) return true;
+    overflow_ = 1;
+    return false;
   }
 
-  // Split c by the zero set of column j into p (positive side) and m (negative side).
-  bool cut(const Cycle& c, int j, Cycle& p, Cycle& m) {
-    const int n = static_cast<int>(c.size());
-    sg_.resize(n);
-    bool pos = false, neg = false;
-    for (int i = 0; i < n; ++i) {
-      sg_[i] = static_cast<int8_t>(sign_of(row(c.v[i])[j]));
-      pos |= sg_[i] > 0;
-      neg |= sg_[i] < 0;
+  // Vertex where column j vanishes on the interior edge {a, b}; shared by the two pieces
+  // on either side of that edge through the hash table.
+  SPLINECAM_HD index_t vertex_on(index_t a, index_t b, int j) {
+    const index_t lo = a < b ? a : b, hi = a < b ? b : a;
+    const uint64_t key = (static_cast<uint64_t>(static_cast<uint32_t>(lo)) << 32) | static_cast<uint32_t>(hi);
+    const uint64_t mask = static_cast<uint64_t>(s_.caps.slots) - 1;
+    uint64_t h = (key * 0x9E3779B97F4A7C15ull) >> 17;
+    for (int64_t probe = 0; probe < s_.caps.slots; ++probe, ++h) {
+      const uint64_t slot = h & mask;
+      if (s_.hcol[slot] != j) {
+        // Empty for this column: create the vertex.
+        if (local_ >= s_.caps.local) break;
+        const int64_t C = in_.n_cols;
+        const double* rl = row(lo);
+        const double* rh = row(hi);
+        const double t = crossing_t(rl[j], rh[j]);
+        double* r = s_.lrows + local_ * C;
+        lerp_row(rl, rh, t, r, in_.n_cols);
+        snap_row(r, in_.tol, in_.n_cut);
+        r[j] = 0.0;
+        lerp_row(xy(lo), xy(hi), t, s_.lxy + 2 * static_cast<int64_t>(local_), 2);
+        const index_t id = base() + local_++;
+        s_.hcol[slot] = j;
+        s_.hkey[slot] = key;
+        s_.hval[slot] = id;
+        return id;
+      }
+      if (s_.hkey[slot] == key) return s_.hval[slot];
     }
-    if (!(pos && neg)) return false;
+    overflow_ = 1;
+    return -1;
+  }
+
+  // Split piece p by the zero set of column j: the positive side replaces it, the
+  // negative side becomes a new last piece.
+  SPLINECAM_HD bool cut(int p, int j) {
+    const int n = s_.len[p];
+    {
+      const index_t* v = s_.cv[cur_] + s_.start[p];
+      bool pos = false, neg = false;
+      for (int i = 0; i < n; ++i) {
+        s_.sg[i] = static_cast<int8_t>(sign_of(row(v[i])[j]));
+        pos |= s_.sg[i] > 0;
+        neg |= s_.sg[i] < 0;
+      }
+      if (!(pos && neg)) return false;
+    }
+    const int8_t* sg = s_.sg;
     int s0 = 0;  // start of the positive run
-    while (!(sg_[s0] > 0 && sg_[(s0 + n - 1) % n] <= 0)) ++s0;
+    while (!(sg[s0] > 0 && sg[(s0 + n - 1) % n] <= 0)) ++s0;
     auto at = [&](int k) { return (s0 + k) % n; };
     int k = 0;
-    while (k < n && sg_[at(k)] > 0) ++k;
+    while (k < n && sg[at(k)] > 0) ++k;
     const int q = k - 1;  // last positive
-    while (k < n && sg_[at(k)] == 0) ++k;
+    while (k < n && sg[at(k)] == 0) ++k;
     const int r = k;  // first negative
-    if (r >= n || sg_[at(r)] >= 0) return ++degenerate, false;
-    while (k < n && sg_[at(k)] < 0) ++k;
+    if (r >= n || sg[at(r)] >= 0) return ++degenerate_, false;
+    while (k < n && sg[at(k)] < 0) ++k;
     const int w = k - 1;  // last negative
-    while (k < n && sg_[at(k)] == 0) ++k;
-    if (k != n) return ++degenerate, false;  // a third sign run: inconsistent values
+    while (k < n && sg[at(k)] == 0) ++k;
+    if (k != n) return ++degenerate_, false;  // a third sign run: inconsistent values
 
+    if (pieces_ >= s_.caps.pieces || !reserve(2 * static_cast<int64_t>(n) + 4)) {
+      overflow_ = 1;
+      return false;
+    }
+    const index_t* cv = s_.cv[cur_] + s_.start[p];  // after reserve: it may have moved
+    const int32_t* cl = s_.cl[cur_] + s_.start[p];
+    const int32_t* cu = s_.cu[cur_] + s_.start[p];
     const bool a_old = r - q > 1;  // zero vertex between the runs
     const bool b_old = n - 1 - w > 0;
-    const index_t A = a_old ? c.v[at(r - 1)] : vertex_on(c.v[at(q)], c.v[at(r)], j);
-    const index_t B = b_old ? c.v[at(n - 1)] : vertex_on(c.v[at(w)], c.v[at(0)], j);
-    const int32_t L = layer_id_, U = j;
+    const index_t A = a_old ? cv[at(r - 1)] : vertex_on(cv[at(q)], cv[at(r)], j);
+    const index_t B = b_old ? cv[at(n - 1)] : vertex_on(cv[at(w)], cv[at(0)], j);
+    if (overflow_) return false;
+    const int32_t L = in_.layer_id, U = j;
 
-    p.clear();
-    m.clear();
-    if (b_old) p.push(B, c.layer[at(n - 1)], c.unit[at(n - 1)]);
-    else p.push(B, c.layer[at(w)], c.unit[at(w)]);
-    for (int i = 0; i <= q; ++i) p.push(c.v[at(i)], c.layer[at(i)], c.unit[at(i)]);
+    const int64_t p0 = tail_;
+    int64_t t = tail_;
+    auto push = [&](index_t v, int32_t l, int32_t u) { put(t++, v, l, u); };
+    if (b_old) push(B, cl[at(n - 1)], cu[at(n - 1)]);
+    else push(B, cl[at(w)], cu[at(w)]);
+    for (int i = 0; i <= q; ++i) push(cv[at(i)], cl[at(i)], cu[at(i)]);
     if (a_old)
-      for (int i = q + 1; i < r - 1; ++i) p.push(c.v[at(i)], c.layer[at(i)], c.unit[at(i)]);
-    p.push(A, L, U);
-
-    if (a_old) m.push(A, c.layer[at(r - 1)], c.unit[at(r - 1)]);
-    else m.push(A, c.layer[at(q)], c.unit[at(q)]);
-    for (int i = r; i <= w; ++i) m.push(c.v[at(i)], c.layer[at(i)], c.unit[at(i)]);
+      for (int i = q + 1; i < r - 1; ++i) push(cv[at(i)], cl[at(i)], cu[at(i)]);
+    push(A, L, U);
+    const int64_t m0 = t;
+    if (a_old) push(A, cl[at(r - 1)], cu[at(r - 1)]);
+    else push(A, cl[at(q)], cu[at(q)]);
+    for (int i = r; i <= w; ++i) push(cv[at(i)], cl[at(i)], cu[at(i)]);
     if (b_old)
-      for (int i = w + 1; i < n - 1; ++i) m.push(c.v[at(i)], c.layer[at(i)], c.unit[at(i)]);
-    m.push(B, L, U);
+      for (int i = w + 1; i < n - 1; ++i) push(cv[at(i)], cl[at(i)], cu[at(i)]);
+    push(B, L, U);
+
+    s_.start[p] = static_cast<int32_t>(p0);
+    s_.len[p] = static_cast<int32_t>(m0 - p0);
+    s_.start[pieces_] = static_cast<int32_t>(m0);
+    s_.len[pieces_] = static_cast<int32_t>(t - m0);
+    ++pieces_;
+    tail_ = t;
     return true;
   }
 };
+
+// Writes a finished face out: its pieces' sizes, cycles (labels too) and parent, and its
+// new vertices; the face's vertex ids from base on become base + first_local + i.
+SPLINECAM_HD void emit_face(const FaceScratch& s, const FaceResult& r, index_t base, index_t first_local,
+                            index_t parent, int n_cols, offset_t* sizes, index_t* verts, int32_t* layer,
+                            int32_t* unit, index_t* parents, double* xy, double* rows) {
+  int64_t t = 0;
+  const int b = r.buffer;
+  for (int p = 0; p < r.pieces; ++p) {
+    const int32_t a = s.start[p], n = s.len[p];
+    sizes[p] = n;
+    parents[p] = parent;
+    for (int32_t i = 0; i < n; ++i, ++t) {
+      const index_t v = s.cv[b][a + i];
+      verts[t] = v >= base ? v + first_local : v;
+      layer[t] = s.cl[b][a + i];
+      unit[t] = s.cu[b][a + i];
+    }
+  }
+  for (int64_t i = 0; i < 2 * static_cast<int64_t>(r.local); ++i) xy[i] = s.lxy[i];
+  for (int64_t i = 0; i < static_cast<int64_t>(n_cols) * r.local; ++i) rows[i] = s.lrows[i];
+}
 
 }  // namespace splinecam

@@ -1,0 +1,189 @@
+// The steps of one refinement as index -> work functors over the bodies of src/splinecam/.
+// Both launchers run exactly these: cpu_launcher.cpp over blocks on a thread pool,
+// cuda_launcher.cu as grid-stride kernels. Each step reads its inputs and writes only
+// the output slots of its own index; variable-size outputs go count -> exclusive scan ->
+// write, with the counts written at [i + 1] so that the scan runs in place.
+#pragma once
+
+#include "splinecam/common.h"
+#include "splinecam/crossing.h"
+#include "splinecam/edge_cross.h"
+#include "splinecam/face_cut.h"
+
+namespace splinecam {
+
+// Phase 0: snap |z| <= tol[j] to exactly 0 and count the zeros of every old vertex.
+struct SnapStep {
+  double* rows;
+  const double* tol;
+  int C, K;
+  offset_t* zero_off;  // [V + 1]: count at v + 1
+  SPLINECAM_HD void operator()(int64_t v) const { zero_off[v + 1] = snap_row(rows + v * C, tol, K); }
+};
+
+struct ZeroColumnsStep {
+  const double* rows;
+  int C, K;
+  const offset_t* zero_off;
+  int32_t* zero_col;
+  SPLINECAM_HD void operator()(int64_t v) const {
+    const double* r = rows + v * C;
+    offset_t o = zero_off[v];
+    for (int j = 0; j < K && o < zero_off[v + 1]; ++j)
+      if (r[j] == 0.0) zero_col[o++] = j;
+  }
+};
+
+// Phase 2: crossings on edges.
+struct CountHitsStep {
+  const double* rows;
+  int C, K;
+  const index_t *lo, *hi;
+  offset_t* hit_off;  // [E + 1]: count at e + 1
+  SPLINECAM_HD void operator()(int64_t e) const {
+    hit_off[e + 1] = count_edge_hits(rows + static_cast<int64_t>(lo[e]) * C, rows + static_cast<int64_t>(hi[e]) * C, K);
+  }
+};
+
+struct WriteHitsStep {
+  const double* rows;
+  int C, K;
+  const index_t *lo, *hi;
+  const offset_t* hit_off;
+  double* hit_t;
+  int32_t* hit_col;
+  SPLINECAM_HD void operator()(int64_t e) const {
+    if (hit_off[e + 1] == hit_off[e]) return;
+    write_edge_hits(rows + static_cast<int64_t>(lo[e]) * C, rows + static_cast<int64_t>(hi[e]) * C, K,
+                    hit_t + hit_off[e], hit_col + hit_off[e]);
+  }
+};
+
+// Counting (xy1 == nullptr: the count goes to cross_off[e + 1]) or writing the merged
+// crossings of edge e at cross_off[e].
+struct MergeHitsStep {
+  const double* rows;
+  const double* xy;
+  const double* tol;
+  int C, K;
+  const index_t *lo, *hi;
+  const offset_t* hit_off;
+  const double* hit_t;
+  const int32_t* hit_col;
+  uint8_t* used;        // [hits] scratch
+  offset_t* cross_off;  // [E + 1]
+  double* xy1;          // [n1, 2] or nullptr
+  double* rows1;        // [n1, C]
+  SPLINECAM_HD void operator()(int64_t e) const {
+    const offset_t h0 = hit_off[e];
+    const int n = static_cast<int>(hit_off[e + 1] - h0);
+    if (n == 0) {
+      if (!xy1) cross_off[e + 1] = 0;
+      return;
+    }
+    const index_t a = lo[e], b = hi[e];
+    const double* za = rows + static_cast<int64_t>(a) * C;
+    const double* zb = rows + static_cast<int64_t>(b) * C;
+    const double* xa = xy + 2 * static_cast<int64_t>(a);
+    const double* xb = xy + 2 * static_cast<int64_t>(b);
+    if (!xy1) {
+      cross_off[e + 1] = merge_edge_hits(za, zb, xa, xb, tol, hit_t + h0, hit_col + h0, n, C, K, used + h0,
+                                         nullptr, nullptr);
+    } else {
+      const offset_t c0 = cross_off[e];
+      merge_edge_hits(za, zb, xa, xb, tol, hit_t + h0, hit_col + h0, n, C, K, used + h0, xy1 + 2 * c0,
+                      rows1 + c0 * C);
+    }
+  }
+};
+
+// Phase 3: sizes of every face's work.
+struct PlanFaceStep {
+  FaceInput in;
+  FacePlan* plan;
+  SPLINECAM_HD void operator()(int64_t f) const { plan[f] = plan_face(in, f); }
+};
+
+// Phase 3 where every face of a batch has its own scratch (the CUDA launcher): faces
+// face_ids[i] at capacity level levels[face], scratch at pool + scratch_off[i].
+struct CutFaceStep {
+  FaceInput in;
+  const FacePlan* plan;
+  const int32_t* face_ids;
+  const int32_t* levels;
+  char* pool;
+  const int64_t* scratch_off;
+  FaceResult* result;  // [F]
+  SPLINECAM_HD void operator()(int64_t i) const {
+    const int32_t f = face_ids[i];
+    FaceScratch s;
+    carve_scratch(pool + scratch_off[i], face_caps(plan[f], levels[f]), in.n_cols, &s);
+    FaceCutter cutter(in, s);
+    result[f] = cutter.run(f);
+  }
+};
+
+// Runs a face again (it is deterministic) and writes it out at scanned offsets.
+struct CutEmitFaceStep {
+  CutFaceStep cut;
+  const int64_t* piece_off;  // [F + 1]
+  const int64_t* he_off;     // [F + 1]
+  const int64_t* local_off;  // [F + 1]
+  offset_t* sizes;           // [F'] piece sizes (scanned into face offsets afterwards)
+  index_t* verts;
+  int32_t *layer, *unit;
+  index_t* parents;
+  double* xy;    // [local, 2]
+  double* rows;  // [local, C]
+  SPLINECAM_HD void operator()(int64_t i) const {
+    const int32_t f = cut.face_ids[i];
+    FaceScratch s;
+    carve_scratch(cut.pool + cut.scratch_off[i], face_caps(cut.plan[f], cut.levels[f]), cut.in.n_cols, &s);
+    FaceCutter cutter(cut.in, s);
+    const FaceResult r = cutter.run(f);
+    const int64_t C = cut.in.n_cols;
+    emit_face(s, r, cutter.base(), static_cast<index_t>(local_off[f]), f, cut.in.n_cols, sizes + piece_off[f],
+              verts + he_off[f], layer + he_off[f], unit + he_off[f], parents + piece_off[f], xy + 2 * local_off[f],
+              rows + local_off[f] * C);
+  }
+};
+
+// Phase 1 on the GPU: the edge table by sorting half-edges on their key (lo, hi); edges
+// are numbered in key order, the same numbering as the CPU's counting sort.
+struct HalfEdgeKeyStep {
+  const offset_t* face_offsets;
+  const index_t* face_verts;
+  uint64_t* key;  // [H]
+  SPLINECAM_HD void operator()(int64_t f) const {
+    const offset_t b = face_offsets[f], e = face_offsets[f + 1];
+    for (offset_t h = b; h < e; ++h) {
+      const index_t u = face_verts[h], v = face_verts[h + 1 < e ? h + 1 : b];
+      const uint32_t lo = static_cast<uint32_t>(u < v ? u : v), hi = static_cast<uint32_t>(u < v ? v : u);
+      key[h] = (static_cast<uint64_t>(lo) << 32) | hi;
+    }
+  }
+};
+
+struct EdgeHeadStep {
+  const uint64_t* sorted_key;  // [H]
+  offset_t* edge_id;           // [H]: 1 where a new edge starts (scanned: edge number + 1)
+  SPLINECAM_HD void operator()(int64_t i) const { edge_id[i] = i == 0 || sorted_key[i] != sorted_key[i - 1]; }
+};
+
+struct EdgeWriteStep {
+  const uint64_t* sorted_key;
+  const int64_t* order;    // [H] half-edge at sorted position i
+  const offset_t* edge_id;  // [H] inclusive scan of the heads
+  index_t* edge_of;         // [H]
+  index_t *lo, *hi;         // [E]
+  SPLINECAM_HD void operator()(int64_t i) const {
+    const index_t e = static_cast<index_t>(edge_id[i] - 1);
+    edge_of[order[i]] = e;
+    if (i == 0 || sorted_key[i] != sorted_key[i - 1]) {
+      lo[e] = static_cast<index_t>(sorted_key[i] >> 32);
+      hi[e] = static_cast<index_t>(sorted_key[i] & 0xffffffffu);
+    }
+  }
+};
+
+}  // namespace splinecam

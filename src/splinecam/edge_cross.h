@@ -1,0 +1,78 @@
+// Per-edge bodies of a refinement, shared by the CPU and CUDA launchers: the crossings of
+// every breakpoint function with one edge of the current partition, sorted along the
+// edge, and merged where several functions vanish at the same point.
+//
+// Each body works on one edge {a, b} (a < b, so that both faces of the edge compute
+// bit-identical crossings) and writes only into the slices of the outputs that the
+// launcher reserved for that edge by count -> exclusive scan -> write:
+//
+//   count_edge_hits   -> hits per edge      -> scan -> write_edge_hits (sorted hits)
+//   merge_edge_hits (counting: no outputs)  -> scan -> merge_edge_hits (writing rows)
+#pragma once
+
+#include "common.h"
+#include "crossing.h"
+
+namespace splinecam {
+
+// Number of the first K columns whose zero set strictly crosses the open edge a -> b.
+SPLINECAM_HD int count_edge_hits(const double* za, const double* zb, int K) {
+  int n = 0;
+  for (int j = 0; j < K; ++j) n += strictly_crosses(za[j], zb[j]);
+  return n;
+}
+
+// The strict crossings of edge a -> b as (t, column), sorted by t then column.
+// t, col: [count_edge_hits(za, zb, K)].
+SPLINECAM_HD void write_edge_hits(const double* za, const double* zb, int K, double* t, int32_t* col) {
+  int n = 0;
+  for (int j = 0; j < K; ++j) {
+    if (!strictly_crosses(za[j], zb[j])) continue;
+    const double tj = crossing_t(za[j], zb[j]);
+    // Insertion sort: columns arrive in increasing order, so ties in t keep column order.
+    int i = n++;
+    while (i > 0 && t[i - 1] > tj) {
+      t[i] = t[i - 1];
+      col[i] = col[i - 1];
+      --i;
+    }
+    t[i] = tj;
+    col[i] = j;
+  }
+}
+
+// Merges the sorted hits of one edge into new vertices: the vertex made at the first
+// unused hit t_i also carries every later hit whose column is (snapped to) zero there.
+// Returns the number of vertices. With rows_out == nullptr it only counts; otherwise it
+// writes their coordinates xy_out [m, 2] and value rows rows_out [m, C] (the first K
+// columns snapped with tol). used: [n] scratch flags.
+SPLINECAM_HD int merge_edge_hits(const double* za, const double* zb, const double* xa, const double* xb,
+                                 const double* tol, const double* t, const int32_t* col, int n, int C, int K,
+                                 uint8_t* used, double* xy_out, double* rows_out) {
+  for (int i = 0; i < n; ++i) used[i] = 0;
+  int made = 0;
+  for (int i = 0; i < n; ++i) {
+    if (used[i]) continue;
+    const double ti = t[i];
+    used[i] = 1;
+    double* r = nullptr;
+    if (rows_out) {
+      r = rows_out + static_cast<int64_t>(made) * C;
+      lerp_row(za, zb, ti, r, C);
+      snap_row(r, tol, K);
+      r[col[i]] = 0.0;
+      lerp_row(xa, xb, ti, xy_out + 2 * static_cast<int64_t>(made), 2);
+    }
+    for (int k = i + 1; k < n; ++k) {
+      if (used[k]) continue;
+      const int j = col[k];
+      // Same expression as lerp_row + snap_row, so counting and writing agree exactly.
+      const double z = r ? r[j] : za[j] + ti * (zb[j] - za[j]);
+      if (z <= tol[j] && z >= -tol[j]) used[k] = 1;
+    }
+    ++made;
+  }
+  return made;
+}
+
+}  // namespace splinecam
