@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "batched_launcher.h"
+#include "host_backend.h"
 #include "splinecam/halfedge.h"
 #include "splinecam/merge.h"
 #include "splinecam/refine.h"
@@ -36,9 +38,11 @@ void require(bool ok, const std::string& what) {
   if (!ok) throw std::invalid_argument(what);
 }
 
-py::dict refine(carray<double> xy, py::array rows_obj, carray<int64_t> face_offsets, carray<int32_t> face_verts,
-                carray<int32_t> he_layer, carray<int32_t> he_unit, int n_cut, int layer_id, double rtol,
-                int num_threads, int64_t max_new_vertices) {
+// Checks the host arrays of a refinement and points a RefineInput at them.
+RefineInput host_input(const carray<double>& xy, py::array rows_obj, const carray<int64_t>& face_offsets,
+                       const carray<int32_t>& face_verts, const carray<int32_t>& he_layer,
+                       const carray<int32_t>& he_unit, int n_cut, int layer_id, double rtol, int num_threads,
+                       int64_t max_new_vertices) {
   // rows is snapped in place, so it must already be a writable C-contiguous float64 array.
   auto rows = py::array_t<double>::ensure(rows_obj);
   require(rows && py::isinstance<py::array_t<double>>(rows_obj) &&
@@ -67,6 +71,14 @@ py::dict refine(carray<double> xy, py::array rows_obj, carray<int64_t> face_offs
   in.rtol = rtol;
   in.num_threads = num_threads;
   in.max_new_vertices = max_new_vertices;
+  return in;
+}
+
+py::dict refine(carray<double> xy, py::array rows_obj, carray<int64_t> face_offsets, carray<int32_t> face_verts,
+                carray<int32_t> he_layer, carray<int32_t> he_unit, int n_cut, int layer_id, double rtol,
+                int num_threads, int64_t max_new_vertices) {
+  const RefineInput in = host_input(xy, rows_obj, face_offsets, face_verts, he_layer, he_unit, n_cut, layer_id,
+                                    rtol, num_threads, max_new_vertices);
   RefineOutput o;
   try {
     py::gil_scoped_release release;
@@ -95,6 +107,50 @@ py::dict refine(carray<double> xy, py::array rows_obj, carray<int64_t> face_offs
   d["face_parent"] = to_numpy(std::move(o.face_parent), {Fn});
   d["edge_vertices"] = o.edge_vertices;
   d["degenerate"] = o.degenerate;
+  d["face_retries"] = o.face_retries;
+  d["seconds"] = py::make_tuple(o.seconds[0], o.seconds[1], o.seconds[2], o.seconds[3], o.seconds[4]);
+  return d;
+}
+
+// A numpy view of a host buffer of the batched launcher; the array keeps it alive.
+template <class T>
+py::array_t<T> buffer_numpy(std::shared_ptr<HostBuffer> b, std::vector<py::ssize_t> shape) {
+  auto* holder = new std::shared_ptr<HostBuffer>(std::move(b));
+  py::capsule owner(holder, [](void* p) { delete static_cast<std::shared_ptr<HostBuffer>*>(p); });
+  return py::array_t<T>(shape, static_cast<T*>((*holder)->ptr), owner);
+}
+
+// The GPU's launcher run on the host (host_backend.h): same arguments and result as
+// refine, plus how the face pass went (rounds of retries, batches of scratch).
+py::dict refine_batched_host(carray<double> xy, py::array rows_obj, carray<int64_t> face_offsets,
+                             carray<int32_t> face_verts, carray<int32_t> he_layer, carray<int32_t> he_unit, int n_cut,
+                             int layer_id, double rtol, int num_threads, int64_t max_new_vertices,
+                             int64_t scratch_bytes) {
+  const RefineInput in = host_input(xy, rows_obj, face_offsets, face_verts, he_layer, he_unit, n_cut, layer_id,
+                                    rtol, num_threads, max_new_vertices);
+  BatchedOutput<std::shared_ptr<HostBuffer>> o;
+  {
+    py::gil_scoped_release release;
+    HostBackend be(resolve_threads(num_threads));
+    o = refine_batched(in, face_verts.shape(0), be, scratch_bytes);
+  }
+  const py::ssize_t Me = o.edge_vertices, Mf = o.face_vertices, Fn = o.num_faces, Hn = o.num_half_edges;
+  const py::ssize_t C = in.n_cols;
+  py::dict d;
+  d["xy"] = buffer_numpy<double>(o.xy, {Me + Mf, 2});
+  d["rows_edge"] = buffer_numpy<double>(o.rows_edge, {Me, C});
+  py::list face_blocks;
+  face_blocks.append(buffer_numpy<double>(o.rows_face, {Mf, C}));
+  d["rows_face"] = face_blocks;
+  d["face_offsets"] = buffer_numpy<int64_t>(o.face_offsets, {Fn + 1});
+  d["face_verts"] = buffer_numpy<int32_t>(o.face_verts, {Hn});
+  d["he_layer"] = buffer_numpy<int32_t>(o.he_layer, {Hn});
+  d["he_unit"] = buffer_numpy<int32_t>(o.he_unit, {Hn});
+  d["face_parent"] = buffer_numpy<int32_t>(o.face_parent, {Fn});
+  d["edge_vertices"] = o.edge_vertices;
+  d["degenerate"] = o.degenerate;
+  d["face_rounds"] = o.face_rounds;
+  d["face_batches"] = o.face_batches;
   d["seconds"] = py::make_tuple(o.seconds[0], o.seconds[1], o.seconds[2], o.seconds[3], o.seconds[4]);
   return d;
 }
@@ -183,7 +239,7 @@ int cuda_device_count_binding() {
 #endif
 }
 
-[[noreturn]] void not_built() {
+[[maybe_unused]] [[noreturn]] void not_built() {
   throw std::runtime_error("splinecam was not built with CUDA (rebuild with nvcc available, SPLINECAM_CUDA=ON)");
 }
 
@@ -265,6 +321,7 @@ py::dict refine_cuda_binding(uintptr_t xy, uintptr_t rows, int64_t num_vertices,
   d["edge_vertices"] = o.edge_vertices;
   d["degenerate"] = o.degenerate;
   d["face_rounds"] = o.face_rounds;
+  d["face_batches"] = o.face_batches;
   d["seconds"] = py::make_tuple(o.seconds[0], o.seconds[1], o.seconds[2], o.seconds[3], o.seconds[4]);
   return d;
 #else
@@ -279,6 +336,10 @@ PYBIND11_MODULE(_core, m) {
   m.def("refine", &refine, py::arg("xy"), py::arg("rows"), py::arg("face_offsets"), py::arg("face_verts"),
         py::arg("he_layer"), py::arg("he_unit"), py::arg("n_cut"), py::arg("layer_id"), py::arg("rtol") = 1e-10,
         py::arg("num_threads") = 0, py::arg("max_new_vertices") = 0);
+  m.def("refine_batched", &refine_batched_host, py::arg("xy"), py::arg("rows"), py::arg("face_offsets"),
+        py::arg("face_verts"), py::arg("he_layer"), py::arg("he_unit"), py::arg("n_cut"), py::arg("layer_id"),
+        py::arg("rtol") = 1e-10, py::arg("num_threads") = 0, py::arg("max_new_vertices") = 0,
+        py::arg("scratch_bytes") = int64_t(512) << 20);
   py::register_exception<BudgetExceeded>(m, "BudgetExceeded", PyExc_MemoryError);
   m.def("halfedges", &halfedges, py::arg("num_vertices"), py::arg("face_offsets"), py::arg("face_verts"));
   m.def("validate", &validate, py::arg("num_vertices"), py::arg("face_offsets"), py::arg("face_verts"),

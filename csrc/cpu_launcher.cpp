@@ -10,6 +10,7 @@
 #include <numeric>
 #include <utility>
 
+#include "host_backend.h"
 #include "parallel.h"
 #include "refine_steps.h"
 #include "splinecam/edge_table.h"
@@ -22,15 +23,6 @@ constexpr int64_t kVertexBlock = 4096;
 constexpr int64_t kEdgeBlock = 2048;
 constexpr int64_t kFaceBlock = 128;
 
-// Runs step(i) for i < n over fixed-size blocks on the thread pool.
-template <class Step>
-void for_blocks(int64_t n, int64_t block, int nt, const Step& step) {
-  parallel_for(num_blocks(n, block), nt, [&](int64_t b) {
-    const int64_t e = std::min<int64_t>(n, (b + 1) * block);
-    for (int64_t i = b * block; i < e; ++i) step(i);
-  });
-}
-
 [[noreturn]] void budget_exceeded() {
   throw BudgetExceeded("the refinement exceeds its budget of new vertices (memory limit)");
 }
@@ -42,6 +34,7 @@ struct FaceBlockOut {
   std::vector<index_t> parent;
   std::vector<double> xy, rows;
   int64_t degenerate = 0;
+  int64_t retries = 0;
 };
 
 }  // namespace
@@ -59,21 +52,8 @@ RefineOutput refine_cpu(const RefineInput& in) {
   };
 
   // ---- 0. per-column tolerance and snapping -------------------------------------------
-  std::vector<double> tol(K, 0.0);
-  {
-    const int64_t nb = num_blocks(V, kVertexBlock);
-    std::vector<double> part(static_cast<size_t>(nb) * K, 0.0);
-    parallel_for(nb, nt, [&](int64_t b) {
-      double* m = part.data() + b * K;
-      for (int64_t v = b * kVertexBlock; v < std::min<int64_t>(V, (b + 1) * kVertexBlock); ++v) {
-        const double* r = in.rows + v * C;
-        for (int j = 0; j < K; ++j) m[j] = std::max(m[j], std::fabs(r[j]));
-      }
-    });
-    for (int64_t b = 0; b < nb; ++b)
-      for (int j = 0; j < K; ++j) tol[j] = std::max(tol[j], part[b * K + j]);
-    for (int j = 0; j < K; ++j) tol[j] *= in.rtol;
-  }
+  std::vector<double> tol(std::max(K, 1), 0.0);
+  column_tolerance_host(in.rows, V, C, K, in.rtol, tol.data(), nt, kVertexBlock);
   // Zero columns of every vertex (CSR): count, scan, write.
   std::vector<offset_t> zero_off(static_cast<size_t>(V) + 1, 0);
   for_blocks(V, kVertexBlock, nt, SnapStep{in.rows, tol.data(), C, K, zero_off.data()});
@@ -137,6 +117,7 @@ RefineOutput refine_cpu(const RefineInput& in) {
         FaceCutter cutter(fin, s);
         r = cutter.run(f);
         if (!r.overflow) break;
+        ++o.retries;
         if (level > 40) throw std::runtime_error("face scratch keeps overflowing (internal error)");
       }
       if (in.max_new_vertices > 0 && r.local > 0 && created.fetch_add(r.local) + r.local > in.max_new_vertices)
@@ -184,6 +165,7 @@ RefineOutput refine_cpu(const RefineInput& in) {
     if (!o.rows.empty()) out.rows_face.push_back(std::move(o.rows));
     local_base += static_cast<index_t>(o.xy.size() / 2);
     out.degenerate += o.degenerate;
+    out.face_retries += o.retries;
     FaceBlockOut().size.swap(o.size);
     std::vector<double>().swap(o.rows);
   }

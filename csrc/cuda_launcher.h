@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "batched_launcher.h"
 #include "splinecam/refine.h"
 
 namespace splinecam {
@@ -32,19 +33,7 @@ struct DeviceBuffer {
 using DevicePtr = std::shared_ptr<DeviceBuffer>;
 
 // The refinement on one GPU: the same result as refine_cpu, in device memory.
-struct CudaRefineOutput {
-  DevicePtr xy;            // [M, 2] new vertices: edge crossings, then face vertices
-  DevicePtr rows_edge;     // [M_edge, n_cols]
-  DevicePtr rows_face;     // [M - M_edge, n_cols]
-  DevicePtr face_offsets;  // [F' + 1] int64
-  DevicePtr face_verts;    // [H'] int32
-  DevicePtr he_layer;      // [H'] int32
-  DevicePtr he_unit;       // [H'] int32
-  DevicePtr face_parent;   // [F'] int32
-  int64_t edge_vertices = 0, face_vertices = 0, num_faces = 0, num_half_edges = 0, degenerate = 0;
-  int64_t face_rounds = 0;  // runs of the face pass needed to size every face's scratch
-  double seconds[5] = {0, 0, 0, 0, 0};
-};
+using CudaRefineOutput = BatchedOutput<DevicePtr>;
 
 // Every pointer of `in` is a device pointer on `device`; work runs on `stream` (0: the
 // legacy default stream) and is complete when this returns. num_half_edges is

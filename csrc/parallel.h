@@ -52,4 +52,13 @@ void parallel_for(int64_t n, int num_threads, Body&& body) {
 // Number of fixed-size blocks covering n items.
 inline int64_t num_blocks(int64_t n, int64_t block) { return (n + block - 1) / block; }
 
+// Runs step(i) for i < n over fixed-size blocks on the thread pool.
+template <class Step>
+void for_blocks(int64_t n, int64_t block, int num_threads, const Step& step) {
+  parallel_for(num_blocks(n, block), num_threads, [&](int64_t b) {
+    const int64_t e = std::min<int64_t>(n, (b + 1) * block);
+    for (int64_t i = b * block; i < e; ++i) step(i);
+  });
+}
+
 }  // namespace splinecam

@@ -164,6 +164,11 @@ struct HalfEdgeKeyStep {
   }
 };
 
+struct IotaStep {
+  int64_t* a;
+  SPLINECAM_HD void operator()(int64_t i) const { a[i] = i; }
+};
+
 struct EdgeHeadStep {
   const uint64_t* sorted_key;  // [H]
   offset_t* edge_id;           // [H]: 1 where a new edge starts (scanned: edge number + 1)

@@ -81,3 +81,49 @@ def net1():
 def net3():
     """(float64 model, Partition) of a centred 2-16-16-3 MLP on [-1, 1]^2."""
     return _centred_partition((2, 16, 16, 3), 1)
+
+
+# --------------------------------------------------------------------------- #
+# Devices. Geometry tests take a ``device`` argument and run once per launcher:
+#   "cpu"           the CPU launcher (threads over blocks of the step bodies);
+#   "host-batched"  the GPU's launcher (batched_launcher.h) run on the host backend,
+#                   with a small scratch pool so that the face pass runs in many
+#                   batches and retries faces at higher capacity levels;
+#   "cuda"          the GPU's launcher on a GPU (skipped where there is none).
+# --------------------------------------------------------------------------- #
+def _cuda_available():
+    try:
+        import splinecam
+        return splinecam.cuda_available()
+    except Exception:  # engine not built
+        return False
+
+
+DEVICES = [
+    pytest.param("cpu", id="cpu"),
+    pytest.param("host-batched", id="host-batched"),
+    pytest.param("cuda", id="cuda", marks=pytest.mark.skipif(
+        not _cuda_available(), reason="no CUDA device here: the CUDA launcher is compiled, and its launcher logic "
+                                      "and step bodies run on the CPU as 'host-batched'")),
+]
+
+
+def pytest_generate_tests(metafunc):
+    if "device" in metafunc.fixturenames:
+        metafunc.parametrize("device", DEVICES)
+
+
+def batched_launcher(scratch_bytes=1 << 16):
+    """Every CPU refinement inside runs the GPU's launcher on the host backend, with a
+    small pool: many face batches."""
+    from splinecam.testing import host_batched_launcher
+    return host_batched_launcher(scratch_bytes)
+
+
+def partition_on(device, model, sl, **kwargs):
+    """splinecam.partition on one of DEVICES."""
+    import splinecam
+    if device == "host-batched":
+        with batched_launcher():
+            return splinecam.partition(model, sl, device="cpu", **kwargs)
+    return splinecam.partition(model, sl, device=device, **kwargs)

@@ -21,7 +21,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import build_seeded_mlp, reference_module as ref
+from conftest import build_seeded_mlp, partition_on, reference_module as ref
 
 splinecam = pytest.importorskip("splinecam")
 if not hasattr(splinecam, "partition") or not hasattr(splinecam, "Slice"):
@@ -329,9 +329,9 @@ def setup(name):
 
 
 @functools.lru_cache(maxsize=None)
-def engine(name, decision_boundary=False):
+def engine(name, decision_boundary=False, device="cpu"):
     model, sl, *_ = setup(name)
-    return splinecam.partition(model, sl, decision_boundary=decision_boundary, progress=False)
+    return partition_on(device, model, sl, decision_boundary=decision_boundary, progress=False)
 
 
 @functools.lru_cache(maxsize=None)
@@ -341,8 +341,8 @@ def reference(name):
 
 
 @functools.lru_cache(maxsize=None)
-def engine_polygons(name):
-    return [np.asarray(p, dtype=np.float64) for p in engine(name).polygons()]
+def engine_polygons(name, device="cpu"):
+    return [np.asarray(p, dtype=np.float64) for p in engine(name, device=device).polygons()]
 
 
 def assert_same_regions(eng_polys, ref_polys, domain_area, located=None, label=""):
@@ -381,10 +381,10 @@ def assert_same_regions(eng_polys, ref_polys, domain_area, located=None, label="
 # (a) + (f): identical region sets, (b) area conservation
 # --------------------------------------------------------------------------- #
 @pytest.mark.parametrize("name", REGION_CASES)
-def test_matches_reference(name):
+def test_matches_reference(name, device):
     _, _, _, _, polygon = setup(name)
-    P = engine(name)
-    eng = engine_polygons(name)
+    P = engine(name, device=device)
+    eng = engine_polygons(name, device)
     refp = reference(name)
     assert P.num_regions == len(eng)
     domain_area = abs(signed_area(polygon))
@@ -393,12 +393,12 @@ def test_matches_reference(name):
 
 
 @pytest.mark.parametrize("name", REGION_CASES)
-def test_area_conservation_and_convexity(name):
+def test_area_conservation_and_convexity(name, device):
     _, _, _, _, polygon = setup(name)
-    P = engine(name)
+    P = engine(name, device=device)
     P.validate()
     assert signed_area(polygon) > 0, "Slice.polygon must be CCW"
-    eng = engine_polygons(name)
+    eng = engine_polygons(name, device)
     total = sum(signed_area(p) for p in eng)
     assert abs(total - signed_area(polygon)) <= 1e-11 * signed_area(polygon), (
         f"area sum {total!r} vs polygon {signed_area(polygon)!r}"
@@ -422,9 +422,9 @@ def test_polygon_orientation_is_normalised():
 # (c) one pattern per region, distinct patterns; (d) dense sampling
 # --------------------------------------------------------------------------- #
 @functools.lru_cache(maxsize=None)
-def region_patterns(name):
+def region_patterns(name, device="cpu"):
     model, _, origin, basis, _ = setup(name)
-    eng = engine_polygons(name)
+    eng = engine_polygons(name, device)
     pts = [interior_points(p) for p in eng]
     allpat = ref.sample_patterns(model, origin, basis, np.vstack(pts))
     out, k = [], 0
@@ -435,8 +435,8 @@ def region_patterns(name):
 
 
 @pytest.mark.parametrize("name", REGION_CASES)
-def test_one_pattern_per_region_and_distinct(name):
-    pats = region_patterns(name)
+def test_one_pattern_per_region_and_distinct(name, device):
+    pats = region_patterns(name, device)
     keys = []
     for r, s in enumerate(pats):
         bad = np.flatnonzero(np.any(s != s[0], axis=1))
@@ -447,19 +447,19 @@ def test_one_pattern_per_region_and_distinct(name):
 
 
 @pytest.mark.parametrize("name", REGION_CASES)
-def test_engine_activation_patterns_match_sampling(name):
-    P = engine(name)
+def test_engine_activation_patterns_match_sampling(name, device):
+    P = engine(name, device=device)
     eng_pats = np.asarray(P.activation_patterns(), dtype=bool)
-    sampled = np.array([s[0] for s in region_patterns(name)])
+    sampled = np.array([s[0] for s in region_patterns(name, device)])
     assert eng_pats.shape == sampled.shape
     bad = np.flatnonzero(np.any(eng_pats != sampled, axis=1))
     assert bad.size == 0, f"activation_patterns() wrong for regions {bad[:10]}"
 
 
 @pytest.mark.parametrize("name", REGION_CASES)
-def test_dense_sampling(name):
+def test_dense_sampling(name, device):
     model, _, origin, basis, polygon = setup(name)
-    P = engine(name)
+    P = engine(name, device=device)
     pts, inside = grid_in(polygon, 90)
     pts = pts.reshape(-1, 2)[inside.ravel()]
     z = ref.sample_preactivations(model, origin, basis, pts)
@@ -469,7 +469,7 @@ def test_dense_sampling(name):
     live = np.abs(z).max(axis=0) > 0
     scale = np.abs(z).max()
     clear = ~np.any((np.abs(z) < 1e-9 * scale) & live[None, :], axis=1)
-    keys = {s[0].tobytes(): r for r, s in enumerate(region_patterns(name))}
+    keys = {s[0].tobytes(): r for r, s in enumerate(region_patterns(name, device))}
     missing = [i for i, row in enumerate(pats) if row.tobytes() not in keys]
     assert not missing, (
         f"{len(missing)} grid points have a pattern of no engine region (first at {pts[missing[0]]})"
@@ -494,9 +494,9 @@ def test_locate_outside_is_minus_one():
 # edge labels: an edge of layer l, unit j lies on that unit's zero set
 # --------------------------------------------------------------------------- #
 @pytest.mark.parametrize("name", ["mlp-2-12-12-12-1-s0-square", "cnn-1x6x6", "degenerate-zero-bias"])
-def test_edge_labels_lie_on_their_unit(name):
+def test_edge_labels_lie_on_their_unit(name, device):
     model, _, origin, basis, polygon = setup(name)
-    P = engine(name)
+    P = engine(name, device=device)
     V = np.asarray(P.vertices)
     E = np.asarray(P.edges)
     layer = np.asarray(P.edge_layer)
@@ -523,10 +523,9 @@ def test_edge_labels_lie_on_their_unit(name):
 # (e) published region counts
 # --------------------------------------------------------------------------- #
 @pytest.mark.parametrize("width, expected", [(16, 178), (32, 1180), (64, 6668)])
-def test_peer_region_counts(width, expected):
+def test_peer_region_counts(width, expected, device):
     model = build_seeded_mlp([2, width, width, width, 1], seed=0)
-    P = splinecam.partition(model, splinecam.Slice.plane2d(SQUARE), decision_boundary=False,
-                            progress=False)
+    P = partition_on(device, model, splinecam.Slice.plane2d(SQUARE), decision_boundary=False, progress=False)
     assert P.num_regions == expected
     total = sum(signed_area(p) for p in P.polygons())
     assert abs(total - 4.0) < 1e-10
@@ -549,9 +548,9 @@ def _decision(y):
 
 
 @pytest.mark.parametrize("name", list(DB_CASES))
-def test_decision_segments_lie_on_the_boundary(name):
+def test_decision_segments_lie_on_the_boundary(name, device):
     model, _, origin, basis, polygon = setup(name)
-    P = engine(name, decision_boundary=True)
+    P = engine(name, decision_boundary=True, device=device)
     seg = np.asarray(P.decision_boundary, dtype=np.float64).reshape(-1, 2, 2)
     assert len(seg) > 0, "no decision boundary found"
     pts, inside = grid_in(polygon, 60)
@@ -608,9 +607,9 @@ def _segment_distance(p0, p1, q0, q1):
 
 
 @pytest.mark.parametrize("name", list(DB_CASES))
-def test_every_class_change_on_a_grid_crosses_a_decision_segment(name):
+def test_every_class_change_on_a_grid_crosses_a_decision_segment(name, device):
     model, _, origin, basis, polygon = setup(name)
-    P = engine(name, decision_boundary=True)
+    P = engine(name, decision_boundary=True, device=device)
     seg = np.asarray(P.decision_boundary, dtype=np.float64).reshape(-1, 2, 2)
     pts, inside = grid_in(polygon, 80)
     lab = _decision(forward(model, origin, basis, pts.reshape(-1, 2))).reshape(pts.shape[:2])
@@ -635,10 +634,10 @@ def test_every_class_change_on_a_grid_crosses_a_decision_segment(name):
 # (h) per-region affine maps
 # --------------------------------------------------------------------------- #
 @pytest.mark.parametrize("name", list(CASES) + ["degenerate-zero-bias", "degenerate-pruned-units"])
-def test_affine_maps_equal_forward_pass(name):
+def test_affine_maps_equal_forward_pass(name, device):
     model, _, origin, basis, polygon = setup(name)
-    P = engine(name)
-    eng = engine_polygons(name)
+    P = engine(name, device=device)
+    eng = engine_polygons(name, device)
     step = max(1, len(eng) // 150)
     worst = 0.0
     yscale = np.abs(forward(model, origin, basis, ccw(polygon))).max() + 1e-300
@@ -678,9 +677,9 @@ def truncated(model, layer):
 
 @pytest.mark.parametrize("name", ["mlp-2-12-12-12-1-s1-hexagon", "cnn-1x6x6", "nested-bn-dropout-leaky",
                                   "mlp-784-16-12-10", "degenerate-parallel-lines"])
-def test_at_layer_matches_truncated_reference(name):
+def test_at_layer_matches_truncated_reference(name, device):
     model, _, origin, basis, polygon = setup(name)
-    P = engine(name)
+    P = engine(name, device=device)
     L = num_hidden_layers(model)
     domain_area = abs(signed_area(polygon))
     counts = []

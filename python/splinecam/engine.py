@@ -28,7 +28,7 @@ from . import _core
 from .network import Network
 from .slice import Slice
 
-__all__ = ["partition", "Layer", "MemoryLimitExceeded", "default_memory_limit"]
+__all__ = ["partition", "Layer", "MemoryLimitExceeded", "default_memory_limit", "resolve_device"]
 
 
 class MemoryLimitExceeded(MemoryError):
@@ -73,15 +73,9 @@ def _refine(xy, rows, faces, n_cut, layer_id, rtol, threads, budget=None):
     the engine stops (MemoryLimitExceeded) before the vertices it creates, with their rows
     and the next layer's rows, would exceed the limit."""
     off, verts, lay, unit = faces
-    max_new = 0
-    if budget is not None:
-        limit, next_width = budget
-        # Rows of the old and new vertices (new ones may sit in growing buffers: twice),
-        # the next layer's rows, and half of the limit left for everything else.
-        per_vertex = 8 * (2 * rows.shape[1] + next_width) + 64
-        max_new = int(0.5 * limit // per_vertex) - len(xy)
-        if max_new <= 0:
-            _over_limit(layer_id, len(xy), limit, rows.shape[1])
+    if isinstance(rows, torch.Tensor):
+        return _refine_cuda(xy, rows, faces, n_cut, layer_id, rtol, budget)
+    max_new = _budget_vertices(budget, len(xy), rows.shape[1], layer_id)
     try:
         return _core.refine(xy, rows, off, verts, lay, unit, n_cut=n_cut, layer_id=layer_id, rtol=rtol,
                             num_threads=threads or 0, max_new_vertices=max_new)
@@ -94,6 +88,57 @@ def _refine(xy, rows, faces, n_cut, layer_id, rtol, threads, budget=None):
             f"out of memory at layer {layer_id}: {n_faces} regions and {len(xy)} vertices so far, each new vertex "
             f"carries {rows.shape[1]} values ({per_vertex / 1024:.1f} KiB); a convex region cut by k lines can hold "
             f"up to k(k+1)/2 + 1 pieces. Use a smaller slice (zoom in) or a narrower model.") from None
+
+
+def _budget_vertices(budget, n_vertices, width, layer_id):
+    """New vertices a refinement may create within ``budget`` (see :func:`_refine`)."""
+    if budget is None:
+        return 0
+    limit, next_width = budget
+    # Rows of the old and new vertices (new ones may sit in growing buffers: twice),
+    # the next layer's rows, and half of the limit left for everything else.
+    per_vertex = 8 * (2 * width + next_width) + 64
+    max_new = int(0.5 * limit // per_vertex) - n_vertices
+    if max_new <= 0:
+        _over_limit(layer_id, n_vertices, limit, width)
+    return max_new
+
+
+def _device_array(a, device):
+    """A torch view of a device array the extension returned (no copy)."""
+    n = 1
+    for d in a.shape:
+        n *= d
+    if n == 0:
+        dtype = {"<f8": torch.float64, "<i8": torch.int64, "<i4": torch.int32}[a.typestr]
+        return torch.empty(tuple(a.shape), dtype=dtype, device=device)
+    return torch.as_tensor(a, device=device)
+
+
+def _refine_cuda(xy, rows, faces, n_cut, layer_id, rtol, budget=None):
+    """One engine refinement on the GPU holding ``rows``: every input and output is a
+    torch tensor on that device; the extension reads and writes them in place."""
+    dev = rows.device
+    off, verts, lay, unit = (faces[0].to(dev, torch.int64).contiguous(),
+                             *(f.to(dev, torch.int32).contiguous() for f in faces[1:]))
+    xy = xy.to(dev, torch.float64).contiguous()
+    if not rows.is_contiguous():
+        raise ValueError("rows must be contiguous")
+    max_new = _budget_vertices(budget, len(xy), rows.shape[1], layer_id)
+    stream = torch.cuda.current_stream(dev).cuda_stream
+    try:
+        out = _core.refine_cuda(xy.data_ptr(), rows.data_ptr(), len(xy), rows.shape[1], n_cut, off.data_ptr(),
+                                verts.data_ptr(), lay.data_ptr(), unit.data_ptr(), len(off) - 1, len(verts),
+                                layer_id, rtol=rtol, max_new_vertices=max_new, device=dev.index or 0,
+                                stream=stream)
+    except _core.BudgetExceeded:
+        _over_limit(layer_id, len(xy), budget[0], rows.shape[1])
+    res = {k: _device_array(out[k], dev) for k in ("xy", "rows_edge", "face_offsets", "face_verts", "he_layer",
+                                                    "he_unit", "face_parent")}
+    res["rows_face"] = [_device_array(out["rows_face"], dev)]
+    res["degenerate"] = out["degenerate"]
+    res["seconds"] = out["seconds"]
+    return res
 
 
 def _over_limit(layer_id, n_vertices, limit, width):
@@ -116,7 +161,8 @@ def _progress(total, enabled, desc):
 
 def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool = True, progress: bool = True,
               rtol: float = 1e-10, threads: Optional[int] = None, validate: bool = False,
-              chunk: int = 32768, memory_limit: Optional[int] = None, lean: bool = False) -> "Partition":
+              chunk: int = 32768, memory_limit: Optional[int] = None, lean: bool = False,
+              device=None) -> "Partition":
     """Compute the exact partition of ``slice`` into the linear regions of ``model``.
 
     Parameters
@@ -128,7 +174,7 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
         indexing, residual ``+``, ``torch.cat``; ReLU, LeakyReLU, PReLU, Hardtanh, ReLU6,
         ``abs``, ``clamp``, MaxPool1d/2d, ``torch.maximum``, ``x.max(dim)``. A final
         softmax / log-softmax is dropped. The model must be in eval mode; it is copied and
-        evaluated in float64 on the CPU, the caller's model is untouched.
+        evaluated in float64 on ``device``, the caller's model is untouched.
     slice : Slice
         The convex polygon in a plane of the input space.
     decision_boundary : bool
@@ -158,6 +204,13 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
         computed by forward passes from the input at the current vertices, so that no
         (vertices x units) matrix is ever whole. Exact (same partition), but much slower
         than the default path; tiles are usually the better choice.
+    device : str or torch.device, optional
+        Where the forward passes and the geometry run: ``"cpu"``, ``"cuda"`` or
+        ``"cuda:i"``. Default: the device of the model's parameters. On a GPU the vertex
+        values, forward passes and refinements of elementwise layers stay on the device;
+        max-type layers, the decision boundary and ``lean`` layers run on the host. The
+        result is the same as on the CPU (float64 throughout). ``memory_limit`` then
+        defaults to half of the GPU's free memory.
 
     Returns
     -------
@@ -168,16 +221,26 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
     if not isinstance(slice, Slice):
         raise TypeError(f"slice must be a splinecam.Slice; got {type(slice).__name__}")
     t0 = time.perf_counter()
-    limit = int(memory_limit) if memory_limit is not None else default_memory_limit()
+    dev = resolve_device(model, device)
+    gpu = dev.type == "cuda"
+    if memory_limit is not None:
+        limit = int(memory_limit)
+    else:
+        limit = int(0.5 * torch.cuda.mem_get_info(dev)[0]) if gpu else default_memory_limit()
     net = Network.from_model(model, slice.input_shape)
     poly = slice.polygon
     k = len(poly)
     xy = np.ascontiguousarray(poly)
     faces = (np.array([0, k], dtype=np.int64), np.arange(k, dtype=np.int32), np.full(k, -1, np.int32),
              np.full(k, -1, np.int32))
-    rows, lay = net.rows_for(1, slice.to_input(xy), chunk)
+    x_in = slice.to_input(xy)
+    if gpu:
+        net.to(dev)
+        xy, faces, x_in = _to_device(xy, dev), tuple(_to_device(f, dev) for f in faces), x_in.to(dev)
+    clock = _Clock(dev)
+    rows, lay = clock("forward", net.rows_for, 1, x_in, chunk)
     layers: List[Layer] = []
-    stats = {"degenerate": 0}
+    stats = {"degenerate": 0, "device": str(dev)}
     bar = _progress(net.num_layers + (1 if decision_boundary else 0), progress, "splinecam")
     use_lean, lean = lean, False  # lean: once a layer's rows exceed the limit, units in chunks
     for l in range(1, net.num_layers + 1):
@@ -186,9 +249,9 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
         if not lean:
             try:
                 if nl.kind == "elementwise":
-                    out = _refine(xy, rows, faces, lay.n_cut, l, rtol, threads, budget)
+                    out = clock("geometry", _refine, xy, rows, faces, lay.n_cut, l, rtol, threads, budget)
                     deg = int(out["degenerate"])
-                    new_xy = np.concatenate([xy, out["xy"]])
+                    new_xy = _cat([xy, out["xy"]])
                     unit = out["he_unit"]
                     if len(nl.breakpoints) > 1:  # columns are (breakpoint, unit): label by unit
                         unit[out["he_layer"] == l] %= nl.width
@@ -196,8 +259,13 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
                     parent = out["face_parent"]
                     blocks = [rows, out["rows_edge"], *out["rows_face"]]
                 else:
-                    new_xy, rows, new_faces, parent, deg = _max_layer(xy, rows, faces, lay, nl, l, rtol, threads,
-                                                                      budget)
+                    # On the host: the merge step needs the half-edge view (see module doc).
+                    new_xy, rows, new_faces, parent, deg = clock("geometry", _max_layer, _host(xy), _host(rows),
+                                                                 tuple(_host(f) for f in faces), lay, nl, l, rtol,
+                                                                 threads, budget)
+                    if gpu:
+                        new_xy, rows = _to_device(new_xy, dev), _to_device(rows, dev)
+                        new_faces = tuple(_to_device(f, dev) for f in new_faces)
                     blocks = [rows]
                 xy, faces = new_xy, new_faces
             except MemoryLimitExceeded:
@@ -206,16 +274,21 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
                 lean = True
                 rows = blocks = None
         if lean:
-            xy, faces, parent, deg = _lean_layer(net, slice, xy, faces, l, nl, rtol, threads, limit, chunk)
+            if gpu:  # the lean path works from the input on the host
+                gpu = False
+                net.to("cpu")
+                xy, faces = _host(xy), tuple(_host(f) for f in faces)
+            xy, faces, parent, deg = clock("lean", _lean_layer, net, slice, xy, faces, l, nl, rtol, threads, limit,
+                                           chunk)
         stats["degenerate"] += deg
-        layer = Layer(*faces, parent, len(xy))
+        layer = Layer(*(_host(f) for f in faces), _host(parent), len(xy))
         layers.append(layer)
         if validate:
             _check(layer, f"after layer {l} ({nl.name})")
         if not lean:
             # The next layer's rows at every vertex: the blocks feed the glue in order,
             # never concatenated.
-            rows, lay = net.rows_for(l + 1, (blocks, lay, l), chunk)
+            rows, lay = clock("forward", net.rows_for, l + 1, (blocks, lay, l), chunk)
         if bar is not None:
             bar.set_postfix(regions=layer.num_faces, refresh=False)
             bar.update(1)
@@ -223,21 +296,83 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
         C = net.num_outputs
         rows = _columns_from_input(net, slice, xy, net.num_layers + 1, np.arange(C), chunk)
     stats["lean"] = lean
-    outputs = rows  # (V, C) model outputs at every vertex of the final partition
+    xy, faces = _host(xy), tuple(_host(f) for f in faces)
+    outputs = _host(rows)  # (V, C) model outputs at every vertex of the final partition
     if not layers:
         # No nonlinearity: the model is affine on the whole slice.
         layers.append(Layer(*faces, np.zeros(1, np.int32), len(xy)))
     decision = None
     if decision_boundary:
-        xy, outputs, decision = _decision(xy, outputs, faces, net.num_layers + 1, rtol, threads, validate)
+        xy, outputs, decision = clock("geometry", _decision, xy, outputs, faces, net.num_layers + 1, rtol, threads,
+                                      validate)
         stats["degenerate"] += decision.pop("degenerate")
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
     stats["seconds"] = time.perf_counter() - t0
+    stats.update({f"{k}_seconds": v for k, v in clock.seconds.items()})
     return Partition(xy=xy, layers=layers, outputs=outputs, decision=decision, net=net, slice=slice,
                      stats=stats)
+
+
+class _Clock:
+    """Wall time per kind of work (``forward``: vertex forward passes, ``geometry``: the
+    engine's refinements, ``lean``: lean layers), synchronised on a GPU."""
+
+    def __init__(self, device):
+        self.seconds = {"forward": 0.0, "geometry": 0.0}
+        self._sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def __call__(self, kind, fn, *args):
+        t = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            self._sync()
+            self.seconds[kind] = self.seconds.get(kind, 0.0) + time.perf_counter() - t
+
+
+def resolve_device(model: torch.nn.Module, device=None) -> torch.device:
+    """The device a partition runs on: ``device`` if given, else the model's. A CUDA
+    device must be usable: the extension built with CUDA and a GPU present."""
+    if device is None:
+        t = next(iter(model.parameters()), None) if isinstance(model, torch.nn.Module) else None
+        if t is None and isinstance(model, torch.nn.Module):
+            t = next(iter(model.buffers()), None)
+        dev = t.device if t is not None else torch.device("cpu")
+    else:
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, TypeError) as e:
+            raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:i'; got {device!r}") from e
+    if dev.type == "cpu":
+        return dev
+    if dev.type != "cuda":
+        raise ValueError(f"splinecam runs on the CPU or on CUDA GPUs; got device {str(dev)!r}")
+    if not _core.build_info()["cuda"]:
+        raise RuntimeError(f"splinecam was not built with CUDA, so it cannot run on {dev}: pass device='cpu' (the "
+                           "model is copied to the CPU), or rebuild with nvcc available (SPLINECAM_CUDA=ON)")
+    n = _core.cuda_device_count()
+    if not torch.cuda.is_available() or n == 0:
+        raise RuntimeError(f"no usable CUDA device for {dev} (the driver reports {n}); pass device='cpu'")
+    index = dev.index if dev.index is not None else torch.cuda.current_device()
+    if index >= n:
+        raise ValueError(f"device {dev} does not exist: this machine has {n} CUDA device(s)")
+    return torch.device("cuda", index)
+
+
+def _host(a):
+    """A numpy array of ``a`` (a torch tensor on any device, or already numpy)."""
+    return a.cpu().numpy() if isinstance(a, torch.Tensor) else a
+
+
+def _to_device(a, dev):
+    return torch.as_tensor(a).to(dev)
+
+
+def _cat(parts):
+    return torch.cat(parts) if isinstance(parts[0], torch.Tensor) else np.concatenate(parts)
 
 
 def _max_layer(xy, rows, faces, lay, nl, layer_id, rtol, threads, budget=None, chunk=8192):

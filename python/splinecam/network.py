@@ -252,6 +252,7 @@ class Network:
 
     def __init__(self, gm: fx.GraphModule, input_shape: Tuple[int, ...]):
         self.gm = gm
+        self.device = torch.device("cpu")
         self.input_shape = tuple(input_shape)
         self.nodes: List[fx.Node] = list(gm.graph.nodes)
         self.pos = {n: i for i, n in enumerate(self.nodes)}
@@ -292,6 +293,16 @@ class Network:
             if hasattr(m, "inplace"):
                 m.inplace = False
         return cls(gm, tuple(int(s) for s in input_shape))
+
+    def to(self, device) -> "Network":
+        """Move the float64 copy (and its constant tensors) to ``device``: the vertex
+        forward passes then run there, on torch tensors instead of numpy arrays."""
+        device = torch.device(device)
+        if device != self.device:
+            self.gm = self.gm.to(device)
+            self.static = {n: v.to(device) if isinstance(v, torch.Tensor) else v for n, v in self.static.items()}
+            self.device = device
+        return self
 
     def _unsupported(self, node: fx.Node, why: str = "") -> UnsupportedModelError:
         return UnsupportedModelError(
@@ -589,7 +600,7 @@ class Network:
         """Tensors of the nodes live at layer ``l`` for a chunk of rows, and the layer's
         output (its nonlinearity applied)."""
         b = rows.shape[0]
-        t = torch.from_numpy(rows)
+        t = rows if isinstance(rows, torch.Tensor) else torch.from_numpy(rows)
         env = {}
         for n, (a, e) in lay.carry.items():
             env[n] = t[:, a:e].reshape(b, *self.shape[n])
@@ -606,7 +617,7 @@ class Network:
             env[nl.node] = self._exec(nl.node, env)
         else:
             X = torch.cat([env[n].reshape(b, -1) for n in nl.inputs], dim=1)
-            vals = X[:, torch.from_numpy(nl.idx)].amax(dim=2).reshape(b, *nl.out_shape)
+            vals = X[:, torch.from_numpy(nl.idx).to(X.device)].amax(dim=2).reshape(b, *nl.out_shape)
             env[nl.node] = _MaxResult(vals, None) if self._is_max_tuple(nl.node) else vals
         return env
 
@@ -616,7 +627,8 @@ class Network:
 
         ``source`` is ``(blocks, prev_layout, prev_l)``: row blocks of the previous
         layer (taken in order, never concatenated) and their layout; for ``l = 1`` it is
-        the input tensor ``(n, *input_shape)``."""
+        the input tensor ``(n, *input_shape)``. Numpy blocks (or a CPU input) give a
+        numpy result; torch tensors on a device (see :meth:`to`) give a tensor there."""
         lay = self.layout(l)
         start = self._boundary(l - 1) + 1 if l > 1 else 0
         stop = self._boundary(l)
@@ -624,22 +636,28 @@ class Network:
                                                                         and self.kind.get(n) not in ("dropped",))]
         if l == 1:
             x = source
-            blocks = [x.reshape(x.shape[0], -1).numpy()]
+            x = x.reshape(x.shape[0], -1)
+            blocks = [x.numpy() if x.device.type == "cpu" else x]
             prev_l, prev_lay = 0, None
         else:
             blocks, prev_lay, prev_l = source
         n_total = sum(bk.shape[0] for bk in blocks)
-        out = np.empty((n_total, lay.n_cols), dtype=np.float64)
+        on_device = any(isinstance(bk, torch.Tensor) for bk in blocks)
+        if on_device:
+            out = torch.empty((n_total, lay.n_cols), dtype=torch.float64, device=self.device)
+        else:
+            out = np.empty((n_total, lay.n_cols), dtype=np.float64)
         # Bound the rows per batch by their width: large batches of wide rows thrash caches.
         width = max(lay.n_cols, max((bk.shape[1] for bk in blocks), default=1), 1)
         chunk = max(64, min(chunk, (1 << 20) // width))
         i = 0
         for bk in blocks:
             for s in range(0, bk.shape[0], chunk):
-                part = np.ascontiguousarray(bk[s:s + chunk])
+                part = bk[s:s + chunk].contiguous() if on_device else np.ascontiguousarray(bk[s:s + chunk])
                 m = part.shape[0]
                 if l == 1:
-                    env = {self.nodes[0]: torch.from_numpy(part).reshape(m, *self.input_shape)}
+                    x = part if on_device else torch.from_numpy(part)
+                    env = {self.nodes[0]: x.reshape(m, *self.input_shape)}
                     for n, v in self.static.items():
                         env[n] = v.materialize(m) if isinstance(v, _BatchTemplate) else v
                 else:
@@ -661,18 +679,23 @@ class Network:
             rows, lay = self.rows_for(k + 1, ([rows], lay, k), chunk)
         return rows, lay
 
-    def _write_row(self, l: int, lay: RowLayout, env: Dict, out: np.ndarray) -> None:
+    def _write_row(self, l: int, lay: RowLayout, env: Dict, out) -> None:
         m = out.shape[0]
+        host = isinstance(out, np.ndarray)
         for n, (a, e) in lay.carry.items():
-            out[:, a:e] = env[n].reshape(m, -1).numpy()
+            v = env[n].reshape(m, -1)
+            out[:, a:e] = v.numpy() if host else v
         if l > self.num_layers:
             return
         nl = self.layers[l - 1]
         if nl.kind == "elementwise":
-            z = env[nl.inputs[0]].reshape(m, -1).numpy()
+            z = env[nl.inputs[0]].reshape(m, -1)
             N = nl.width
             for k, bp in enumerate(nl.breakpoints):
-                np.subtract(z, bp, out=out[:, k * N:(k + 1) * N])  # no temporary
+                if host:
+                    np.subtract(z.numpy(), bp, out=out[:, k * N:(k + 1) * N])  # no temporary
+                else:
+                    torch.sub(z, bp, out=out[:, k * N:(k + 1) * N])
         else:
             out[:, :lay.n_cut] = 0.0  # the driver fills the chain column of each step
 

@@ -38,8 +38,10 @@ class Partition:
         self._decision = decision    # decision-boundary refinement, or None
         self._net = net
         self.slice = slice
-        #: how the computation went: ``seconds`` and ``degenerate`` (sub-polygons the
-        #: engine left uncut because their values were inconsistent; 0 in every test)
+        #: how the computation went: ``seconds`` in all, of which ``forward_seconds`` in
+        #: vertex forward passes and ``geometry_seconds`` in the engine; ``device``; and
+        #: ``degenerate`` (sub-polygons the engine left uncut because their values were
+        #: inconsistent; 0 in every test)
         self.run_info = dict(stats)
 
     # -- basic sizes -------------------------------------------------------------------

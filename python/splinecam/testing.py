@@ -8,12 +8,51 @@ trusting the engine's own bookkeeping where an independent check is cheap:
 - every region is convex (counter-clockwise, no right turns beyond rounding);
 - the two regions on either side of every interior edge differ in activation pattern,
   evaluated by a fresh forward pass of the model at interior points of both regions.
+
+``host_batched_launcher()`` runs, inside a ``with`` block, every CPU refinement with
+the launcher the GPU uses (batched face pass, scratch pools, capacity levels) on the
+host: the way to test and time the GPU's launcher logic on a machine without a GPU.
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
-__all__ = ["check_partition"]
+__all__ = ["check_partition", "host_batched_launcher"]
+
+
+class _BatchedCore:
+    """Stands in for splinecam._core with refine() served by the batched launcher."""
+
+    def __init__(self, core, scratch_bytes):
+        self._core, self._scratch = core, scratch_bytes
+        #: per refinement: runs of the counting face pass, and batches of scratch
+        self.face_rounds, self.face_batches = [], []
+
+    def __getattr__(self, name):
+        return getattr(self._core, name)
+
+    def refine(self, *args, **kwargs):
+        out = self._core.refine_batched(*args, scratch_bytes=self._scratch, **kwargs)
+        self.face_rounds.append(out["face_rounds"])
+        self.face_batches.append(out["face_batches"])
+        return out
+
+
+@contextlib.contextmanager
+def host_batched_launcher(scratch_bytes: int = 512 << 20):
+    """Inside the block, ``splinecam.partition(..., device="cpu")`` refines with the
+    GPU's launcher on the host backend, ``scratch_bytes`` of face scratch per batch.
+    Yields a record of each refinement's face rounds and batches. Not thread-safe."""
+    from . import engine
+    core = engine._core
+    shim = _BatchedCore(core, scratch_bytes)
+    engine._core = shim
+    try:
+        yield shim
+    finally:
+        engine._core = core
 
 
 def check_partition(P, *, rtol: float = 1e-9) -> None:

@@ -49,6 +49,7 @@ struct RefineOutput {
   std::vector<uint8_t> pattern;        // [F', ceil(n_cut / 8)] bit j: column j > 0 inside
   int64_t edge_vertices = 0;           // M_edge: new vertices on existing edges (ids V ..)
   int64_t degenerate = 0;              // sub-polygons left uncut (see face_cut.h)
+  int64_t face_retries = 0;         // face runs repeated with a larger scratch
   double seconds[5] = {0, 0, 0, 0, 0};  // snap, edge table, edge crossings, faces, stitch
 };
 

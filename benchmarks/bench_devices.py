@@ -1,0 +1,128 @@
+"""CPU and GPU figures side by side, measured in one run on one machine.
+
+For each case and launcher: regions, seconds, regions per second, the share of the
+time spent in the geometry engine (the rest is vertex forward passes and glue), and the
+ratio of the whole run to one plain float64 forward pass of the final vertex set
+through the model on the same device (the cost no exact method can avoid).
+
+Launchers:
+  cpu           the CPU launcher (threads over blocks of the step bodies)
+  host-batched  the GPU's launcher logic run on the host (what the GPU runs, minus the
+                GPU); its cost over `cpu` is the price of the batched face pass
+  cuda          the GPU's launcher on the GPU, where one is present
+
+    python benchmarks/bench_devices.py            # full table
+    python benchmarks/bench_devices.py --quick    # small cases only
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import platform
+import sys
+import time
+
+import torch
+
+import splinecam
+from splinecam.testing import host_batched_launcher
+from splinecam.zoo import mlp, small_cnn
+
+
+def square(r):
+    return splinecam.Slice.plane2d([[-r, -r], [r, -r], [r, r], [-r, r]])
+
+
+def cases(quick):
+    torch.manual_seed(0)
+    a, b, c = torch.randn(3, 784)
+    tri784 = splinecam.Slice.through(a, b, c)
+    torch.manual_seed(1)
+    ia, ib, ic = torch.randn(3, 3, 32, 32)
+    cen = (ia + ib + ic) / 3
+    tri_cnn = splinecam.Slice.through(*[cen + 0.05 * (t - cen) for t in (ia, ib, ic)])
+    out = [("MLP 2-64x3-1 on [-2,2]^2", lambda: mlp((2, 64, 64, 64, 1)), square(2))]
+    if not quick:
+        out += [
+            ("MLP 2-256x3-1 on [-5,5]^2", lambda: mlp((2, 256, 256, 256, 1)), square(5)),
+            ("MLP 2-256x8-1 on [-1,1]^2", lambda: mlp((2,) + (256,) * 8 + (1,)), square(1)),
+            ("MLP 784-256x3-10, triangle", lambda: mlp((784, 256, 256, 256, 10)), tri784),
+            ("CNN 3x32x32 c6-c16-120-84-10, triangle/20", lambda: small_cnn(), tri_cnn),
+        ]
+    return out
+
+
+def sync(device):
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def run(model, sl, launcher, repeat=2):
+    device = "cuda" if launcher == "cuda" else "cpu"
+
+    def once():
+        if launcher == "host-batched":
+            with host_batched_launcher():
+                return splinecam.partition(model, sl, progress=False, decision_boundary=False, device="cpu")
+        return splinecam.partition(model, sl, progress=False, decision_boundary=False, device=device)
+
+    once()  # warm-up (and CUDA context)
+    best, P = float("inf"), None
+    for _ in range(repeat):
+        sync(device)
+        t = time.perf_counter()
+        P = once()
+        sync(device)
+        best = min(best, time.perf_counter() - t)
+    return best, P
+
+
+def forward_seconds(model, sl, vertices, device, repeat=3):
+    m = copy.deepcopy(model).double().eval().to(device)
+    x = sl.to_input(vertices).to(device)
+    best = float("inf")
+    with torch.no_grad():
+        for _ in range(repeat):
+            sync(device)
+            t = time.perf_counter()
+            m(x)
+            sync(device)
+            best = min(best, time.perf_counter() - t)
+    return best
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small cases only")
+    args = ap.parse_args(argv)
+    gpu = splinecam.cuda_available()
+    info = splinecam.build_info()
+    print(f"splinecam {splinecam.__version__} | {platform.processor() or platform.machine()} | {os.cpu_count()} CPUs | "
+          f"torch {torch.__version__} | CUDA build: {info['cuda']} {info['cuda_architectures']} | "
+          f"GPU: {torch.cuda.get_device_name() if gpu else 'none'} | float64")
+    launchers = ["cpu", "host-batched"] + (["cuda"] if gpu else [])
+    header = (f"{'case':42s} {'launcher':>12s} {'regions':>9s} {'seconds':>8s} {'regions/s':>10s} {'geometry':>8s} "
+              f"{'x forward':>9s} {'vs cpu':>7s}")
+    print(header)
+    print("-" * len(header))
+    for name, build, sl in cases(args.quick):
+        model = build()
+        cpu_s = None
+        for launcher in launchers:
+            sec, P = run(model, sl, launcher)
+            fwd = forward_seconds(model, sl, P.vertices, "cuda" if launcher == "cuda" else "cpu")
+            geo = P.run_info.get("geometry_seconds", 0.0) / max(P.run_info["seconds"], 1e-12)
+            cpu_s = sec if launcher == "cpu" else cpu_s
+            print(f"{name:42s} {launcher:>12s} {P.num_regions:9d} {sec:8.3f} {P.num_regions / sec:10.0f} "
+                  f"{100 * geo:7.0f}% {sec / fwd:8.2f}x {cpu_s / sec:6.2f}x", flush=True)
+    if not gpu:
+        why = "the extension was built without CUDA" if not info["cuda"] else "no usable GPU on this machine"
+        print(f"\ncuda: not run ({why}); the CUDA launcher's logic ran above as 'host-batched'.")
+    print("geometry: share of the run spent in the engine's refinements (the rest: forward passes, glue).")
+    print("x forward: run time / one float64 forward pass of the final vertex set on the same device.")
+    print("vs cpu: cpu launcher time / this launcher's time, same machine, same run.")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,238 @@
+// The refinement as a device runs it: the steps of refine_steps.h launched over index
+// ranges, variable-size outputs by count -> scan -> write, and a face pass whose scratch
+// comes from one pool per batch of faces instead of per-thread buffers.
+//
+// The launcher is written once against a small Backend interface (memory, launch, scan,
+// sort, copies). cuda_launcher.cu instantiates it with CUDA kernels and Thrust;
+// host_backend.h instantiates it with plain loops on the host, so a machine without a
+// GPU still runs and tests every line of this file, not only the bodies.
+//
+// Backend:
+//   template <class T> Array<T> array(int64_t n)        scratch; .get() -> T*
+//   Buffer buffer(int64_t bytes)                        output owned by the caller; ->ptr
+//   void launch(const Step&, int64_t n, int threads)    step(i) for i < n
+//   offset_t scan_counts(offset_t* off, int64_t n)      off[0] = 0, inclusive scan of
+//                                                       off[1..n]; returns off[n]
+//   void inclusive_scan(offset_t* p, int64_t n)
+//   void sort_by_key(uint64_t* key, int64_t* value, int64_t n)   stable
+//   void column_tolerance(const double* rows, int64_t V, int C, int K, double rtol, double* tol)
+//   template <class T> T read(const T* p); std::vector<T> read(const T* p, int64_t n)
+//   template <class T> void upload(T* dst, const std::vector<T>& src)
+//   void copy(void* dst, const void* src, int64_t bytes)
+//   void sync()
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <memory>
+#include <stdexcept>
+#include <vector>
+
+#include "refine_steps.h"
+#include "splinecam/refine.h"
+
+namespace splinecam {
+
+template <class Buffer>
+struct BatchedOutput {
+  Buffer xy;            // [M, 2] new vertices: edge crossings, then face vertices
+  Buffer rows_edge;     // [M_edge, n_cols] float64
+  Buffer rows_face;     // [M - M_edge, n_cols]
+  Buffer face_offsets;  // [F' + 1] int64
+  Buffer face_verts;    // [H'] int32
+  Buffer he_layer;      // [H'] int32
+  Buffer he_unit;       // [H'] int32
+  Buffer face_parent;   // [F'] int32
+  int64_t edge_vertices = 0, face_vertices = 0, num_faces = 0, num_half_edges = 0, degenerate = 0;
+  int64_t face_rounds = 0;  // runs of the counting face pass (1 + retries at higher levels)
+  int64_t face_batches = 0;
+  double seconds[5] = {0, 0, 0, 0, 0};
+};
+
+// Faces cut into batches whose scratch fits in `limit` bytes (a face larger than the
+// limit gets a batch of its own). Returns the batch boundaries into `ids`.
+inline std::vector<size_t> face_batches(const std::vector<int32_t>& ids, const std::vector<int64_t>& bytes,
+                                        int64_t limit) {
+  std::vector<size_t> cut{0};
+  int64_t acc = 0;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const int64_t b = bytes[ids[i]];
+    if (acc > 0 && acc + b > limit) {
+      cut.push_back(i);
+      acc = 0;
+    }
+    acc += b;
+  }
+  cut.push_back(ids.size());
+  return cut;
+}
+
+// num_half_edges: face_offsets[num_faces] (the caller knows it without reading memory
+// that may live on a device). scratch_bytes: the face pass's pool per batch.
+template <class Backend>
+BatchedOutput<typename Backend::Buffer> refine_batched(const RefineInput& in, int64_t H, Backend& be,
+                                                       int64_t scratch_bytes) {
+  using Out = BatchedOutput<typename Backend::Buffer>;
+  const index_t V = in.num_vertices;
+  const int C = in.n_cols, K = in.n_cut;
+  const int64_t F = in.num_faces;
+  Out out;
+  auto clock = std::chrono::steady_clock::now();
+  auto lap = [&](int phase) {
+    be.sync();
+    auto now = std::chrono::steady_clock::now();
+    out.seconds[phase] = std::chrono::duration<double>(now - clock).count();
+    clock = now;
+  };
+  auto over_budget = [&](int64_t made) {
+    if (in.max_new_vertices > 0 && made > in.max_new_vertices)
+      throw BudgetExceeded("the refinement exceeds its budget of new vertices (memory limit)");
+  };
+  auto at_least_1 = [](int64_t n) { return n > 0 ? n : 1; };
+
+  // ---- 0. per-column tolerance and snapping -------------------------------------------
+  auto tol = be.template array<double>(at_least_1(K));
+  be.column_tolerance(in.rows, V, C, K, in.rtol, tol.get());
+  auto zero_off = be.template array<offset_t>(static_cast<int64_t>(V) + 1);
+  be.launch(SnapStep{in.rows, tol.get(), C, K, zero_off.get()}, V, 256);
+  const offset_t Z = be.scan_counts(zero_off.get(), V);
+  auto zero_col = be.template array<int32_t>(at_least_1(Z));
+  be.launch(ZeroColumnsStep{in.rows, C, K, zero_off.get(), zero_col.get()}, V, 256);
+  lap(0);
+
+  // ---- 1. edges: half-edges sorted by their key (lo, hi), numbered in key order --------
+  auto key = be.template array<uint64_t>(at_least_1(H));
+  auto order = be.template array<int64_t>(at_least_1(H));
+  auto edge_id = be.template array<offset_t>(at_least_1(H));
+  auto edge_of = be.template array<index_t>(at_least_1(H));
+  be.launch(HalfEdgeKeyStep{in.face_offsets, in.face_verts, key.get()}, F, 256);
+  be.launch(IotaStep{order.get()}, H, 256);
+  be.sort_by_key(key.get(), order.get(), H);
+  be.launch(EdgeHeadStep{key.get(), edge_id.get()}, H, 256);
+  be.inclusive_scan(edge_id.get(), H);
+  const int64_t E = H > 0 ? be.read(edge_id.get() + H - 1) : 0;
+  auto edge_lo = be.template array<index_t>(at_least_1(E));
+  auto edge_hi = be.template array<index_t>(at_least_1(E));
+  be.launch(EdgeWriteStep{key.get(), order.get(), edge_id.get(), edge_of.get(), edge_lo.get(), edge_hi.get()}, H,
+            256);
+  lap(1);
+
+  // ---- 2. crossings on edges -----------------------------------------------------------
+  auto hit_off = be.template array<offset_t>(E + 1);
+  auto cross_off = be.template array<offset_t>(E + 1);
+  be.launch(CountHitsStep{in.rows, C, K, edge_lo.get(), edge_hi.get(), hit_off.get()}, E, 256);
+  const offset_t n_hits = be.scan_counts(hit_off.get(), E);
+  auto hit_t = be.template array<double>(at_least_1(n_hits));
+  auto hit_col = be.template array<int32_t>(at_least_1(n_hits));
+  auto used = be.template array<uint8_t>(at_least_1(n_hits));
+  be.launch(WriteHitsStep{in.rows, C, K, edge_lo.get(), edge_hi.get(), hit_off.get(), hit_t.get(), hit_col.get()}, E,
+            256);
+  MergeHitsStep merge{in.rows, in.xy, tol.get(), C, K, edge_lo.get(), edge_hi.get(), hit_off.get(), hit_t.get(),
+                      hit_col.get(), used.get(), cross_off.get(), nullptr, nullptr};
+  be.launch(merge, E, 256);
+  const index_t n1 = static_cast<index_t>(be.scan_counts(cross_off.get(), E));
+  over_budget(n1);
+  out.edge_vertices = n1;
+  auto xy_edge = be.template array<double>(2 * at_least_1(n1));
+  out.rows_edge = be.buffer(8 * static_cast<int64_t>(n1) * C);
+  merge.xy1 = xy_edge.get();
+  merge.rows1 = static_cast<double*>(out.rows_edge->ptr);
+  be.launch(merge, E, 256);
+  lap(2);
+
+  // ---- 3. faces ------------------------------------------------------------------------
+  const FaceInput fin{in.face_offsets, in.face_verts, in.he_layer, in.he_unit, edge_lo.get(), edge_of.get(),
+                      cross_off.get(), hit_off.get(), hit_col.get(), zero_off.get(), zero_col.get(), in.xy,
+                      in.rows, xy_edge.get(), merge.rows1, tol.get(), V, n1, C, K, in.layer_id};
+  auto plan = be.template array<FacePlan>(at_least_1(F));
+  be.launch(PlanFaceStep{fin, plan.get()}, F, 256);
+  const std::vector<FacePlan> hplan = be.read(plan.get(), F);
+  std::vector<int32_t> level(F, 0);
+  std::vector<int64_t> bytes(F, 0);
+  auto dlevel = be.template array<int32_t>(at_least_1(F));
+  auto result = be.template array<FaceResult>(at_least_1(F));
+  // Runs `run(step, n)` over the faces `ids` batch by batch, each batch with one pool.
+  auto run_batches = [&](const std::vector<int32_t>& ids, auto&& run) {
+    for (int32_t f : ids) bytes[f] = carve_scratch(nullptr, face_caps(hplan[f], level[f]), C, nullptr);
+    be.upload(dlevel.get(), level);
+    const std::vector<size_t> cut = face_batches(ids, bytes, scratch_bytes);
+    for (size_t b = 0; b + 1 < cut.size(); ++b) {
+      const int64_t n = static_cast<int64_t>(cut[b + 1] - cut[b]);
+      std::vector<int32_t> bid(ids.begin() + cut[b], ids.begin() + cut[b + 1]);
+      std::vector<int64_t> boff(n);
+      int64_t total = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        boff[i] = total;
+        total += bytes[bid[i]];
+      }
+      auto dids = be.template array<int32_t>(n);
+      auto doff = be.template array<int64_t>(n);
+      auto pool = be.template array<char>(at_least_1(total));
+      be.upload(dids.get(), bid);
+      be.upload(doff.get(), boff);
+      run(CutFaceStep{fin, plan.get(), dids.get(), dlevel.get(), pool.get(), doff.get(), result.get()}, n);
+      be.sync();  // before the pool is released
+      ++out.face_batches;
+    }
+  };
+  // Counting runs: every face at the lowest capacity level that holds it.
+  std::vector<int32_t> pending(F);
+  for (int64_t f = 0; f < F; ++f) pending[f] = static_cast<int32_t>(f);
+  std::vector<FaceResult> hres;
+  while (!pending.empty()) {
+    if (out.face_rounds > 40) throw std::runtime_error("face scratch keeps overflowing (internal error)");
+    run_batches(pending, [&](const CutFaceStep& step, int64_t n) { be.launch(step, n, 128); });
+    hres = be.read(result.get(), F);
+    std::vector<int32_t> again;
+    for (int32_t f : pending)
+      if (hres[f].overflow) {
+        ++level[f];
+        again.push_back(f);
+      }
+    pending.swap(again);
+    ++out.face_rounds;
+  }
+  // Scan the sizes, then run every face again and write it out at its offsets.
+  std::vector<int64_t> piece_off(F + 1, 0), he_off(F + 1, 0), local_off(F + 1, 0);
+  for (int64_t f = 0; f < F; ++f) {
+    piece_off[f + 1] = piece_off[f] + hres[f].pieces;
+    he_off[f + 1] = he_off[f] + hres[f].half_edges;
+    local_off[f + 1] = local_off[f] + hres[f].local;
+    out.degenerate += hres[f].degenerate;
+  }
+  const int64_t P = piece_off[F], HO = he_off[F], ML = local_off[F];
+  over_budget(n1 + ML);
+  out.face_vertices = ML;
+  out.num_faces = P;
+  out.num_half_edges = HO;
+  out.xy = be.buffer(16 * (n1 + ML));
+  out.rows_face = be.buffer(8 * ML * C);
+  out.face_offsets = be.buffer(8 * (P + 1));
+  out.face_verts = be.buffer(4 * HO);
+  out.he_layer = be.buffer(4 * HO);
+  out.he_unit = be.buffer(4 * HO);
+  out.face_parent = be.buffer(4 * P);
+  be.copy(out.xy->ptr, xy_edge.get(), 16 * static_cast<int64_t>(n1));
+  auto dpiece = be.template array<int64_t>(F + 1);
+  auto dhe = be.template array<int64_t>(F + 1);
+  auto dlocal = be.template array<int64_t>(F + 1);
+  be.upload(dpiece.get(), piece_off);
+  be.upload(dhe.get(), he_off);
+  be.upload(dlocal.get(), local_off);
+  auto* offsets = static_cast<offset_t*>(out.face_offsets->ptr);
+  std::vector<int32_t> all(F);
+  for (int64_t f = 0; f < F; ++f) all[f] = static_cast<int32_t>(f);
+  run_batches(all, [&](const CutFaceStep& step, int64_t n) {
+    be.launch(CutEmitFaceStep{step, dpiece.get(), dhe.get(), dlocal.get(), offsets + 1,
+                              static_cast<index_t*>(out.face_verts->ptr), static_cast<int32_t*>(out.he_layer->ptr),
+                              static_cast<int32_t*>(out.he_unit->ptr), static_cast<index_t*>(out.face_parent->ptr),
+                              static_cast<double*>(out.xy->ptr) + 2 * static_cast<int64_t>(n1),
+                              static_cast<double*>(out.rows_face->ptr)},
+              n, 128);
+  });
+  be.scan_counts(offsets, P);
+  lap(3);
+  return out;
+}
+
+}  // namespace splinecam
