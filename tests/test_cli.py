@@ -20,6 +20,8 @@ import pytest
 import torch
 from torch import nn
 
+import splinecam as _splinecam
+
 MODELS = textwrap.dedent('''
     import torch
     from torch import nn
@@ -246,7 +248,12 @@ ERRORS = {
                                 ["not an nn.Sequential", "package.module:factory"]),
     "state dict given as the model": (["other_weights.pt", "--points", "a.npy", "b.npy", "c.npy", "--out", "x.png"],
                                       ["not a TorchScript model", "--state-dict"]),
+    "unknown device": (["cli_models:mlp", "--points", "a.npy", "b.npy", "c.npy", "--out", "x.png", "--device",
+                        "tpu"], ["--device tpu", "device must be"]),
 }
+if not _splinecam.cuda_available():
+    ERRORS["cuda without a gpu"] = (["cli_models:mlp", "--points", "a.npy", "b.npy", "c.npy", "--out", "x.png",
+                                     "--device", "cuda"], ["--device cuda", "device='cpu'"])
 
 
 @pytest.mark.parametrize("case", list(ERRORS))

@@ -170,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     sl.add_argument("--tiles", type=_positive_int, default=None, metavar="N",
                     help="compute the slice in an N x N grid of tiles (split further while a tile exceeds the "
                          "memory limit) and stitch them; for slices too large for memory; figure outputs only")
+    sl.add_argument("--device", default="cpu", metavar="DEV",
+                    help="where forward passes and geometry run: cpu (default), cuda or cuda:i")
     sl.add_argument("--dpi", type=_positive_int, default=200, help="resolution of a .png figure (default: 200)")
     sl.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     sl.add_argument("--traceback", action="store_true", help="show the full Python traceback on errors (bug reports)")
@@ -717,13 +719,17 @@ def run_slice(args) -> int:
         raise CliError(f"no slice through the points {names}: {e}") from None
 
     limit = None if args.memory_limit is None else int(args.memory_limit * 2 ** 30)
+    try:
+        device = splinecam.engine.resolve_device(lm.module, args.device)
+    except (ValueError, RuntimeError) as e:
+        raise CliError(f"--device {args.device}: {e}") from None
     t = time.perf_counter()
     if args.tiles is not None:
         if ext not in FIGURE_SUFFIXES:
             raise CliError(f"--tiles writes figures only (.png, .svg, .pdf), not '{ext}'")
         T = splinecam.partition_tiled(lm.module, sl, tiles=args.tiles, memory_limit=limit,
                                       decision_boundary=not args.no_decision_boundary,
-                                      progress=not args.no_progress)
+                                      progress=not args.no_progress, device=device)
         seconds = time.perf_counter() - t
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
         import matplotlib
@@ -737,7 +743,7 @@ def run_slice(args) -> int:
         print(f"splinecam slice: {T.num_regions} regions in {len(T.tiles)} tiles in {seconds:.2f} s -> {out}")
         return 0
     P = splinecam.partition(lm.module, sl, decision_boundary=not args.no_decision_boundary,
-                            progress=not args.no_progress, memory_limit=limit)
+                            progress=not args.no_progress, memory_limit=limit, device=device)
     seconds = time.perf_counter() - t
 
     folder = os.path.dirname(os.path.abspath(out))

@@ -74,7 +74,9 @@ def _refine(xy, rows, faces, n_cut, layer_id, rtol, threads, budget=None):
     and the next layer's rows, would exceed the limit."""
     off, verts, lay, unit = faces
     if isinstance(rows, torch.Tensor):
-        return _refine_cuda(xy, rows, faces, n_cut, layer_id, rtol, budget)
+        if rows.is_cuda:
+            return _refine_cuda(xy, rows, faces, n_cut, layer_id, rtol, budget)
+        return _refine_host_tensors(xy, rows, faces, n_cut, layer_id, rtol, threads, budget)
     max_new = _budget_vertices(budget, len(xy), rows.shape[1], layer_id)
     try:
         return _core.refine(xy, rows, off, verts, lay, unit, n_cut=n_cut, layer_id=layer_id, rtol=rtol,
@@ -139,6 +141,31 @@ def _refine_cuda(xy, rows, faces, n_cut, layer_id, rtol, budget=None):
     res["degenerate"] = out["degenerate"]
     res["seconds"] = out["seconds"]
     return res
+
+
+def _refine_host_tensors(xy, rows, faces, n_cut, layer_id, rtol, threads, budget=None):
+    """The device path's refinement for torch tensors on the CPU: the GPU's launcher on
+    the host backend, inputs and outputs as tensors (used to test the device path on
+    machines without a GPU)."""
+    arr = lambda t, dt: np.ascontiguousarray(t.numpy() if isinstance(t, torch.Tensor) else t, dtype=dt)
+    off, verts, lay, unit = faces
+    rows_np = rows.numpy()  # snapped in place, like the device's rows
+    max_new = _budget_vertices(budget, len(xy), rows.shape[1], layer_id)
+    try:
+        out = _core.refine_batched(arr(xy, np.float64), rows_np, arr(off, np.int64), arr(verts, np.int32),
+                                   arr(lay, np.int32), arr(unit, np.int32), n_cut=n_cut, layer_id=layer_id, rtol=rtol,
+                                   num_threads=threads or 0, max_new_vertices=max_new)
+    except _core.BudgetExceeded:
+        _over_limit(layer_id, len(xy), budget[0], rows.shape[1])
+    res = {k: (torch.from_numpy(v) if isinstance(v, np.ndarray) else v) for k, v in out.items()}
+    res["rows_face"] = [torch.from_numpy(b) for b in out["rows_face"]]
+    return res
+
+
+def _keeps_tensors(device: torch.device) -> bool:
+    """Whether a partition on ``device`` keeps its vertex values as torch tensors there
+    (the device path) instead of numpy arrays on the host."""
+    return device.type == "cuda"
 
 
 def _over_limit(layer_id, n_vertices, limit, width):
@@ -222,11 +249,11 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
         raise TypeError(f"slice must be a splinecam.Slice; got {type(slice).__name__}")
     t0 = time.perf_counter()
     dev = resolve_device(model, device)
-    gpu = dev.type == "cuda"
+    gpu = _keeps_tensors(dev)  # vertex values stay torch tensors on the device
     if memory_limit is not None:
         limit = int(memory_limit)
     else:
-        limit = int(0.5 * torch.cuda.mem_get_info(dev)[0]) if gpu else default_memory_limit()
+        limit = int(0.5 * torch.cuda.mem_get_info(dev)[0]) if dev.type == "cuda" else default_memory_limit()
     net = Network.from_model(model, slice.input_shape)
     poly = slice.polygon
     k = len(poly)
@@ -238,7 +265,7 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
         net.to(dev)
         xy, faces, x_in = _to_device(xy, dev), tuple(_to_device(f, dev) for f in faces), x_in.to(dev)
     clock = _Clock(dev)
-    rows, lay = clock("forward", net.rows_for, 1, x_in, chunk)
+    rows, lay = clock("forward", net.rows_for, 1, x_in, chunk, gpu)
     layers: List[Layer] = []
     stats = {"degenerate": 0, "device": str(dev)}
     bar = _progress(net.num_layers + (1 if decision_boundary else 0), progress, "splinecam")
@@ -288,7 +315,7 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
         if not lean:
             # The next layer's rows at every vertex: the blocks feed the glue in order,
             # never concatenated.
-            rows, lay = clock("forward", net.rows_for, l + 1, (blocks, lay, l), chunk)
+            rows, lay = clock("forward", net.rows_for, l + 1, (blocks, lay, l), chunk, gpu)
         if bar is not None:
             bar.set_postfix(regions=layer.num_faces, refresh=False)
             bar.update(1)

@@ -622,13 +622,15 @@ class Network:
         return env
 
     @torch.no_grad()
-    def rows_for(self, l: int, source, chunk: int = 32768) -> Tuple[np.ndarray, RowLayout]:
+    def rows_for(self, l: int, source, chunk: int = 32768, as_tensor: Optional[bool] = None
+                 ) -> Tuple[np.ndarray, RowLayout]:
         """Rows of hidden layer ``l`` (or the output for ``l = L + 1``) at every vertex.
 
         ``source`` is ``(blocks, prev_layout, prev_l)``: row blocks of the previous
         layer (taken in order, never concatenated) and their layout; for ``l = 1`` it is
-        the input tensor ``(n, *input_shape)``. Numpy blocks (or a CPU input) give a
-        numpy result; torch tensors on a device (see :meth:`to`) give a tensor there."""
+        the input tensor ``(n, *input_shape)``. The result is a torch tensor on
+        :attr:`device` when ``as_tensor`` is true (default: when the blocks are tensors,
+        or the input is on a GPU; see :meth:`to`), else a numpy array."""
         lay = self.layout(l)
         start = self._boundary(l - 1) + 1 if l > 1 else 0
         stop = self._boundary(l)
@@ -637,12 +639,14 @@ class Network:
         if l == 1:
             x = source
             x = x.reshape(x.shape[0], -1)
-            blocks = [x.numpy() if x.device.type == "cpu" else x]
+            blocks = [x if as_tensor or x.device.type != "cpu" else x.numpy()]
             prev_l, prev_lay = 0, None
         else:
             blocks, prev_lay, prev_l = source
         n_total = sum(bk.shape[0] for bk in blocks)
-        on_device = any(isinstance(bk, torch.Tensor) for bk in blocks)
+        on_device = as_tensor if as_tensor is not None else any(isinstance(bk, torch.Tensor) for bk in blocks)
+        if on_device:
+            blocks = [bk if isinstance(bk, torch.Tensor) else torch.from_numpy(bk) for bk in blocks]
         if on_device:
             out = torch.empty((n_total, lay.n_cols), dtype=torch.float64, device=self.device)
         else:

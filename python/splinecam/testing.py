@@ -9,9 +9,10 @@ trusting the engine's own bookkeeping where an independent check is cheap:
 - the two regions on either side of every interior edge differ in activation pattern,
   evaluated by a fresh forward pass of the model at interior points of both regions.
 
-``host_batched_launcher()`` runs, inside a ``with`` block, every CPU refinement with
-the launcher the GPU uses (batched face pass, scratch pools, capacity levels) on the
-host: the way to test and time the GPU's launcher logic on a machine without a GPU.
+``host_batched_launcher()`` runs, inside a ``with`` block, ``partition(device="cpu")``
+the way it runs on a GPU: the driver's device path (vertex values as torch tensors) and
+the GPU's launcher (batched face pass, scratch pools, capacity levels) on the host
+backend. It is how the GPU's code paths are tested and timed on a machine without one.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ __all__ = ["check_partition", "host_batched_launcher"]
 
 
 class _BatchedCore:
-    """Stands in for splinecam._core with refine() served by the batched launcher."""
+    """Stands in for splinecam._core: every refinement runs the batched launcher."""
 
     def __init__(self, core, scratch_bytes):
         self._core, self._scratch = core, scratch_bytes
@@ -33,26 +34,31 @@ class _BatchedCore:
     def __getattr__(self, name):
         return getattr(self._core, name)
 
-    def refine(self, *args, **kwargs):
-        out = self._core.refine_batched(*args, scratch_bytes=self._scratch, **kwargs)
+    def refine_batched(self, *args, **kwargs):
+        kwargs["scratch_bytes"] = self._scratch
+        out = self._core.refine_batched(*args, **kwargs)
         self.face_rounds.append(out["face_rounds"])
         self.face_batches.append(out["face_batches"])
         return out
 
+    refine = refine_batched  # the host path's refinements (max-type layers, decision) too
+
 
 @contextlib.contextmanager
 def host_batched_launcher(scratch_bytes: int = 512 << 20):
-    """Inside the block, ``splinecam.partition(..., device="cpu")`` refines with the
-    GPU's launcher on the host backend, ``scratch_bytes`` of face scratch per batch.
-    Yields a record of each refinement's face rounds and batches. Not thread-safe."""
+    """Inside the block, ``splinecam.partition(..., device="cpu")`` runs as on a GPU:
+    torch tensors through the driver, every refinement by the GPU's launcher on the
+    host backend with ``scratch_bytes`` of face scratch per batch. Yields a record of
+    each refinement's face rounds and batches. Not thread-safe."""
     from . import engine
-    core = engine._core
+    core, keeps = engine._core, engine._keeps_tensors
     shim = _BatchedCore(core, scratch_bytes)
     engine._core = shim
+    engine._keeps_tensors = lambda device: True
     try:
         yield shim
     finally:
-        engine._core = core
+        engine._core, engine._keeps_tensors = core, keeps
 
 
 def check_partition(P, *, rtol: float = 1e-9) -> None:
