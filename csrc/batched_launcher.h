@@ -74,7 +74,7 @@ BatchedOutput<typename Backend::Buffer> refine_batched(const RefineInput& in, in
                                                        int64_t scratch_bytes) {
   using Out = BatchedOutput<typename Backend::Buffer>;
   const index_t V = in.num_vertices;
-  const int C = in.n_cols, K = in.n_cut;
+  const int C = in.n_cols, K = in.n_cut, B = in.cut_begin;
   const int64_t F = in.num_faces;
   Out out;
   auto clock = std::chrono::steady_clock::now();
@@ -94,10 +94,10 @@ BatchedOutput<typename Backend::Buffer> refine_batched(const RefineInput& in, in
   auto tol = be.template array<double>(at_least_1(K));
   be.column_tolerance(in.rows, V, C, K, in.rtol, tol.get());
   auto zero_off = be.template array<offset_t>(static_cast<int64_t>(V) + 1);
-  be.launch(SnapStep{in.rows, tol.get(), C, K, zero_off.get()}, V, 256);
+  be.launch(SnapStep{in.rows, tol.get(), C, B, K, zero_off.get()}, V, 256);
   const offset_t Z = be.scan_counts(zero_off.get(), V);
   auto zero_col = be.template array<int32_t>(at_least_1(Z));
-  be.launch(ZeroColumnsStep{in.rows, C, K, zero_off.get(), zero_col.get()}, V, 256);
+  be.launch(ZeroColumnsStep{in.rows, C, B, K, zero_off.get(), zero_col.get()}, V, 256);
   lap(0);
 
   // ---- 1. edges: half-edges sorted by their key (lo, hi), numbered in key order --------
@@ -120,12 +120,12 @@ BatchedOutput<typename Backend::Buffer> refine_batched(const RefineInput& in, in
   // ---- 2. crossings on edges -----------------------------------------------------------
   auto hit_off = be.template array<offset_t>(E + 1);
   auto cross_off = be.template array<offset_t>(E + 1);
-  be.launch(CountHitsStep{in.rows, C, K, edge_lo.get(), edge_hi.get(), hit_off.get()}, E, 256);
+  be.launch(CountHitsStep{in.rows, C, B, K, edge_lo.get(), edge_hi.get(), hit_off.get()}, E, 256);
   const offset_t n_hits = be.scan_counts(hit_off.get(), E);
   auto hit_t = be.template array<double>(at_least_1(n_hits));
   auto hit_col = be.template array<int32_t>(at_least_1(n_hits));
   auto used = be.template array<uint8_t>(at_least_1(n_hits));
-  be.launch(WriteHitsStep{in.rows, C, K, edge_lo.get(), edge_hi.get(), hit_off.get(), hit_t.get(), hit_col.get()}, E,
+  be.launch(WriteHitsStep{in.rows, C, B, K, edge_lo.get(), edge_hi.get(), hit_off.get(), hit_t.get(), hit_col.get()}, E,
             256);
   MergeHitsStep merge{in.rows, in.xy, tol.get(), C, K, edge_lo.get(), edge_hi.get(), hit_off.get(), hit_t.get(),
                       hit_col.get(), used.get(), cross_off.get(), nullptr, nullptr};

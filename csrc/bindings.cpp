@@ -42,7 +42,7 @@ void require(bool ok, const std::string& what) {
 RefineInput host_input(const carray<double>& xy, py::array rows_obj, const carray<int64_t>& face_offsets,
                        const carray<int32_t>& face_verts, const carray<int32_t>& he_layer,
                        const carray<int32_t>& he_unit, int n_cut, int layer_id, double rtol, int num_threads,
-                       int64_t max_new_vertices) {
+                       int64_t max_new_vertices, int cut_begin) {
   // rows is snapped in place, so it must already be a writable C-contiguous float64 array.
   auto rows = py::array_t<double>::ensure(rows_obj);
   require(rows && py::isinstance<py::array_t<double>>(rows_obj) &&
@@ -51,6 +51,7 @@ RefineInput host_input(const carray<double>& xy, py::array rows_obj, const carra
   require(xy.ndim() == 2 && xy.shape(1) == 2, "xy must have shape (V, 2)");
   require(rows.ndim() == 2 && rows.shape(0) == xy.shape(0), "rows must have shape (V, n_cols)");
   require(n_cut >= 0 && n_cut <= rows.shape(1), "n_cut must be in [0, n_cols]");
+  require(cut_begin >= 0 && cut_begin <= n_cut, "cut_begin must be in [0, n_cut]");
   require(face_offsets.ndim() == 1 && face_offsets.shape(0) >= 2, "face_offsets must have shape (F + 1,)");
   const int64_t F = face_offsets.shape(0) - 1;
   const int64_t H = face_offsets.at(F);
@@ -62,6 +63,7 @@ RefineInput host_input(const carray<double>& xy, py::array rows_obj, const carra
   in.rows = rows.mutable_data();
   in.n_cols = static_cast<int>(rows.shape(1));
   in.n_cut = n_cut;
+  in.cut_begin = cut_begin;
   in.num_faces = F;
   in.face_offsets = face_offsets.data();
   in.face_verts = face_verts.data();
@@ -76,9 +78,9 @@ RefineInput host_input(const carray<double>& xy, py::array rows_obj, const carra
 
 py::dict refine(carray<double> xy, py::array rows_obj, carray<int64_t> face_offsets, carray<int32_t> face_verts,
                 carray<int32_t> he_layer, carray<int32_t> he_unit, int n_cut, int layer_id, double rtol,
-                int num_threads, int64_t max_new_vertices) {
+                int num_threads, int64_t max_new_vertices, int cut_begin) {
   const RefineInput in = host_input(xy, rows_obj, face_offsets, face_verts, he_layer, he_unit, n_cut, layer_id,
-                                    rtol, num_threads, max_new_vertices);
+                                    rtol, num_threads, max_new_vertices, cut_begin);
   RefineOutput o;
   try {
     py::gil_scoped_release release;
@@ -125,9 +127,9 @@ py::array_t<T> buffer_numpy(std::shared_ptr<HostBuffer> b, std::vector<py::ssize
 py::dict refine_batched_host(carray<double> xy, py::array rows_obj, carray<int64_t> face_offsets,
                              carray<int32_t> face_verts, carray<int32_t> he_layer, carray<int32_t> he_unit, int n_cut,
                              int layer_id, double rtol, int num_threads, int64_t max_new_vertices,
-                             int64_t scratch_bytes) {
+                             int64_t scratch_bytes, int cut_begin) {
   const RefineInput in = host_input(xy, rows_obj, face_offsets, face_verts, he_layer, he_unit, n_cut, layer_id,
-                                    rtol, num_threads, max_new_vertices);
+                                    rtol, num_threads, max_new_vertices, cut_begin);
   BatchedOutput<std::shared_ptr<HostBuffer>> o;
   {
     py::gil_scoped_release release;
@@ -278,9 +280,11 @@ struct DeviceArray {
 py::dict refine_cuda_binding(uintptr_t xy, uintptr_t rows, int64_t num_vertices, int n_cols, int n_cut,
                              uintptr_t face_offsets, uintptr_t face_verts, uintptr_t he_layer, uintptr_t he_unit,
                              int64_t num_faces, int64_t num_half_edges, int layer_id, double rtol,
-                             int64_t max_new_vertices, int device, uintptr_t stream, int64_t scratch_bytes) {
+                             int64_t max_new_vertices, int device, uintptr_t stream, int64_t scratch_bytes,
+                             int cut_begin) {
 #ifdef SPLINECAM_WITH_CUDA
   require(n_cut >= 0 && n_cut <= n_cols, "n_cut must be in [0, n_cols]");
+  require(cut_begin >= 0 && cut_begin <= n_cut, "cut_begin must be in [0, n_cut]");
   require(num_vertices >= 0 && num_faces >= 1 && num_half_edges >= 3, "empty partition");
   RefineInput in;
   in.num_vertices = static_cast<index_t>(num_vertices);
@@ -288,6 +292,7 @@ py::dict refine_cuda_binding(uintptr_t xy, uintptr_t rows, int64_t num_vertices,
   in.rows = reinterpret_cast<double*>(rows);
   in.n_cols = n_cols;
   in.n_cut = n_cut;
+  in.cut_begin = cut_begin;
   in.num_faces = num_faces;
   in.face_offsets = reinterpret_cast<const offset_t*>(face_offsets);
   in.face_verts = reinterpret_cast<const index_t*>(face_verts);
@@ -335,11 +340,11 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "splinecam geometry engine (C++; CPU threads and optional CUDA launchers)";
   m.def("refine", &refine, py::arg("xy"), py::arg("rows"), py::arg("face_offsets"), py::arg("face_verts"),
         py::arg("he_layer"), py::arg("he_unit"), py::arg("n_cut"), py::arg("layer_id"), py::arg("rtol") = 1e-10,
-        py::arg("num_threads") = 0, py::arg("max_new_vertices") = 0);
+        py::arg("num_threads") = 0, py::arg("max_new_vertices") = 0, py::arg("cut_begin") = 0);
   m.def("refine_batched", &refine_batched_host, py::arg("xy"), py::arg("rows"), py::arg("face_offsets"),
         py::arg("face_verts"), py::arg("he_layer"), py::arg("he_unit"), py::arg("n_cut"), py::arg("layer_id"),
         py::arg("rtol") = 1e-10, py::arg("num_threads") = 0, py::arg("max_new_vertices") = 0,
-        py::arg("scratch_bytes") = int64_t(512) << 20);
+        py::arg("scratch_bytes") = int64_t(512) << 20, py::arg("cut_begin") = 0);
   py::register_exception<BudgetExceeded>(m, "BudgetExceeded", PyExc_MemoryError);
   m.def("halfedges", &halfedges, py::arg("num_vertices"), py::arg("face_offsets"), py::arg("face_verts"));
   m.def("validate", &validate, py::arg("num_vertices"), py::arg("face_offsets"), py::arg("face_verts"),
@@ -354,7 +359,7 @@ PYBIND11_MODULE(_core, m) {
         py::arg("n_cols"), py::arg("n_cut"), py::arg("face_offsets"), py::arg("face_verts"), py::arg("he_layer"),
         py::arg("he_unit"), py::arg("num_faces"), py::arg("num_half_edges"), py::arg("layer_id"),
         py::arg("rtol") = 1e-10, py::arg("max_new_vertices") = 0, py::arg("device") = 0, py::arg("stream") = 0,
-        py::arg("scratch_bytes") = int64_t(512) << 20);
+        py::arg("scratch_bytes") = int64_t(512) << 20, py::arg("cut_begin") = 0);
 #ifdef SPLINECAM_WITH_CUDA
   py::class_<DeviceArray>(m, "DeviceArray")
       .def_property_readonly("__cuda_array_interface__", &DeviceArray::interface)

@@ -42,7 +42,7 @@ struct FaceBlockOut {
 RefineOutput refine_cpu(const RefineInput& in) {
   const int nt = resolve_threads(in.num_threads);
   const index_t V = in.num_vertices;
-  const int C = in.n_cols, K = in.n_cut;
+  const int C = in.n_cols, K = in.n_cut, B = in.cut_begin;
   RefineOutput out;
   auto clock = std::chrono::steady_clock::now();
   auto lap = [&](int phase) {
@@ -56,10 +56,10 @@ RefineOutput refine_cpu(const RefineInput& in) {
   column_tolerance_host(in.rows, V, C, K, in.rtol, tol.data(), nt, kVertexBlock);
   // Zero columns of every vertex (CSR): count, scan, write.
   std::vector<offset_t> zero_off(static_cast<size_t>(V) + 1, 0);
-  for_blocks(V, kVertexBlock, nt, SnapStep{in.rows, tol.data(), C, K, zero_off.data()});
+  for_blocks(V, kVertexBlock, nt, SnapStep{in.rows, tol.data(), C, B, K, zero_off.data()});
   for (index_t v = 0; v < V; ++v) zero_off[v + 1] += zero_off[v];
   std::vector<int32_t> zero_col(zero_off[V]);
-  for_blocks(V, kVertexBlock, nt, ZeroColumnsStep{in.rows, C, K, zero_off.data(), zero_col.data()});
+  for_blocks(V, kVertexBlock, nt, ZeroColumnsStep{in.rows, C, B, K, zero_off.data(), zero_col.data()});
 
   lap(0);
   // ---- 1. edges ----------------------------------------------------------------------
@@ -71,13 +71,13 @@ RefineOutput refine_cpu(const RefineInput& in) {
   // Hits (column crossings) per edge: count, scan, write sorted; then the merged crossing
   // vertices: count, scan, write their rows straight into the output.
   std::vector<offset_t> hit_off(E + 1, 0), cross_off(E + 1, 0);
-  for_blocks(E, kEdgeBlock, nt, CountHitsStep{in.rows, C, K, et.lo.data(), et.hi.data(), hit_off.data()});
+  for_blocks(E, kEdgeBlock, nt, CountHitsStep{in.rows, C, B, K, et.lo.data(), et.hi.data(), hit_off.data()});
   for (int64_t e = 0; e < E; ++e) hit_off[e + 1] += hit_off[e];
   std::vector<double> hit_t(hit_off[E]);
   std::vector<int32_t> hit_col(hit_off[E]);
   std::vector<uint8_t> used(hit_off[E]);
   for_blocks(E, kEdgeBlock, nt,
-             WriteHitsStep{in.rows, C, K, et.lo.data(), et.hi.data(), hit_off.data(), hit_t.data(), hit_col.data()});
+             WriteHitsStep{in.rows, C, B, K, et.lo.data(), et.hi.data(), hit_off.data(), hit_t.data(), hit_col.data()});
   MergeHitsStep merge{in.rows, in.xy, tol.data(), C, K, et.lo.data(), et.hi.data(), hit_off.data(), hit_t.data(),
                       hit_col.data(), used.data(), cross_off.data(), nullptr, nullptr};
   for_blocks(E, kEdgeBlock, nt, merge);

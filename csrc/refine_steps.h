@@ -12,24 +12,28 @@
 
 namespace splinecam {
 
-// Phase 0: snap |z| <= tol[j] to exactly 0 and count the zeros of every old vertex.
+// Phase 0: snap |z| <= tol[j] to exactly 0 (every breakpoint column j < K) and count the
+// zeros of every old vertex among the columns cut now, [B, K).
 struct SnapStep {
   double* rows;
   const double* tol;
-  int C, K;
+  int C, B, K;
   offset_t* zero_off;  // [V + 1]: count at v + 1
-  SPLINECAM_HD void operator()(int64_t v) const { zero_off[v + 1] = snap_row(rows + v * C, tol, K); }
+  SPLINECAM_HD void operator()(int64_t v) const {
+    snap_row(rows + v * C, tol, K);
+    zero_off[v + 1] = count_zeros(rows + v * C, B, K);
+  }
 };
 
 struct ZeroColumnsStep {
   const double* rows;
-  int C, K;
+  int C, B, K;
   const offset_t* zero_off;
   int32_t* zero_col;
   SPLINECAM_HD void operator()(int64_t v) const {
     const double* r = rows + v * C;
     offset_t o = zero_off[v];
-    for (int j = 0; j < K && o < zero_off[v + 1]; ++j)
+    for (int j = B; j < K && o < zero_off[v + 1]; ++j)
       if (r[j] == 0.0) zero_col[o++] = j;
   }
 };
@@ -37,24 +41,25 @@ struct ZeroColumnsStep {
 // Phase 2: crossings on edges.
 struct CountHitsStep {
   const double* rows;
-  int C, K;
+  int C, B, K;
   const index_t *lo, *hi;
   offset_t* hit_off;  // [E + 1]: count at e + 1
   SPLINECAM_HD void operator()(int64_t e) const {
-    hit_off[e + 1] = count_edge_hits(rows + static_cast<int64_t>(lo[e]) * C, rows + static_cast<int64_t>(hi[e]) * C, K);
+    hit_off[e + 1] =
+        count_edge_hits(rows + static_cast<int64_t>(lo[e]) * C, rows + static_cast<int64_t>(hi[e]) * C, B, K);
   }
 };
 
 struct WriteHitsStep {
   const double* rows;
-  int C, K;
+  int C, B, K;
   const index_t *lo, *hi;
   const offset_t* hit_off;
   double* hit_t;
   int32_t* hit_col;
   SPLINECAM_HD void operator()(int64_t e) const {
     if (hit_off[e + 1] == hit_off[e]) return;
-    write_edge_hits(rows + static_cast<int64_t>(lo[e]) * C, rows + static_cast<int64_t>(hi[e]) * C, K,
+    write_edge_hits(rows + static_cast<int64_t>(lo[e]) * C, rows + static_cast<int64_t>(hi[e]) * C, B, K,
                     hit_t + hit_off[e], hit_col + hit_off[e]);
   }
 };

@@ -118,8 +118,8 @@ class _Record:
 
 @pytest.mark.parametrize("launcher", ["cpu", "host-batched"])
 def test_face_scratch_levels_are_exercised_and_exact(launcher, monkeypatch):
-    """The first layer's single face is cut by 64 lines: its scratch overflows level 0
-    and the face runs again at higher levels, on both launchers. The result must still
+    """The first layer's faces are cut by many lines: some scratch overflows level 0 and
+    those faces run again at higher levels, on both launchers. The result must still
     be the exact partition (the published 6,668 regions of this net)."""
     torch.manual_seed(0)
     mods = [nn.Linear(2, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(),
@@ -130,11 +130,11 @@ def test_face_scratch_levels_are_exercised_and_exact(launcher, monkeypatch):
         rec = _Record()
         monkeypatch.setattr(engine, "_core", rec)
         P = splinecam.partition(model, sl, decision_boundary=False, progress=False)
-        assert rec.outputs[0]["face_retries"] >= 1
+        assert max(o["face_retries"] for o in rec.outputs) >= 1
     else:
         with batched_launcher() as shim:
             P = splinecam.partition(model, sl, decision_boundary=False, progress=False)
-        assert shim.face_rounds[0] > 1
+        assert max(shim.face_rounds) > 1
     assert P.num_regions == 6668
 
 

@@ -68,19 +68,58 @@ class Layer:
         return len(self.face_offsets) - 1
 
 
+#: Faces below which a refinement cuts by a few columns at a time (see _refine).
+FEW_FACES = 256
+
+
 def _refine(xy, rows, faces, n_cut, layer_id, rtol, threads, budget=None):
-    """One engine refinement. ``budget`` = (memory_limit bytes, width of the next rows):
-    the engine stops (MemoryLimitExceeded) before the vertices it creates, with their rows
-    and the next layer's rows, would exceed the limit."""
+    """Refine the faces by the zero sets of the breakpoint columns ``[0, n_cut)`` of
+    ``rows``. ``budget`` = (memory_limit bytes, width of the next rows): the engine stops
+    (MemoryLimitExceeded) before the vertices it creates, with their rows and the next
+    layer's rows, would exceed the limit.
+
+    While there are few faces (the first layer has one), one face takes all the work of
+    many columns and the launchers have nothing to spread over threads; so the columns
+    are cut a few at a time (8, then 4 times more each step) until the faces are many,
+    then the rest at once. Cutting by some columns, then by others, gives the same
+    partition as cutting by all at once (each face is cut column by column anyway).
+
+    Returns the engine's dict for the whole refinement: ``xy`` the new vertices, faces,
+    ``face_parent`` (into the given faces), ``degenerate``, and ``rows_blocks``: the rows
+    of all vertices, old then new, as blocks in order (the given ``rows`` first, snapped
+    in place, when a single step did it all)."""
+    b, size, parent, deg = 0, 8, None, 0
+    new_xy = []
+    while True:
+        e = n_cut if len(faces[0]) - 1 >= FEW_FACES or b + 2 * size >= n_cut else b + size
+        out = _refine_range(xy, rows, faces, e, layer_id, rtol, threads, budget, b)
+        deg += int(out["degenerate"])
+        parent = out["face_parent"] if parent is None else parent[out["face_parent"]]
+        faces = (out["face_offsets"], out["face_verts"], out["he_layer"], out["he_unit"])
+        new_xy.append(out["xy"])
+        blocks = [rows, out["rows_edge"], *out["rows_face"]]
+        if e >= n_cut:
+            break
+        b, size = e, 4 * size
+        xy, rows = _cat([xy, out["xy"]]), _cat(blocks)
+    res = dict(zip(("face_offsets", "face_verts", "he_layer", "he_unit"), faces))
+    res.update(xy=_cat(new_xy) if len(new_xy) > 1 else new_xy[0], face_parent=parent, degenerate=deg,
+               rows_blocks=blocks)
+    return res
+
+
+def _refine_range(xy, rows, faces, n_cut, layer_id, rtol, threads, budget, cut_begin=0):
+    """One engine call: cut by the columns ``[cut_begin, n_cut)``; those before are
+    snapped (they were cut already), those after are carried like any other value."""
     off, verts, lay, unit = faces
     if isinstance(rows, torch.Tensor):
         if rows.is_cuda:
-            return _refine_cuda(xy, rows, faces, n_cut, layer_id, rtol, budget)
-        return _refine_host_tensors(xy, rows, faces, n_cut, layer_id, rtol, threads, budget)
+            return _refine_cuda(xy, rows, faces, n_cut, layer_id, rtol, budget, cut_begin)
+        return _refine_host_tensors(xy, rows, faces, n_cut, layer_id, rtol, threads, budget, cut_begin)
     max_new = _budget_vertices(budget, len(xy), rows.shape[1], layer_id)
     try:
         return _core.refine(xy, rows, off, verts, lay, unit, n_cut=n_cut, layer_id=layer_id, rtol=rtol,
-                            num_threads=threads or 0, max_new_vertices=max_new)
+                            num_threads=threads or 0, max_new_vertices=max_new, cut_begin=cut_begin)
     except _core.BudgetExceeded:
         _over_limit(layer_id, len(xy), budget[0], rows.shape[1])
     except MemoryError:
@@ -117,7 +156,7 @@ def _device_array(a, device):
     return torch.as_tensor(a, device=device)
 
 
-def _refine_cuda(xy, rows, faces, n_cut, layer_id, rtol, budget=None):
+def _refine_cuda(xy, rows, faces, n_cut, layer_id, rtol, budget=None, cut_begin=0):
     """One engine refinement on the GPU holding ``rows``: every input and output is a
     torch tensor on that device; the extension reads and writes them in place."""
     dev = rows.device
@@ -132,7 +171,7 @@ def _refine_cuda(xy, rows, faces, n_cut, layer_id, rtol, budget=None):
         out = _core.refine_cuda(xy.data_ptr(), rows.data_ptr(), len(xy), rows.shape[1], n_cut, off.data_ptr(),
                                 verts.data_ptr(), lay.data_ptr(), unit.data_ptr(), len(off) - 1, len(verts),
                                 layer_id, rtol=rtol, max_new_vertices=max_new, device=dev.index or 0,
-                                stream=stream)
+                                stream=stream, cut_begin=cut_begin)
     except _core.BudgetExceeded:
         _over_limit(layer_id, len(xy), budget[0], rows.shape[1])
     res = {k: _device_array(out[k], dev) for k in ("xy", "rows_edge", "face_offsets", "face_verts", "he_layer",
@@ -143,7 +182,7 @@ def _refine_cuda(xy, rows, faces, n_cut, layer_id, rtol, budget=None):
     return res
 
 
-def _refine_host_tensors(xy, rows, faces, n_cut, layer_id, rtol, threads, budget=None):
+def _refine_host_tensors(xy, rows, faces, n_cut, layer_id, rtol, threads, budget=None, cut_begin=0):
     """The device path's refinement for torch tensors on the CPU: the GPU's launcher on
     the host backend, inputs and outputs as tensors (used to test the device path on
     machines without a GPU)."""
@@ -154,7 +193,7 @@ def _refine_host_tensors(xy, rows, faces, n_cut, layer_id, rtol, threads, budget
     try:
         out = _core.refine_batched(arr(xy, np.float64), rows_np, arr(off, np.int64), arr(verts, np.int32),
                                    arr(lay, np.int32), arr(unit, np.int32), n_cut=n_cut, layer_id=layer_id, rtol=rtol,
-                                   num_threads=threads or 0, max_new_vertices=max_new)
+                                   num_threads=threads or 0, max_new_vertices=max_new, cut_begin=cut_begin)
     except _core.BudgetExceeded:
         _over_limit(layer_id, len(xy), budget[0], rows.shape[1])
     res = {k: (torch.from_numpy(v) if isinstance(v, np.ndarray) else v) for k, v in out.items()}
@@ -284,7 +323,7 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
                         unit[out["he_layer"] == l] %= nl.width
                     new_faces = (out["face_offsets"], out["face_verts"], out["he_layer"], unit)
                     parent = out["face_parent"]
-                    blocks = [rows, out["rows_edge"], *out["rows_face"]]
+                    blocks = out["rows_blocks"]
                 else:
                     # On the host: the merge step needs the half-edge view (see module doc).
                     new_xy, rows, new_faces, parent, deg = clock("geometry", _max_layer, _host(xy), _host(rows),
@@ -420,7 +459,7 @@ def _max_layer(xy, rows, faces, lay, nl, layer_id, rtol, threads, budget=None, c
         out = _refine(xy, rows, faces, W, layer_id, rtol, threads, budget)
         degenerate += int(out["degenerate"])
         xy = np.concatenate([xy, out["xy"]])
-        rows = np.concatenate([rows, out["rows_edge"], *out["rows_face"]])
+        rows = np.concatenate(out["rows_blocks"])
         faces = (out["face_offsets"], out["face_verts"], out["he_layer"], out["he_unit"])
         parent = out["face_parent"] if parent is None else parent[out["face_parent"]]
     if parent is None:
@@ -577,7 +616,7 @@ def _decision(xy, outputs, faces, layer_id, rtol, threads, validate):
         out = _refine(xy, rows, faces, 1, layer_id, rtol, threads)
         degenerate += int(out["degenerate"])
         xy = np.concatenate([xy, out["xy"]])
-        rows = np.concatenate([rows, out["rows_edge"], *out["rows_face"]])
+        rows = np.concatenate(out["rows_blocks"])
         unit = out["he_unit"]
         if C > 1:
             unit[(out["he_layer"] == layer_id) & (unit == 0)] = c

@@ -40,6 +40,13 @@ SPLINECAM_HD int snap_row(double* row, const double* tol, int n_cut) {
   return zeros;
 }
 
+// Number of exact zeros among row[b .. e).
+SPLINECAM_HD int count_zeros(const double* row, int b, int e) {
+  int n = 0;
+  for (int j = b; j < e; ++j) n += row[j] == 0.0;
+  return n;
+}
+
 // out[k] = a[k] + t * (b[k] - a[k]) for k < n. Used for coordinates and value rows.
 SPLINECAM_HD void lerp_row(const double* a, const double* b, double t, double* out, int n) {
   for (int k = 0; k < n; ++k) out[k] = a[k] + t * (b[k] - a[k]);

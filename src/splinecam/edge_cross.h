@@ -15,18 +15,18 @@
 
 namespace splinecam {
 
-// Number of the first K columns whose zero set strictly crosses the open edge a -> b.
-SPLINECAM_HD int count_edge_hits(const double* za, const double* zb, int K) {
+// Number of the columns [B, K) whose zero set strictly crosses the open edge a -> b.
+SPLINECAM_HD int count_edge_hits(const double* za, const double* zb, int B, int K) {
   int n = 0;
-  for (int j = 0; j < K; ++j) n += strictly_crosses(za[j], zb[j]);
+  for (int j = B; j < K; ++j) n += strictly_crosses(za[j], zb[j]);
   return n;
 }
 
-// The strict crossings of edge a -> b as (t, column), sorted by t then column.
-// t, col: [count_edge_hits(za, zb, K)].
-SPLINECAM_HD void write_edge_hits(const double* za, const double* zb, int K, double* t, int32_t* col) {
+// The strict crossings of edge a -> b by columns [B, K) as (t, column), sorted by t then
+// column. t, col: [count_edge_hits(za, zb, B, K)].
+SPLINECAM_HD void write_edge_hits(const double* za, const double* zb, int B, int K, double* t, int32_t* col) {
   int n = 0;
-  for (int j = 0; j < K; ++j) {
+  for (int j = B; j < K; ++j) {
     if (!strictly_crosses(za[j], zb[j])) continue;
     const double tj = crossing_t(za[j], zb[j]);
     // Insertion sort: columns arrive in increasing order, so ties in t keep column order.

@@ -24,6 +24,7 @@ struct RefineInput {
   double* rows = nullptr;              // [V, n_cols] values at vertices; snapped in place
   int n_cols = 0;                      // values carried per vertex (interpolated)
   int n_cut = 0;                       // first n_cut columns are breakpoint functions
+  int cut_begin = 0;                   // cut by columns [cut_begin, n_cut) (all are snapped)
   offset_t num_faces = 0;
   const offset_t* face_offsets = nullptr;  // [F + 1]
   const index_t* face_verts = nullptr;     // [H] counter-clockwise cycles
