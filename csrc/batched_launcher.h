@@ -222,14 +222,18 @@ BatchedOutput<typename Backend::Buffer> refine_batched(const RefineInput& in, in
   auto* offsets = static_cast<offset_t*>(out.face_offsets->ptr);
   std::vector<int32_t> all(F);
   for (int64_t f = 0; f < F; ++f) all[f] = static_cast<int32_t>(f);
+  auto mismatch = be.template array<int32_t>(1);
+  be.upload(mismatch.get(), std::vector<int32_t>{0});
   run_batches(all, [&](const CutFaceStep& step, int64_t n) {
     be.launch(CutEmitFaceStep{step, dpiece.get(), dhe.get(), dlocal.get(), offsets + 1,
                               static_cast<index_t*>(out.face_verts->ptr), static_cast<int32_t*>(out.he_layer->ptr),
                               static_cast<int32_t*>(out.he_unit->ptr), static_cast<index_t*>(out.face_parent->ptr),
                               static_cast<double*>(out.xy->ptr) + 2 * static_cast<int64_t>(n1),
-                              static_cast<double*>(out.rows_face->ptr)},
+                              static_cast<double*>(out.rows_face->ptr), mismatch.get()},
               n, 128);
   });
+  if (be.read(mismatch.get()))
+    throw std::runtime_error("a face cut differently in its writing run than in its counting run (internal error)");
   be.scan_counts(offsets, P);
   lap(3);
   return out;

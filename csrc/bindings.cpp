@@ -241,6 +241,14 @@ int cuda_device_count_binding() {
 #endif
 }
 
+std::string cuda_status_binding() {
+#ifdef SPLINECAM_WITH_CUDA
+  return cuda_status();
+#else
+  return "splinecam was not built with CUDA";
+#endif
+}
+
 [[maybe_unused]] [[noreturn]] void not_built() {
   throw std::runtime_error("splinecam was not built with CUDA (rebuild with nvcc available, SPLINECAM_CUDA=ON)");
 }
@@ -286,6 +294,8 @@ py::dict refine_cuda_binding(uintptr_t xy, uintptr_t rows, int64_t num_vertices,
   require(n_cut >= 0 && n_cut <= n_cols, "n_cut must be in [0, n_cols]");
   require(cut_begin >= 0 && cut_begin <= n_cut, "cut_begin must be in [0, n_cut]");
   require(num_vertices >= 0 && num_faces >= 1 && num_half_edges >= 3, "empty partition");
+  require(num_vertices < (int64_t(1) << 31) && num_half_edges < (int64_t(1) << 31),
+          "more than 2^31 vertices or half-edges: use tiles (splinecam.partition_tiled)");
   RefineInput in;
   in.num_vertices = static_cast<index_t>(num_vertices);
   in.xy = reinterpret_cast<const double*>(xy);
@@ -353,6 +363,7 @@ PYBIND11_MODULE(_core, m) {
         py::arg("he_layer"), py::arg("he_unit"), py::arg("remove_he"));
   m.def("build_info", &build_info);
   m.def("cuda_device_count", &cuda_device_count_binding);
+  m.def("cuda_status", &cuda_status_binding);
   m.def("cuda_snap_rows", &cuda_snap_rows_binding, py::arg("rows"), py::arg("tol"), py::arg("n_rows"),
         py::arg("n_cols"), py::arg("n_cut"), py::arg("zero_count") = 0, py::arg("stream") = 0);
   m.def("refine_cuda", &refine_cuda_binding, py::arg("xy"), py::arg("rows"), py::arg("num_vertices"),

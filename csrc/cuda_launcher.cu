@@ -53,7 +53,7 @@ class Scratch {
     if (n > 0) check(cudaMallocAsync(reinterpret_cast<void**>(&p_), sizeof(T) * n, s), "cudaMallocAsync");
   }
   ~Scratch() {
-    if (p_) cudaFreeAsync(p_, s_);
+    if (p_ && cudaFreeAsync(p_, s_) != cudaSuccess) cudaGetLastError();  // never blame the next launch
   }
   Scratch(const Scratch&) = delete;
   Scratch& operator=(const Scratch&) = delete;
@@ -190,7 +190,9 @@ class DeviceGuard {
     check(cudaGetDevice(&previous_), "cudaGetDevice");
     check(cudaSetDevice(device), "cudaSetDevice");
   }
-  ~DeviceGuard() { cudaSetDevice(previous_); }
+  ~DeviceGuard() {
+    if (cudaSetDevice(previous_) != cudaSuccess) cudaGetLastError();
+  }
 
  private:
   int previous_ = 0;
@@ -210,6 +212,7 @@ DeviceBuffer::~DeviceBuffer() {
     cudaSetDevice(device);
     cudaFree(ptr);
     cudaSetDevice(previous);
+    cudaGetLastError();  // a destructor reports nothing; never blame the next launch
   }
 }
 
@@ -220,6 +223,19 @@ int cuda_device_count() {
     return 0;
   }
   return n;
+}
+
+std::string cuda_status() {
+  int n = 0;
+  const cudaError_t err = cudaGetDeviceCount(&n);
+  if (err == cudaSuccess) return std::string();
+  cudaGetLastError();
+  int runtime = 0, driver = 0;
+  cudaRuntimeGetVersion(&runtime);
+  cudaDriverGetVersion(&driver);
+  auto v = [](int x) { return std::to_string(x / 1000) + "." + std::to_string((x % 1000) / 10); };
+  return std::string(cudaGetErrorString(err)) + " (CUDA runtime " + v(runtime) + ", driver supports " +
+         (driver ? v(driver) : std::string("none: no NVIDIA driver")) + ")";
 }
 
 void cuda_snap_rows(uintptr_t rows, uintptr_t tol, int64_t n_rows, int n_cols, int n_cut, uintptr_t zero_count,

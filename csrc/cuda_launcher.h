@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "batched_launcher.h"
 #include "splinecam/refine.h"
@@ -13,6 +14,9 @@
 namespace splinecam {
 
 int cuda_device_count();
+// Why no device is usable ("" when cudaGetDeviceCount succeeds): the CUDA error, with the
+// runtime version the extension was built with and the version the driver supports.
+std::string cuda_status();
 
 // rows: device pointer [n_rows, n_cols] float64, snapped in place; tol: device [n_cut];
 // zero_count: device [n_rows] int32 or 0; stream: cudaStream_t or 0.

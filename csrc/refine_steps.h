@@ -140,12 +140,18 @@ struct CutEmitFaceStep {
   index_t* parents;
   double* xy;    // [local, 2]
   double* rows;  // [local, C]
+  int32_t* mismatch;  // set to 1 when a face does not match its counting run (nothing written)
   SPLINECAM_HD void operator()(int64_t i) const {
     const int32_t f = cut.face_ids[i];
     FaceScratch s;
     carve_scratch(cut.pool + cut.scratch_off[i], face_caps(cut.plan[f], cut.levels[f]), cut.in.n_cols, &s);
     FaceCutter cutter(cut.in, s);
     const FaceResult r = cutter.run(f);
+    if (r.overflow || r.pieces != piece_off[f + 1] - piece_off[f] || r.half_edges != he_off[f + 1] - he_off[f] ||
+        r.local != local_off[f + 1] - local_off[f]) {
+      *mismatch = 1;
+      return;
+    }
     const int64_t C = cut.in.n_cols;
     emit_face(s, r, cutter.base(), static_cast<index_t>(local_off[f]), f, cut.in.n_cols, sizes + piece_off[f],
               verts + he_off[f], layer + he_off[f], unit + he_off[f], parents + piece_off[f], xy + 2 * local_off[f],

@@ -171,6 +171,8 @@ def test_cuda_without_a_gpu_says_why():
                             progress=False)
     assert "device='cpu'" in str(e.value)
     assert splinecam.cuda_available() is False
+    if splinecam.build_info()["cuda"]:  # the driver's own reason is passed on
+        assert _core.cuda_status() and _core.cuda_status() in str(e.value)
 
 
 def test_refine_cuda_entry_point_fails_cleanly_without_a_gpu():

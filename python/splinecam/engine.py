@@ -163,8 +163,13 @@ def _refine_cuda(xy, rows, faces, n_cut, layer_id, rtol, budget=None, cut_begin=
     off, verts, lay, unit = (faces[0].to(dev, torch.int64).contiguous(),
                              *(f.to(dev, torch.int32).contiguous() for f in faces[1:]))
     xy = xy.to(dev, torch.float64).contiguous()
-    if not rows.is_contiguous():
-        raise ValueError("rows must be contiguous")
+    # The extension trusts these shapes (raw pointers): check them here.
+    if rows.dtype != torch.float64 or not rows.is_contiguous() or rows.dim() != 2 or len(rows) != len(xy):
+        raise ValueError(f"rows must be a contiguous float64 (V, n_cols) tensor with V = {len(xy)}; got "
+                         f"{rows.dtype} {tuple(rows.shape)}")
+    if xy.dim() != 2 or xy.shape[1] != 2 or len(off) < 2 or int(off[-1]) != len(verts) or \
+            len(lay) != len(verts) or len(unit) != len(verts):
+        raise ValueError("inconsistent face arrays for the GPU refinement")
     max_new = _budget_vertices(budget, len(xy), rows.shape[1], layer_id)
     stream = torch.cuda.current_stream(dev).cuda_stream
     try:
@@ -174,6 +179,12 @@ def _refine_cuda(xy, rows, faces, n_cut, layer_id, rtol, budget=None, cut_begin=
                                 stream=stream, cut_begin=cut_begin)
     except _core.BudgetExceeded:
         _over_limit(layer_id, len(xy), budget[0], rows.shape[1])
+    except MemoryError:
+        free, total = torch.cuda.mem_get_info(dev)
+        raise MemoryError(
+            f"out of GPU memory at layer {layer_id} ({len(off) - 1} regions, {len(xy)} vertices with "
+            f"{rows.shape[1]} values each; {free / 2**30:.2f} of {total / 2**30:.2f} GiB free on {dev}): pass a "
+            "smaller memory_limit, compute in tiles (splinecam.partition_tiled), or zoom in") from None
     res = {k: _device_array(out[k], dev) for k in ("xy", "rows_edge", "face_offsets", "face_verts", "he_layer",
                                                     "he_unit", "face_parent")}
     res["rows_face"] = [_device_array(out["rows_face"], dev)]
@@ -388,7 +399,7 @@ class _Clock:
 
     def __init__(self, device):
         self.seconds = {"forward": 0.0, "geometry": 0.0}
-        self._sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        self._sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
 
     def __call__(self, kind, fn, *args):
         t = time.perf_counter()
@@ -421,7 +432,8 @@ def resolve_device(model: torch.nn.Module, device=None) -> torch.device:
                            "model is copied to the CPU), or rebuild with nvcc available (SPLINECAM_CUDA=ON)")
     n = _core.cuda_device_count()
     if not torch.cuda.is_available() or n == 0:
-        raise RuntimeError(f"no usable CUDA device for {dev} (the driver reports {n}); pass device='cpu'")
+        why = _core.cuda_status() or f"{n} devices found"
+        raise RuntimeError(f"no usable CUDA device for {dev}: {why}; pass device='cpu'")
     index = dev.index if dev.index is not None else torch.cuda.current_device()
     if index >= n:
         raise ValueError(f"device {dev} does not exist: this machine has {n} CUDA device(s)")

@@ -87,7 +87,7 @@ struct FaceCaps {
 SPLINECAM_HD FaceCaps face_caps(const FacePlan& p, int level) {
   const int64_t k = p.candidates / 2;
   const int64_t bound = k * (k - 1) / 2;
-  const int lv = level < 40 ? level : 40;
+  const int lv = level < 30 ? level : 30;
   int64_t m = (2 * k + 1) << lv;
   // The first level that reaches the bound takes exactly the bound; later ones exceed it.
   if (m > bound && (lv == 0 || ((2 * k + 1) << (lv - 1)) < bound)) m = bound;
