@@ -122,6 +122,31 @@ py::array_t<T> buffer_numpy(std::shared_ptr<HostBuffer> b, std::vector<py::ssize
   return py::array_t<T>(shape, static_cast<T*>((*holder)->ptr), owner);
 }
 
+// The result of the batched launcher as a dict like refine's; wrap(buffer, shape, kind)
+// makes each array ('d' float64, 'l' int64, 'i' int32) in its memory space.
+template <class Buffer, class Wrap>
+py::dict batched_dict(const BatchedOutput<Buffer>& o, int n_cols, Wrap wrap) {
+  const py::ssize_t Me = o.edge_vertices, Mf = o.face_vertices, Fn = o.num_faces, Hn = o.num_half_edges;
+  const py::ssize_t C = n_cols;
+  py::dict d;
+  d["xy"] = wrap(o.xy, {Me + Mf, 2}, 'd');
+  d["rows_edge"] = wrap(o.rows_edge, {Me, C}, 'd');
+  py::list face_blocks;
+  face_blocks.append(wrap(o.rows_face, {Mf, C}, 'd'));
+  d["rows_face"] = face_blocks;  // one block, in vertex-id order
+  d["face_offsets"] = wrap(o.face_offsets, {Fn + 1}, 'l');
+  d["face_verts"] = wrap(o.face_verts, {Hn}, 'i');
+  d["he_layer"] = wrap(o.he_layer, {Hn}, 'i');
+  d["he_unit"] = wrap(o.he_unit, {Hn}, 'i');
+  d["face_parent"] = wrap(o.face_parent, {Fn}, 'i');
+  d["edge_vertices"] = o.edge_vertices;
+  d["degenerate"] = o.degenerate;
+  d["face_rounds"] = o.face_rounds;
+  d["face_batches"] = o.face_batches;
+  d["seconds"] = py::make_tuple(o.seconds[0], o.seconds[1], o.seconds[2], o.seconds[3], o.seconds[4]);
+  return d;
+}
+
 // The GPU's launcher run on the host (host_backend.h): same arguments and result as
 // refine, plus how the face pass went (rounds of retries, batches of scratch).
 py::dict refine_batched_host(carray<double> xy, py::array rows_obj, carray<int64_t> face_offsets,
@@ -136,25 +161,12 @@ py::dict refine_batched_host(carray<double> xy, py::array rows_obj, carray<int64
     HostBackend be(resolve_threads(num_threads));
     o = refine_batched(in, face_verts.shape(0), be, scratch_bytes);
   }
-  const py::ssize_t Me = o.edge_vertices, Mf = o.face_vertices, Fn = o.num_faces, Hn = o.num_half_edges;
-  const py::ssize_t C = in.n_cols;
-  py::dict d;
-  d["xy"] = buffer_numpy<double>(o.xy, {Me + Mf, 2});
-  d["rows_edge"] = buffer_numpy<double>(o.rows_edge, {Me, C});
-  py::list face_blocks;
-  face_blocks.append(buffer_numpy<double>(o.rows_face, {Mf, C}));
-  d["rows_face"] = face_blocks;
-  d["face_offsets"] = buffer_numpy<int64_t>(o.face_offsets, {Fn + 1});
-  d["face_verts"] = buffer_numpy<int32_t>(o.face_verts, {Hn});
-  d["he_layer"] = buffer_numpy<int32_t>(o.he_layer, {Hn});
-  d["he_unit"] = buffer_numpy<int32_t>(o.he_unit, {Hn});
-  d["face_parent"] = buffer_numpy<int32_t>(o.face_parent, {Fn});
-  d["edge_vertices"] = o.edge_vertices;
-  d["degenerate"] = o.degenerate;
-  d["face_rounds"] = o.face_rounds;
-  d["face_batches"] = o.face_batches;
-  d["seconds"] = py::make_tuple(o.seconds[0], o.seconds[1], o.seconds[2], o.seconds[3], o.seconds[4]);
-  return d;
+  return batched_dict(o, in.n_cols, [](std::shared_ptr<HostBuffer> b, std::vector<py::ssize_t> shape,
+                                         char kind) -> py::object {
+    if (kind == 'd') return buffer_numpy<double>(std::move(b), std::move(shape));
+    if (kind == 'l') return buffer_numpy<int64_t>(std::move(b), std::move(shape));
+    return buffer_numpy<int32_t>(std::move(b), std::move(shape));
+  });
 }
 
 py::dict halfedges(int num_vertices, carray<int64_t> face_offsets, carray<int32_t> face_verts) {
@@ -319,26 +331,9 @@ py::dict refine_cuda_binding(uintptr_t xy, uintptr_t rows, int64_t num_vertices,
     PyErr_SetString(PyExc_MemoryError, "out of GPU memory while refining the partition");
     throw py::error_already_set();
   }
-  const py::ssize_t M = o.edge_vertices + o.face_vertices, Me = o.edge_vertices, Mf = o.face_vertices;
-  const py::ssize_t Fn = o.num_faces, Hn = o.num_half_edges, C = n_cols;
-  auto arr = [](DevicePtr b, std::vector<py::ssize_t> shape, const char* t) {
-    return DeviceArray{std::move(b), std::move(shape), t};
-  };
-  py::dict d;
-  d["xy"] = arr(o.xy, {M, 2}, "<f8");
-  d["rows_edge"] = arr(o.rows_edge, {Me, C}, "<f8");
-  d["rows_face"] = arr(o.rows_face, {Mf, C}, "<f8");
-  d["face_offsets"] = arr(o.face_offsets, {Fn + 1}, "<i8");
-  d["face_verts"] = arr(o.face_verts, {Hn}, "<i4");
-  d["he_layer"] = arr(o.he_layer, {Hn}, "<i4");
-  d["he_unit"] = arr(o.he_unit, {Hn}, "<i4");
-  d["face_parent"] = arr(o.face_parent, {Fn}, "<i4");
-  d["edge_vertices"] = o.edge_vertices;
-  d["degenerate"] = o.degenerate;
-  d["face_rounds"] = o.face_rounds;
-  d["face_batches"] = o.face_batches;
-  d["seconds"] = py::make_tuple(o.seconds[0], o.seconds[1], o.seconds[2], o.seconds[3], o.seconds[4]);
-  return d;
+  return batched_dict(o, n_cols, [](DevicePtr b, std::vector<py::ssize_t> shape, char kind) -> py::object {
+    return py::cast(DeviceArray{std::move(b), std::move(shape), kind == 'd' ? "<f8" : kind == 'l' ? "<i8" : "<i4"});
+  });
 #else
   not_built();
 #endif

@@ -187,7 +187,7 @@ def _refine_cuda(xy, rows, faces, n_cut, layer_id, rtol, budget=None, cut_begin=
             "smaller memory_limit, compute in tiles (splinecam.partition_tiled), or zoom in") from None
     res = {k: _device_array(out[k], dev) for k in ("xy", "rows_edge", "face_offsets", "face_verts", "he_layer",
                                                     "he_unit", "face_parent")}
-    res["rows_face"] = [_device_array(out["rows_face"], dev)]
+    res["rows_face"] = [_device_array(b, dev) for b in out["rows_face"]]
     res["degenerate"] = out["degenerate"]
     res["seconds"] = out["seconds"]
     return res

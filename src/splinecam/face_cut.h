@@ -60,13 +60,57 @@ struct FacePlan {
   int64_t candidates;
 };
 
+// Values of a vertex that exists before the face pass (old vertex or edge crossing).
+SPLINECAM_HD const double* input_row(const FaceInput& in, index_t id) {
+  return id < in.n0 ? in.rows0 + static_cast<int64_t>(id) * in.n_cols
+                    : in.rows1 + static_cast<int64_t>(id - in.n0) * in.n_cols;
+}
+
+// Calls emit(j) for every possible chord end on the face's boundary: each column
+// crossing an edge strictly, and each column zero at an old vertex and non-zero at one
+// of its two neighbours along the boundary (with crossings). A column that cuts the face
+// has at least two such entries (the ends of its chord); a column zero along a whole
+// stretch of the boundary (dead units, ties of a max) emits only at the stretch's ends,
+// so such columns never crowd the candidates.
+template <class Emit>
+SPLINECAM_HD void boundary_candidates(const FaceInput& in, int64_t f, Emit&& emit) {
+  const offset_t hb = in.face_offsets[f], he = in.face_offsets[f + 1];
+  for (offset_t h = hb; h < he; ++h) {
+    const index_t a = in.face_verts[h], e = in.edge_of[h];
+    for (offset_t z = in.hit_off[e]; z < in.hit_off[e + 1]; ++z) emit(in.hit_col[z]);
+    if (in.zero_off[a + 1] == in.zero_off[a]) continue;
+    // Next vertex after a: the first crossing of its edge, or the next old vertex.
+    index_t next;
+    if (in.cross_off[e + 1] > in.cross_off[e])
+      next = in.n0 + static_cast<index_t>(a == in.edge_lo[e] ? in.cross_off[e] : in.cross_off[e + 1] - 1);
+    else
+      next = in.face_verts[h + 1 < he ? h + 1 : hb];
+    // Previous vertex: the last crossing of the edge before, or the previous old vertex.
+    const offset_t hp = h > hb ? h - 1 : he - 1;
+    const index_t ap = in.face_verts[hp], ep = in.edge_of[hp];
+    index_t prev;
+    if (in.cross_off[ep + 1] > in.cross_off[ep])
+      prev = in.n0 + static_cast<index_t>(ap == in.edge_lo[ep] ? in.cross_off[ep + 1] - 1 : in.cross_off[ep]);
+    else
+      prev = ap;
+    const double* rp = input_row(in, prev);
+    const double* rn = input_row(in, next);
+    for (offset_t z = in.zero_off[a]; z < in.zero_off[a + 1]; ++z) {
+      const int32_t j = in.zero_col[z];
+      if (rp[j] != 0.0 || rn[j] != 0.0) emit(j);
+    }
+  }
+}
+
 SPLINECAM_HD FacePlan plan_face(const FaceInput& in, int64_t f) {
   FacePlan p{0, 0};
   for (offset_t h = in.face_offsets[f]; h < in.face_offsets[f + 1]; ++h) {
-    const index_t a = in.face_verts[h], e = in.edge_of[h];
+    const index_t e = in.edge_of[h];
     p.boundary += 1 + (in.cross_off[e + 1] - in.cross_off[e]);
-    p.candidates += (in.zero_off[a + 1] - in.zero_off[a]) + (in.hit_off[e + 1] - in.hit_off[e]);
   }
+  int64_t n = 0;
+  boundary_candidates(in, f, [&](int32_t) { ++n; });
+  p.candidates = n;
   return p;
 }
 
@@ -256,21 +300,22 @@ class FaceCutter {
     pieces_ = 1;
   }
 
-  // Columns that vanish somewhere on the boundary, sorted, without repeats.
+  // Columns that may cut the face (boundary_candidates), sorted, without repeats.
   SPLINECAM_HD int gather_candidates(int64_t f) {
     int n = 0;
-    auto add = [&](int32_t j) {
-      int i = n++;
-      while (i > 0 && s_.cand[i - 1] > j) {
-        s_.cand[i] = s_.cand[i - 1];
-        --i;
+    int32_t* c = s_.cand;
+    boundary_candidates(in_, f, [&](int32_t j) { c[n++] = j; });
+    // Shell sort (Ciura's gaps, then halving): no allocation, fast for the short lists
+    // of most faces and fine for the long ones of a first layer.
+    for (int gap = n / 2 > 701 ? n / 2 : 701; gap > 0; gap = gap > 701 ? (gap / 2 > 701 ? gap / 2 : 701) : gap == 1 ? 0
+             : gap == 701 ? 301 : gap == 301 ? 132 : gap == 132 ? 57 : gap == 57 ? 23 : gap == 23 ? 10
+             : gap == 10 ? 4 : 1) {
+      for (int i = gap; i < n; ++i) {
+        const int32_t v = c[i];
+        int k = i;
+        for (; k >= gap && c[k - gap] > v; k -= gap) c[k] = c[k - gap];
+        c[k] = v;
       }
-      s_.cand[i] = j;
-    };
-    for (offset_t h = in_.face_offsets[f]; h < in_.face_offsets[f + 1]; ++h) {
-      const index_t a = in_.face_verts[h], e = in_.edge_of[h];
-      for (offset_t z = in_.zero_off[a]; z < in_.zero_off[a + 1]; ++z) add(in_.zero_col[z]);
-      for (offset_t z = in_.hit_off[e]; z < in_.hit_off[e + 1]; ++z) add(in_.hit_col[z]);
     }
     int u = 0;
     for (int i = 0; i < n; ++i)
