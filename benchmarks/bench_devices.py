@@ -27,30 +27,13 @@ import torch
 
 import splinecam
 from splinecam.testing import host_batched_launcher
-from splinecam.zoo import mlp, small_cnn
 
-
-def square(r):
-    return splinecam.Slice.plane2d([[-r, -r], [r, -r], [r, r], [-r, r]])
+from bench_mlp import cases as mlp_cases  # same cases, same slices
 
 
 def cases(quick):
-    torch.manual_seed(0)
-    a, b, c = torch.randn(3, 784)
-    tri784 = splinecam.Slice.through(a, b, c)
-    torch.manual_seed(1)
-    ia, ib, ic = torch.randn(3, 3, 32, 32)
-    cen = (ia + ib + ic) / 3
-    tri_cnn = splinecam.Slice.through(*[cen + 0.05 * (t - cen) for t in (ia, ib, ic)])
-    out = [("MLP 2-64x3-1 on [-2,2]^2", lambda: mlp((2, 64, 64, 64, 1)), square(2))]
-    if not quick:
-        out += [
-            ("MLP 2-256x3-1 on [-5,5]^2", lambda: mlp((2, 256, 256, 256, 1)), square(5)),
-            ("MLP 2-256x8-1 on [-1,1]^2", lambda: mlp((2,) + (256,) * 8 + (1,)), square(1)),
-            ("MLP 784-256x3-10, triangle", lambda: mlp((784, 256, 256, 256, 10)), tri784),
-            ("CNN 3x32x32 c6-c16-120-84-10, triangle/20", lambda: small_cnn(), tri_cnn),
-        ]
-    return out
+    """bench_mlp.py's cases from 2-64x3 on (the smaller ones are all overhead)."""
+    return [(name, build, sl) for name, build, sl, _ in mlp_cases(quick)][2:]
 
 
 def sync(device):
