@@ -265,16 +265,6 @@ std::string cuda_status_binding() {
   throw std::runtime_error("splinecam was not built with CUDA (rebuild with nvcc available, SPLINECAM_CUDA=ON)");
 }
 
-void cuda_snap_rows_binding(uintptr_t rows, uintptr_t tol, int64_t n_rows, int n_cols, int n_cut,
-                            uintptr_t zero_count, uintptr_t stream) {
-#ifdef SPLINECAM_WITH_CUDA
-  py::gil_scoped_release release;
-  cuda_snap_rows(rows, tol, n_rows, n_cols, n_cut, zero_count, stream);
-#else
-  not_built();
-#endif
-}
-
 #ifdef SPLINECAM_WITH_CUDA
 // A device array owned by the extension, seen by torch (torch.as_tensor(a, device=...))
 // and other CUDA libraries through __cuda_array_interface__ (version 3), without a copy.
@@ -359,8 +349,6 @@ PYBIND11_MODULE(_core, m) {
   m.def("build_info", &build_info);
   m.def("cuda_device_count", &cuda_device_count_binding);
   m.def("cuda_status", &cuda_status_binding);
-  m.def("cuda_snap_rows", &cuda_snap_rows_binding, py::arg("rows"), py::arg("tol"), py::arg("n_rows"),
-        py::arg("n_cols"), py::arg("n_cut"), py::arg("zero_count") = 0, py::arg("stream") = 0);
   m.def("refine_cuda", &refine_cuda_binding, py::arg("xy"), py::arg("rows"), py::arg("num_vertices"),
         py::arg("n_cols"), py::arg("n_cut"), py::arg("face_offsets"), py::arg("face_verts"), py::arg("he_layer"),
         py::arg("he_unit"), py::arg("num_faces"), py::arg("num_half_edges"), py::arg("layer_id"),

@@ -120,17 +120,6 @@ struct ScaleTolStep {
   __device__ void operator()(int64_t j) const { tol[j] = rtol * __longlong_as_double(static_cast<long long>(bits[j])); }
 };
 
-struct SnapCountStep {
-  double* rows;
-  const double* tol;
-  int C, K;
-  int32_t* zero_count;
-  __device__ void operator()(int64_t v) const {
-    const int z = snap_row(rows + v * C, tol, K);
-    if (zero_count) zero_count[v] = z;
-  }
-};
-
 class CudaBackend {
  public:
   using Buffer = DevicePtr;
@@ -236,15 +225,6 @@ std::string cuda_status() {
   auto v = [](int x) { return std::to_string(x / 1000) + "." + std::to_string((x % 1000) / 10); };
   return std::string(cudaGetErrorString(err)) + " (CUDA runtime " + v(runtime) + ", driver supports " +
          (driver ? v(driver) : std::string("none: no NVIDIA driver")) + ")";
-}
-
-void cuda_snap_rows(uintptr_t rows, uintptr_t tol, int64_t n_rows, int n_cols, int n_cut, uintptr_t zero_count,
-                    uintptr_t stream) {
-  auto s = reinterpret_cast<cudaStream_t>(stream);
-  launch(SnapCountStep{reinterpret_cast<double*>(rows), reinterpret_cast<const double*>(tol), n_cols, n_cut,
-              reinterpret_cast<int32_t*>(zero_count)},
-         n_rows, s);
-  check(cudaStreamSynchronize(s), "snap_rows");
 }
 
 CudaRefineOutput refine_cuda(const RefineInput& in, int64_t num_half_edges, int device, uintptr_t stream,

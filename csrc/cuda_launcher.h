@@ -18,11 +18,6 @@ int cuda_device_count();
 // runtime version the extension was built with and the version the driver supports.
 std::string cuda_status();
 
-// rows: device pointer [n_rows, n_cols] float64, snapped in place; tol: device [n_cut];
-// zero_count: device [n_rows] int32 or 0; stream: cudaStream_t or 0.
-void cuda_snap_rows(uintptr_t rows, uintptr_t tol, int64_t n_rows, int n_cols, int n_cut, uintptr_t zero_count,
-                    uintptr_t stream);
-
 // Device memory owned by the extension and handed to Python (torch tensors view it
 // through __cuda_array_interface__, without a copy). Freed when the last view goes.
 struct DeviceBuffer {

@@ -119,12 +119,15 @@ struct CutFaceStep {
   char* pool;
   const int64_t* scratch_off;
   FaceResult* result;  // [F]
-  SPLINECAM_HD void operator()(int64_t i) const {
+  // Cuts face face_ids[i] in its scratch s.
+  SPLINECAM_HD FaceResult cut(int64_t i, FaceScratch& s) const {
     const int32_t f = face_ids[i];
-    FaceScratch s;
     carve_scratch(pool + scratch_off[i], face_caps(plan[f], levels[f]), in.n_cols, &s);
-    FaceCutter cutter(in, s);
-    result[f] = cutter.run(f);
+    return FaceCutter(in, s).run(f);
+  }
+  SPLINECAM_HD void operator()(int64_t i) const {
+    FaceScratch s;
+    result[face_ids[i]] = cut(i, s);
   }
 };
 
@@ -144,16 +147,14 @@ struct CutEmitFaceStep {
   SPLINECAM_HD void operator()(int64_t i) const {
     const int32_t f = cut.face_ids[i];
     FaceScratch s;
-    carve_scratch(cut.pool + cut.scratch_off[i], face_caps(cut.plan[f], cut.levels[f]), cut.in.n_cols, &s);
-    FaceCutter cutter(cut.in, s);
-    const FaceResult r = cutter.run(f);
+    const FaceResult r = cut.cut(i, s);
     if (r.overflow || r.pieces != piece_off[f + 1] - piece_off[f] || r.half_edges != he_off[f + 1] - he_off[f] ||
         r.local != local_off[f + 1] - local_off[f]) {
       *mismatch = 1;
       return;
     }
     const int64_t C = cut.in.n_cols;
-    emit_face(s, r, cutter.base(), static_cast<index_t>(local_off[f]), f, cut.in.n_cols, sizes + piece_off[f],
+    emit_face(s, r, cut.in.n0 + cut.in.n1, static_cast<index_t>(local_off[f]), f, cut.in.n_cols, sizes + piece_off[f],
               verts + he_off[f], layer + he_off[f], unit + he_off[f], parents + piece_off[f], xy + 2 * local_off[f],
               rows + local_off[f] * C);
   }

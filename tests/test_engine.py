@@ -227,19 +227,3 @@ def test_build_info():
         assert "80" in info["cuda_architectures"] and "90" in info["cuda_architectures"]
 
 
-def test_cuda_snap_matches_cpu_or_says_not_built():
-    info = splinecam.build_info()
-    if not info["cuda"]:
-        with pytest.raises(RuntimeError, match="not built with CUDA"):
-            _core.cuda_snap_rows(0, 0, 1, 1, 1)
-        return
-    if not splinecam.cuda_available():
-        pytest.skip("no CUDA device on this machine")
-    g = torch.Generator().manual_seed(0)
-    rows = torch.randn(1000, 7, generator=g, dtype=torch.float64) * torch.logspace(-14, 0, 7, dtype=torch.float64)
-    tol = torch.full((5,), 1e-10, dtype=torch.float64)
-    dev = rows.cuda()
-    _core.cuda_snap_rows(dev.data_ptr(), tol.cuda().data_ptr(), 1000, 7, 5)
-    expect = rows.clone()
-    expect[:, :5][expect[:, :5].abs() <= 1e-10] = 0
-    assert torch.equal(dev.cpu(), expect)

@@ -47,7 +47,6 @@ struct RefineOutput {
   std::vector<int32_t> he_layer;       // [H']
   std::vector<int32_t> he_unit;        // [H']
   std::vector<index_t> face_parent;    // [F'] face of the input it was cut from
-  std::vector<uint8_t> pattern;        // [F', ceil(n_cut / 8)] bit j: column j > 0 inside
   int64_t edge_vertices = 0;           // M_edge: new vertices on existing edges (ids V ..)
   int64_t degenerate = 0;              // sub-polygons left uncut (see face_cut.h)
   int64_t face_retries = 0;         // face runs repeated with a larger scratch
