@@ -93,6 +93,7 @@ BatchedOutput<typename Backend::Buffer> refine_batched(const RefineInput& in, in
   // ---- 0. per-column tolerance and snapping -------------------------------------------
   auto tol = be.template array<double>(at_least_1(K));
   be.column_tolerance(in.rows, V, C, K, in.rtol, tol.get());
+  if (in.tol_bounds && K > 0) be.launch(BoundToleranceStep{tol.get(), in.tol_bounds, K}, K, 256);
   auto zero_off = be.template array<offset_t>(static_cast<int64_t>(V) + 1);
   be.launch(SnapStep{in.rows, tol.get(), C, B, K, zero_off.get()}, V, 256);
   const offset_t Z = be.scan_counts(zero_off.get(), V);

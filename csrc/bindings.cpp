@@ -42,7 +42,8 @@ void require(bool ok, const std::string& what) {
 RefineInput host_input(const carray<double>& xy, py::array rows_obj, const carray<int64_t>& face_offsets,
                        const carray<int32_t>& face_verts, const carray<int32_t>& he_layer,
                        const carray<int32_t>& he_unit, int n_cut, int layer_id, double rtol, int num_threads,
-                       int64_t max_new_vertices, int cut_begin) {
+                       int64_t max_new_vertices, int cut_begin, const py::object& tol_bounds,
+                       carray<double>& bounds_keep) {
   // rows is snapped in place, so it must already be a writable C-contiguous float64 array.
   auto rows = py::array_t<double>::ensure(rows_obj);
   require(rows && py::isinstance<py::array_t<double>>(rows_obj) &&
@@ -73,14 +74,21 @@ RefineInput host_input(const carray<double>& xy, py::array rows_obj, const carra
   in.rtol = rtol;
   in.num_threads = num_threads;
   in.max_new_vertices = max_new_vertices;
+  if (!tol_bounds.is_none()) {
+    bounds_keep = carray<double>::ensure(tol_bounds);
+    require(bounds_keep && bounds_keep.ndim() == 2 && bounds_keep.shape(0) == 2 && bounds_keep.shape(1) == n_cut,
+            "tol_bounds must have shape (2, n_cut): per column a floor, then a cap");
+    in.tol_bounds = bounds_keep.data();
+  }
   return in;
 }
 
 py::dict refine(carray<double> xy, py::array rows_obj, carray<int64_t> face_offsets, carray<int32_t> face_verts,
                 carray<int32_t> he_layer, carray<int32_t> he_unit, int n_cut, int layer_id, double rtol,
-                int num_threads, int64_t max_new_vertices, int cut_begin) {
+                int num_threads, int64_t max_new_vertices, int cut_begin, py::object tol_bounds) {
+  carray<double> bounds;
   const RefineInput in = host_input(xy, rows_obj, face_offsets, face_verts, he_layer, he_unit, n_cut, layer_id,
-                                    rtol, num_threads, max_new_vertices, cut_begin);
+                                    rtol, num_threads, max_new_vertices, cut_begin, tol_bounds, bounds);
   RefineOutput o;
   try {
     py::gil_scoped_release release;
@@ -152,9 +160,10 @@ py::dict batched_dict(const BatchedOutput<Buffer>& o, int n_cols, Wrap wrap) {
 py::dict refine_batched_host(carray<double> xy, py::array rows_obj, carray<int64_t> face_offsets,
                              carray<int32_t> face_verts, carray<int32_t> he_layer, carray<int32_t> he_unit, int n_cut,
                              int layer_id, double rtol, int num_threads, int64_t max_new_vertices,
-                             int64_t scratch_bytes, int cut_begin) {
+                             int64_t scratch_bytes, int cut_begin, py::object tol_bounds) {
+  carray<double> bounds;
   const RefineInput in = host_input(xy, rows_obj, face_offsets, face_verts, he_layer, he_unit, n_cut, layer_id,
-                                    rtol, num_threads, max_new_vertices, cut_begin);
+                                    rtol, num_threads, max_new_vertices, cut_begin, tol_bounds, bounds);
   BatchedOutput<std::shared_ptr<HostBuffer>> o;
   {
     py::gil_scoped_release release;
@@ -291,7 +300,7 @@ py::dict refine_cuda_binding(uintptr_t xy, uintptr_t rows, int64_t num_vertices,
                              uintptr_t face_offsets, uintptr_t face_verts, uintptr_t he_layer, uintptr_t he_unit,
                              int64_t num_faces, int64_t num_half_edges, int layer_id, double rtol,
                              int64_t max_new_vertices, int device, uintptr_t stream, int64_t scratch_bytes,
-                             int cut_begin) {
+                             int cut_begin, uintptr_t tol_bounds) {
 #ifdef SPLINECAM_WITH_CUDA
   require(n_cut >= 0 && n_cut <= n_cols, "n_cut must be in [0, n_cols]");
   require(cut_begin >= 0 && cut_begin <= n_cut, "cut_begin must be in [0, n_cut]");
@@ -313,6 +322,7 @@ py::dict refine_cuda_binding(uintptr_t xy, uintptr_t rows, int64_t num_vertices,
   in.layer_id = layer_id;
   in.rtol = rtol;
   in.max_new_vertices = max_new_vertices;
+  in.tol_bounds = reinterpret_cast<const double*>(tol_bounds);  // [2, n_cut] on the device, or 0
   CudaRefineOutput o;
   try {
     py::gil_scoped_release release;
@@ -335,11 +345,12 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "splinecam geometry engine (C++; CPU threads and optional CUDA launchers)";
   m.def("refine", &refine, py::arg("xy"), py::arg("rows"), py::arg("face_offsets"), py::arg("face_verts"),
         py::arg("he_layer"), py::arg("he_unit"), py::arg("n_cut"), py::arg("layer_id"), py::arg("rtol") = 1e-10,
-        py::arg("num_threads") = 0, py::arg("max_new_vertices") = 0, py::arg("cut_begin") = 0);
+        py::arg("num_threads") = 0, py::arg("max_new_vertices") = 0, py::arg("cut_begin") = 0,
+        py::arg("tol_bounds") = py::none());
   m.def("refine_batched", &refine_batched_host, py::arg("xy"), py::arg("rows"), py::arg("face_offsets"),
         py::arg("face_verts"), py::arg("he_layer"), py::arg("he_unit"), py::arg("n_cut"), py::arg("layer_id"),
         py::arg("rtol") = 1e-10, py::arg("num_threads") = 0, py::arg("max_new_vertices") = 0,
-        py::arg("scratch_bytes") = int64_t(512) << 20, py::arg("cut_begin") = 0);
+        py::arg("scratch_bytes") = int64_t(512) << 20, py::arg("cut_begin") = 0, py::arg("tol_bounds") = py::none());
   py::register_exception<BudgetExceeded>(m, "BudgetExceeded", PyExc_MemoryError);
   m.def("halfedges", &halfedges, py::arg("num_vertices"), py::arg("face_offsets"), py::arg("face_verts"));
   m.def("validate", &validate, py::arg("num_vertices"), py::arg("face_offsets"), py::arg("face_verts"),
@@ -353,7 +364,7 @@ PYBIND11_MODULE(_core, m) {
         py::arg("n_cols"), py::arg("n_cut"), py::arg("face_offsets"), py::arg("face_verts"), py::arg("he_layer"),
         py::arg("he_unit"), py::arg("num_faces"), py::arg("num_half_edges"), py::arg("layer_id"),
         py::arg("rtol") = 1e-10, py::arg("max_new_vertices") = 0, py::arg("device") = 0, py::arg("stream") = 0,
-        py::arg("scratch_bytes") = int64_t(512) << 20, py::arg("cut_begin") = 0);
+        py::arg("scratch_bytes") = int64_t(512) << 20, py::arg("cut_begin") = 0, py::arg("tol_bounds") = 0);
 #ifdef SPLINECAM_WITH_CUDA
   py::class_<DeviceArray>(m, "DeviceArray")
       .def_property_readonly("__cuda_array_interface__", &DeviceArray::interface)

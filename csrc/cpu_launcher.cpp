@@ -54,6 +54,8 @@ RefineOutput refine_cpu(const RefineInput& in) {
   // ---- 0. per-column tolerance and snapping -------------------------------------------
   std::vector<double> tol(std::max(K, 1), 0.0);
   column_tolerance_host(in.rows, V, C, K, in.rtol, tol.data(), nt, kVertexBlock);
+  if (in.tol_bounds)
+    for (int j = 0; j < K; ++j) BoundToleranceStep{tol.data(), in.tol_bounds, K}(j);
   // Zero columns of every vertex (CSR): count, scan, write.
   std::vector<offset_t> zero_off(static_cast<size_t>(V) + 1, 0);
   for_blocks(V, kVertexBlock, nt, SnapStep{in.rows, tol.data(), C, B, K, zero_off.data()});

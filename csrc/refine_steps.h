@@ -12,6 +12,14 @@
 
 namespace splinecam {
 
+// Phase 0: the tolerance of column j within the caller's bounds ([2 * K]: floors, caps).
+struct BoundToleranceStep {
+  double* tol;
+  const double* bounds;
+  int K;
+  SPLINECAM_HD void operator()(int64_t j) const { tol[j] = bounded_tolerance(tol[j], bounds[j], bounds[K + j]); }
+};
+
 // Phase 0: snap |z| <= tol[j] to exactly 0 (every breakpoint column j < K) and count the
 // zeros of every old vertex among the columns cut now, [B, K).
 struct SnapStep {

@@ -52,6 +52,14 @@ MODELS = textwrap.dedent('''
     def tanh_mlp():
         return nn.Sequential(nn.Linear(12, 8), nn.Tanh(), nn.Linear(8, 1))
 
+    def huge_mlp():
+        """mlp() in float64 with every weight and bias times 1e200: the forward pass overflows."""
+        m = mlp().double()
+        with torch.no_grad():
+            for p in m.parameters():
+                p.mul_(1e200)
+        return m
+
     class Residual(nn.Module):
         def __init__(self):
             super().__init__()
@@ -250,6 +258,8 @@ ERRORS = {
                                       ["not a TorchScript model", "--state-dict"]),
     "unknown device": (["cli_models:mlp", "--points", "a.npy", "b.npy", "c.npy", "--out", "x.png", "--device",
                         "tpu"], ["--device tpu", "device must be"]),
+    "forward pass overflows": (["cli_models:huge_mlp", "--points", "a.npy", "b.npy", "c.npy", "--out", "x.png"],
+                               ["values at the slice are too large", "overflow", "rescale the inputs or the weights"]),
 }
 if not _splinecam.cuda_available():
     ERRORS["cuda without a gpu"] = (["cli_models:mlp", "--points", "a.npy", "b.npy", "c.npy", "--out", "x.png",
@@ -275,3 +285,6 @@ def test_usage_errors_exit_2(work):
     assert res.returncode == 2 and "expected 3 arguments" in res.stderr
     res = splinecam(work, "slice", "cli_models:mlp", "--points", "a.npy", "b.npy", "c.npy")
     assert res.returncode == 2 and "--out" in res.stderr
+    res = splinecam(work, "slice", "cli_models:mlp", "--points", "a.npy", "b.npy", "c.npy", "--out", "x.png",
+                    "--memory-limit", "0")
+    assert res.returncode == 2 and "--memory-limit" in res.stderr and "expected a positive number" in res.stderr

@@ -319,3 +319,87 @@ def test_summary(net3):
     assert all(isinstance(v, (int, float, list)) for v in s.values())
     import json
     json.dumps(s)
+
+
+# -- areas far from the plane's origin (fuzz finding) ----------------------------------------
+FAR = np.array([1e6, 1e6])
+
+
+def mlp_crossing(centre=FAR, side=1.0, seed=0, widths=(2, 16, 16, 1)):
+    """zoo.mlp with the first layer's biases shifted so that every unit's zero line
+    passes through its own random point of the square of ``side`` around ``centre``."""
+    m = zoo.mlp(widths, seed=seed).double()
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        p = torch.tensor(centre, dtype=torch.float64) + side * (
+            torch.rand(widths[1], 2, generator=g, dtype=torch.float64) - 0.5)
+        m[0].bias.copy_(-(m[0].weight * p).sum(1))
+    return m
+
+
+def test_areas_of_a_unit_square_far_from_the_origin_are_positive_and_add_up():
+    """The shoelace on absolute coordinates cancels terms of 1e12 there: P.areas() gave
+    regions of a valid partition areas like -6.1e-5 and check_partition failed. Areas
+    are now computed relative to each region's own vertex."""
+    model = mlp_crossing()
+    P = part(model, FAR + np.array(SQUARE) / 2)
+    assert P.slice.area == 1.0
+    a = P.areas()
+    assert P.num_regions > 100 and np.all(a > 0)
+    assert abs(a.sum() - 1.0) <= 1e-9
+    splinecam.testing.check_partition(P)
+    assert np.array_equal(stats.region_areas(P), a)
+    area, _, _ = stats.region_moments(P)
+    assert np.allclose(area, a, rtol=1e-9, atol=0)
+    from splinecam import utils
+    assert np.allclose([float(utils.region_area_2d(p)) for p in P.polygons()], a, rtol=1e-12, atol=0)
+    density, xe, ye = stats.local_complexity(P, bins=4)
+    assert (density * (xe[1] - xe[0]) * (ye[1] - ye[0])).sum() == pytest.approx(P.num_regions, rel=1e-9)
+    # The same model moved to the origin has the same regions, up to the float64
+    # resolution of coordinates at 1e6 (times a region's perimeter).
+    moved = copy.deepcopy(model)
+    with torch.no_grad():
+        moved[0].bias.add_(moved[0].weight @ torch.tensor(FAR))
+    Q = part(moved, np.array(SQUARE) / 2)
+    assert Q.num_regions == P.num_regions
+    atol = 16 * np.spacing(2e6) * 4
+    assert np.allclose(np.sort(a), np.sort(Q.areas()), rtol=0, atol=atol)
+
+
+@pytest.mark.parametrize("shift, scale", [(0.0, 1.0), (1e6, 1.0), (1.0, 1e-9), (-3e8, 2.0 ** -7)])
+def test_polygon_areas_are_translation_invariant(shift, scale):
+    """splinecam.geometry's shoelace (ragged and single) on a square split into a
+    triangle, a quadrilateral and a pentagon, anywhere in the plane."""
+    from splinecam.geometry import polygon_area, polygon_areas
+    tri = np.array([[0, 0], [1, 0], [0, 1]], float)
+    quad = np.array([[1, 0], [2, 0], [2, 1], [0, 1]], float)
+    pent = np.array([[0, 1], [2, 1], [2, 2], [1, 2.5], [0, 2]], float)
+    exact = np.array([0.5, 1.5, 2.5]) * scale ** 2
+    polys = [shift + scale * p for p in (tri, quad, pent)]
+    coords = np.concatenate(polys)
+    off = np.array([0, 3, 7, 12])
+    assert np.allclose(polygon_areas(coords, off), exact, rtol=1e-6, atol=0)
+    assert np.allclose([polygon_area(p) for p in polys], exact, rtol=1e-6, atol=0)
+    assert polygon_area(polys[2][::-1]) == pytest.approx(-exact[2], rel=1e-6)
+    # empty polygons get 0; the others are unaffected
+    off2 = np.array([0, 0, 3, 3, 7, 12, 12])
+    assert np.allclose(polygon_areas(coords, off2), [0, exact[0], 0, exact[1], exact[2], 0], rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("centre, side", [((0.0, 0.0), 1e-9), (tuple(FAR), 1.0), ((1e6, 0.0), 1e-3)])
+def test_locate_on_small_and_far_slices(centre, side):
+    """locate()'s tolerances were absolute: on a slice of side 1e-9 the geometric
+    fallback (points on edges and vertices) accepted every region within 1e-9 - the
+    whole slice - and returned region 0; at (1e6, 1e6) points 5e-8 outside the domain
+    were located inside."""
+    c = np.asarray(centre)
+    P = part(mlp_crossing(c, side), c + side * np.array(SQUARE) / 2)
+    polys = P.polygons()
+    assert P.num_regions > 20
+    # every vertex (on edges: the pattern lookup misses, the fallback decides) goes to
+    # a region it is a corner of
+    for v, r in zip(P.vertices, P.locate(P.vertices)):
+        assert r >= 0 and np.any(np.all(polys[r] == v, axis=1))
+    assert np.array_equal(P._locate_geometric(P.centroids()), np.arange(P.num_regions))
+    outside = c + side * np.array([[0.5 + 1e-6, 0.0], [0.0, -0.5 - 1e-6], [0.6, 0.6]])
+    assert np.array_equal(P.locate(outside), [-1, -1, -1])

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import splinecam
+from splinecam.geometry import polygon_area
 from splinecam.tiles import tile_polygons
 from splinecam.zoo import mlp, small_cnn
 
@@ -89,3 +90,64 @@ def test_lean_mode_gives_the_same_partition(which):
     assert np.allclose(np.sort(Q.areas()), np.sort(P.areas()), rtol=1e-9, atol=1e-13)
     length = lambda db: np.linalg.norm(db[:, 1] - db[:, 0], axis=1).sum()
     assert length(Q.decision_boundary) == pytest.approx(length(P.decision_boundary), rel=1e-9, abs=1e-12)
+
+
+# -- small slices far from the plane's origin (fuzz findings) -----------------------------
+def square_at(centre, side):
+    c, h = np.asarray(centre, dtype=np.float64), side / 2
+    return np.array([c + [-h, -h], c + [h, -h], c + [h, h], c + [-h, h]])
+
+
+def mlp_through(centre, side, seed=0, widths=(2, 8, 8, 1)):
+    """zoo.mlp with the biases shifted so that the zero line of every unit of both hidden
+    layers passes through its own random point of the square: lines cross it however
+    small it is and wherever it lies."""
+    m = mlp(widths, seed=seed).double()
+    g = torch.Generator().manual_seed(seed)
+    c = torch.tensor(centre, dtype=torch.float64)
+    with torch.no_grad():
+        p = c + side * (torch.rand(widths[1], 2, generator=g, dtype=torch.float64) - 0.5)
+        m[0].bias.copy_(-(m[0].weight * p).sum(1))
+        q = c + side * (torch.rand(widths[2], 2, generator=g, dtype=torch.float64) - 0.5)
+        m[2].bias.sub_(torch.diagonal(m[2](m[:2](q))))
+    return m
+
+
+FAR_SMALL = [((1.0, 1.0), 1e-9), ((1e6, 0.0), 1e-3)]
+
+
+@pytest.mark.parametrize("centre, side", FAR_SMALL)
+def test_tiled_small_slice_far_from_origin_without_lines_is_one_region(centre, side):
+    """The piece keys' tolerance was relative to the absolute coordinates: on a small
+    slice away from (0, 0) every tile edge looked like the slice boundary, nothing was
+    stitched, and 4 x 4 tiles gave 16 regions instead of 1."""
+    model = mlp((2, 16, 16, 1), seed=0)
+    sl = splinecam.Slice.plane2d(square_at(centre, side))
+    P = splinecam.partition(model, sl, progress=False)
+    assert P.num_regions == 1
+    T = splinecam.partition_tiled(model, sl, tiles=4, progress=False)
+    assert T.num_pieces == 16 and T.num_regions == 1
+    assert T.areas()[0] == pytest.approx(sl.area, rel=1e-9)
+    hull = T.polygons()[0]
+    assert polygon_area(hull) == pytest.approx(sl.area, rel=1e-9)
+
+
+@pytest.mark.parametrize("centre, side", FAR_SMALL + [((0.0, 0.0), 2.0)])
+def test_tiled_small_slice_far_from_origin_with_lines_matches_whole(centre, side):
+    """Same slices, crossed by the lines of both hidden layers: the stitched regions are
+    the untiled ones, with the same areas up to the rounding of coordinates there."""
+    model = mlp_through(centre, side)
+    sl = splinecam.Slice.plane2d(square_at(centre, side))
+    P = splinecam.partition(model, sl, progress=False)
+    assert P.num_regions > 50
+    splinecam.testing.check_partition(P)
+    T = splinecam.partition_tiled(model, sl, tiles=4, progress=False)
+    assert T.num_pieces > T.num_regions == P.num_regions
+    # Vertices are only known to the float64 resolution at these coordinates: a region's
+    # area to about (its perimeter) x (that resolution).
+    atol = 16 * np.spacing(np.abs(sl.polygon).max()) * side
+    assert np.allclose(np.sort(T.areas()), np.sort(P.areas()), rtol=0, atol=atol)
+    assert T.areas().sum() == pytest.approx(sl.area, rel=1e-9)
+    hull_areas = np.array([polygon_area(p) for p in T.polygons()])
+    assert np.all(hull_areas > 0)
+    assert np.allclose(hull_areas, T.areas(), rtol=1e-6, atol=atol)

@@ -34,7 +34,7 @@ def cuda_available() -> bool:
 def __getattr__(name):
     # The original SplineCam's modules (utils, wrappers, compute, plot) load on first use.
     if name in ("utils", "wrappers", "compute", "plot", "reference", "testing", "zoo", "stats", "sampling",
-                "export", "cli"):
+                "export", "cli", "geometry"):
         import importlib
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'splinecam' has no attribute {name!r}")

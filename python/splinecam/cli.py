@@ -119,6 +119,16 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = 0.0
+    if not 0 < v < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number; got {text!r}")
+    return v
+
+
 def _non_negative_float(text: str) -> float:
     try:
         v = float(text)
@@ -165,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     sl.add_argument("--color", choices=("slope", "pattern"), default="slope",
                     help="figure colouring: norm of each region's slope (default) or one colour per activation "
                          "pattern")
-    sl.add_argument("--memory-limit", type=_non_negative_float, default=None, metavar="GIB",
+    sl.add_argument("--memory-limit", type=_positive_float, default=None, metavar="GIB",
                     help="memory the per-vertex values may take, in GiB (default: half of the available memory)")
     sl.add_argument("--tiles", type=_positive_int, default=None, metavar="N",
                     help="compute the slice in an N x N grid of tiles (split further while a tile exceeds the "
@@ -718,7 +728,7 @@ def run_slice(args) -> int:
         names = ", ".join(f"{l}={os.path.basename(p)}" for l, p in zip("ABC", args.points))
         raise CliError(f"no slice through the points {names}: {e}") from None
 
-    limit = None if args.memory_limit is None else int(args.memory_limit * 2 ** 30)
+    limit = None if args.memory_limit is None else max(1, int(args.memory_limit * 2 ** 30))
     try:
         device = splinecam.engine.resolve_device(lm.module, args.device)
     except (ValueError, RuntimeError) as e:

@@ -25,8 +25,10 @@ import numpy as np
 import torch
 
 from . import _core
+from .checks import check_finite_rows, check_partition_args, format_bytes, values_at
 from .network import Network
 from .slice import Slice
+from .tolerance import Tolerances
 
 __all__ = ["partition", "Layer", "MemoryLimitExceeded", "default_memory_limit", "resolve_device"]
 
@@ -72,11 +74,12 @@ class Layer:
 FEW_FACES = 256
 
 
-def _refine(xy, rows, faces, n_cut, layer_id, rtol, threads, budget=None):
+def _refine(xy, rows, faces, n_cut, layer_id, rtol, threads, budget=None, bounds=None):
     """Refine the faces by the zero sets of the breakpoint columns ``[0, n_cut)`` of
     ``rows``. ``budget`` = (memory_limit bytes, width of the next rows): the engine stops
     (MemoryLimitExceeded) before the vertices it creates, with their rows and the next
-    layer's rows, would exceed the limit.
+    layer's rows, would exceed the limit. ``bounds`` (2, n_cut): per column the floor
+    and the cap of the snapping tolerance (:mod:`splinecam.tolerance`).
 
     While there are few faces (the first layer has one), one face takes all the work of
     many columns and the launchers have nothing to spread over threads; so the columns
@@ -92,7 +95,8 @@ def _refine(xy, rows, faces, n_cut, layer_id, rtol, threads, budget=None):
     new_xy = []
     while True:
         e = n_cut if len(faces[0]) - 1 >= FEW_FACES or b + 2 * size >= n_cut else b + size
-        out = _refine_range(xy, rows, faces, e, layer_id, rtol, threads, budget, b)
+        out = _refine_range(xy, rows, faces, e, layer_id, rtol, threads, budget, b,
+                            None if bounds is None else bounds[:, :e])
         deg += int(out["degenerate"])
         parent = out["face_parent"] if parent is None else parent[out["face_parent"]]
         faces = (out["face_offsets"], out["face_verts"], out["he_layer"], out["he_unit"])
@@ -108,18 +112,21 @@ def _refine(xy, rows, faces, n_cut, layer_id, rtol, threads, budget=None):
     return res
 
 
-def _refine_range(xy, rows, faces, n_cut, layer_id, rtol, threads, budget, cut_begin=0):
+def _refine_range(xy, rows, faces, n_cut, layer_id, rtol, threads, budget, cut_begin=0, bounds=None):
     """One engine call: cut by the columns ``[cut_begin, n_cut)``; those before are
     snapped (they were cut already), those after are carried like any other value."""
     off, verts, lay, unit = faces
+    if bounds is not None:
+        bounds = np.ascontiguousarray(bounds, dtype=np.float64)
     if isinstance(rows, torch.Tensor):
         if rows.is_cuda:
-            return _refine_cuda(xy, rows, faces, n_cut, layer_id, rtol, budget, cut_begin)
-        return _refine_host_tensors(xy, rows, faces, n_cut, layer_id, rtol, threads, budget, cut_begin)
+            return _refine_cuda(xy, rows, faces, n_cut, layer_id, rtol, budget, cut_begin, bounds)
+        return _refine_host_tensors(xy, rows, faces, n_cut, layer_id, rtol, threads, budget, cut_begin, bounds)
     max_new = _budget_vertices(budget, len(xy), rows.shape[1], layer_id)
     try:
         return _core.refine(xy, rows, off, verts, lay, unit, n_cut=n_cut, layer_id=layer_id, rtol=rtol,
-                            num_threads=threads or 0, max_new_vertices=max_new, cut_begin=cut_begin)
+                            num_threads=threads or 0, max_new_vertices=max_new, cut_begin=cut_begin,
+                            tol_bounds=bounds)
     except _core.BudgetExceeded:
         _over_limit(layer_id, len(xy), budget[0], rows.shape[1])
     except MemoryError:
@@ -156,7 +163,7 @@ def _device_array(a, device):
     return torch.as_tensor(a, device=device)
 
 
-def _refine_cuda(xy, rows, faces, n_cut, layer_id, rtol, budget=None, cut_begin=0):
+def _refine_cuda(xy, rows, faces, n_cut, layer_id, rtol, budget=None, cut_begin=0, bounds=None):
     """One engine refinement on the GPU holding ``rows``: every input and output is a
     torch tensor on that device; the extension reads and writes them in place."""
     dev = rows.device
@@ -171,12 +178,14 @@ def _refine_cuda(xy, rows, faces, n_cut, layer_id, rtol, budget=None, cut_begin=
             len(lay) != len(verts) or len(unit) != len(verts):
         raise ValueError("inconsistent face arrays for the GPU refinement")
     max_new = _budget_vertices(budget, len(xy), rows.shape[1], layer_id)
+    bounds_t = None if bounds is None else torch.from_numpy(bounds).to(dev)  # kept alive across the call
     stream = torch.cuda.current_stream(dev).cuda_stream
     try:
         out = _core.refine_cuda(xy.data_ptr(), rows.data_ptr(), len(xy), rows.shape[1], n_cut, off.data_ptr(),
                                 verts.data_ptr(), lay.data_ptr(), unit.data_ptr(), len(off) - 1, len(verts),
                                 layer_id, rtol=rtol, max_new_vertices=max_new, device=dev.index or 0,
-                                stream=stream, cut_begin=cut_begin)
+                                stream=stream, cut_begin=cut_begin,
+                                tol_bounds=0 if bounds_t is None else bounds_t.data_ptr())
     except _core.BudgetExceeded:
         _over_limit(layer_id, len(xy), budget[0], rows.shape[1])
     except MemoryError:
@@ -193,7 +202,7 @@ def _refine_cuda(xy, rows, faces, n_cut, layer_id, rtol, budget=None, cut_begin=
     return res
 
 
-def _refine_host_tensors(xy, rows, faces, n_cut, layer_id, rtol, threads, budget=None, cut_begin=0):
+def _refine_host_tensors(xy, rows, faces, n_cut, layer_id, rtol, threads, budget=None, cut_begin=0, bounds=None):
     """The device path's refinement for torch tensors on the CPU: the GPU's launcher on
     the host backend, inputs and outputs as tensors (used to test the device path on
     machines without a GPU)."""
@@ -204,7 +213,8 @@ def _refine_host_tensors(xy, rows, faces, n_cut, layer_id, rtol, threads, budget
     try:
         out = _core.refine_batched(arr(xy, np.float64), rows_np, arr(off, np.int64), arr(verts, np.int32),
                                    arr(lay, np.int32), arr(unit, np.int32), n_cut=n_cut, layer_id=layer_id, rtol=rtol,
-                                   num_threads=threads or 0, max_new_vertices=max_new, cut_begin=cut_begin)
+                                   num_threads=threads or 0, max_new_vertices=max_new, cut_begin=cut_begin,
+                                   tol_bounds=bounds)
     except _core.BudgetExceeded:
         _over_limit(layer_id, len(xy), budget[0], rows.shape[1])
     res = {k: (torch.from_numpy(v) if isinstance(v, np.ndarray) else v) for k, v in out.items()}
@@ -220,7 +230,7 @@ def _keeps_tensors(device: torch.device) -> bool:
 
 def _over_limit(layer_id, n_vertices, limit, width):
     raise MemoryLimitExceeded(
-        f"the partition of this slice needs more than memory_limit = {limit / 2**30:.2f} GiB at layer {layer_id} "
+        f"the partition of this slice needs more than memory_limit = {format_bytes(limit)} at layer {layer_id} "
         f"({n_vertices} vertices so far, {width} values each): compute it in tiles with "
         "splinecam.partition_tiled(model, slice, memory_limit=...), pass lean=True (slower), zoom in, or raise "
         "memory_limit") from None
@@ -264,15 +274,18 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
         ``rtol`` times its largest magnitude over the slice counts as exactly zero there
         (the vertex lies on that unit's line). This makes lines through vertices,
         coincident lines and concurrent lines exact, and never splits off slivers thinner
-        than about ``rtol`` times the slice's diameter.
+        than about ``rtol`` times the slice's diameter. Must be finite and in
+        ``[0, 1e-4]`` (:data:`splinecam.checks.MAX_RTOL`): larger values merge lines
+        that are visibly apart.
     threads : int, optional
-        CPU threads for the engine (default: all).
+        CPU threads for the engine, a positive integer (default: all).
     validate : bool
         Check the planar-graph invariants after every layer (slower; for debugging).
     chunk : int
-        Vertices per batch of the forward passes.
+        Vertices per batch of the forward passes (a positive integer).
     memory_limit : int, optional
-        Bytes the per-vertex values may take (default: half of the available memory).
+        Bytes the per-vertex values may take, a positive number (default: half of the
+        available memory).
         A slice that needs more raises :class:`MemoryLimitExceeded` early, before the
         machine runs out; :func:`splinecam.partition_tiled` then computes it in tiles.
     lean : bool
@@ -297,6 +310,7 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
 
     if not isinstance(slice, Slice):
         raise TypeError(f"slice must be a splinecam.Slice; got {type(slice).__name__}")
+    rtol, memory_limit, chunk, threads = check_partition_args(rtol, memory_limit, chunk, threads)
     t0 = time.perf_counter()
     dev = resolve_device(model, device)
     gpu = _keeps_tensors(dev)  # vertex values stay torch tensors on the device
@@ -305,6 +319,8 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
     else:
         limit = int(0.5 * torch.cuda.mem_get_info(dev)[0]) if dev.type == "cuda" else default_memory_limit()
     net = Network.from_model(model, slice.input_shape)
+    tols = Tolerances.for_slice(net, slice)
+    net.pattern_floors = tols.pattern_floors()
     poly = slice.polygon
     k = len(poly)
     xy = np.ascontiguousarray(poly)
@@ -316,6 +332,7 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
         xy, faces, x_in = _to_device(xy, dev), tuple(_to_device(f, dev) for f in faces), x_in.to(dev)
     clock = _Clock(dev)
     rows, lay = clock("forward", net.rows_for, 1, x_in, chunk, gpu)
+    check_finite_rows(rows, values_at(net, 1))
     layers: List[Layer] = []
     stats = {"degenerate": 0, "device": str(dev)}
     bar = _progress(net.num_layers + (1 if decision_boundary else 0), progress, "splinecam")
@@ -326,7 +343,8 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
         if not lean:
             try:
                 if nl.kind == "elementwise":
-                    out = clock("geometry", _refine, xy, rows, faces, lay.n_cut, l, rtol, threads, budget)
+                    out = clock("geometry", _refine, xy, rows, faces, lay.n_cut, l, rtol, threads, budget,
+                                tols.bounds(l))
                     deg = int(out["degenerate"])
                     new_xy = _cat([xy, out["xy"]])
                     unit = out["he_unit"]
@@ -339,7 +357,7 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
                     # On the host: the merge step needs the half-edge view (see module doc).
                     new_xy, rows, new_faces, parent, deg = clock("geometry", _max_layer, _host(xy), _host(rows),
                                                                  tuple(_host(f) for f in faces), lay, nl, l, rtol,
-                                                                 threads, budget)
+                                                                 threads, budget, tols.bounds(l))
                     if gpu:
                         new_xy, rows = _to_device(new_xy, dev), _to_device(rows, dev)
                         new_faces = tuple(_to_device(f, dev) for f in new_faces)
@@ -356,7 +374,7 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
                 net.to("cpu")
                 xy, faces = _host(xy), tuple(_host(f) for f in faces)
             xy, faces, parent, deg = clock("lean", _lean_layer, net, slice, xy, faces, l, nl, rtol, threads, limit,
-                                           chunk)
+                                           chunk, tols.bounds(l, from_input=True))
         stats["degenerate"] += deg
         layer = Layer(*(_host(f) for f in faces), _host(parent), len(xy))
         layers.append(layer)
@@ -366,6 +384,7 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
             # The next layer's rows at every vertex: the blocks feed the glue in order,
             # never concatenated.
             rows, lay = clock("forward", net.rows_for, l + 1, (blocks, lay, l), chunk, gpu)
+            check_finite_rows(rows, values_at(net, l + 1))
         if bar is not None:
             bar.set_postfix(regions=layer.num_faces, refresh=False)
             bar.update(1)
@@ -381,7 +400,7 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
     decision = None
     if decision_boundary:
         xy, outputs, decision = clock("geometry", _decision, xy, outputs, faces, net.num_layers + 1, rtol, threads,
-                                      validate)
+                                      validate, tols)
         stats["degenerate"] += decision.pop("degenerate")
         if bar is not None:
             bar.update(1)
@@ -453,7 +472,7 @@ def _cat(parts):
     return torch.cat(parts) if isinstance(parts[0], torch.Tensor) else np.concatenate(parts)
 
 
-def _max_layer(xy, rows, faces, lay, nl, layer_id, rtol, threads, budget=None, chunk=8192):
+def _max_layer(xy, rows, faces, lay, nl, layer_id, rtol, threads, budget=None, bounds=None, chunk=8192):
     """A max-type layer: for windows of k candidates, k - 1 refinements by
     ``max(c_0..c_{s-1}) - c_s`` (each a ReLU, max(a, b) = b + relu(a - b)), then the
     faces on both sides of a split line with the same winner are merged again."""
@@ -468,7 +487,7 @@ def _max_layer(xy, rows, faces, lay, nl, layer_id, rtol, threads, budget=None, c
         for a in range(0, len(rows), chunk):
             Xc = X[a:a + chunk]
             rows[a:a + chunk, :W] = Xc[:, idx[:, :s]].max(axis=2) - Xc[:, idx[:, s]]
-        out = _refine(xy, rows, faces, W, layer_id, rtol, threads, budget)
+        out = _refine(xy, rows, faces, W, layer_id, rtol, threads, budget, bounds)
         degenerate += int(out["degenerate"])
         xy = np.concatenate([xy, out["xy"]])
         rows = np.concatenate(out["rows_blocks"])
@@ -481,16 +500,15 @@ def _max_layer(xy, rows, faces, lay, nl, layer_id, rtol, threads, budget=None, c
     twin, face = he["twin"], he["face"]
     h = np.flatnonzero((lay_ == layer_id) & (twin > np.arange(len(twin))))  # one half of each split edge
     if len(h):
-        # The edge lies on a tie line of its window, and of every window sharing those two
-        # candidates (overlapping pools): it separates nothing when all of them keep
-        # their winner across it.
-        g_off, g_members = nl.groups
-        pos, cnt = _ragged_positions(g_off, unit[h])
-        edge = np.repeat(np.arange(len(h)), cnt)
-        w = g_members[pos]
+        # A split edge separates nothing when no window changes its winner across it. A
+        # window can only change winner across an edge that lies on one of its tie lines,
+        # wherever that line came from (coincident tie lines of different windows make
+        # one edge): so the windows to compare are those tied at both ends of the edge.
         X = rows[:, xcols[0]:xcols[1]]
+        floor = np.zeros(W) if bounds is None else np.asarray(bounds[0], dtype=np.float64)
+        edge, w = _tied_windows(X, idx, verts[h], he["origin"][he["next"][h]], rtol, floor)
         fa, fb = face[h][edge], face[twin[h]][edge]
-        win = _face_window_argmax(X, idx, off, verts, np.concatenate([fa, fb]), np.concatenate([w, w]))
+        win = _face_window_argmax(X, idx, off, verts, np.concatenate([fa, fb]), np.concatenate([w, w]), floor)
         differs = np.bincount(edge, weights=win[: len(w)] != win[len(w):], minlength=len(h)) > 0
         remove = np.zeros(len(verts), np.uint8)
         remove[h[~differs]] = 1
@@ -513,10 +531,11 @@ def _columns_from_input(net, slice, xy, l, cols, chunk):
     for a in range(0, len(xy), step):
         r, _ = net.rows_from_input(l, slice.to_input(xy[a:a + step]), chunk)
         out[a:a + step] = r[:, cols]
+    check_finite_rows(out, values_at(net, l))
     return out
 
 
-def _lean_layer(net, slice, xy, faces, layer_id, nl, rtol, threads, limit, chunk):
+def _lean_layer(net, slice, xy, faces, layer_id, nl, rtol, threads, limit, chunk, bounds):
     """Refine by one layer whose rows do not fit in memory: its units (or pooling
     windows) a chunk at a time, each chunk's values computed from the input at the
     current vertices. Cutting by some units of a layer, then by others, gives the same
@@ -529,12 +548,14 @@ def _lean_layer(net, slice, xy, faces, layer_id, nl, rtol, threads, limit, chunk
     degenerate, j = 0, 0
     while j < n_units:
         uc = min(u, n_units - j)
+        if 0.5 * limit // (16 * per_unit + 64) <= len(xy):  # not even one unit fits (see _budget_vertices)
+            _lean_over_limit(layer_id, len(xy), limit)
         try:
             if nl.kind == "elementwise":
                 N = nl.width
                 cols = np.concatenate([b * N + np.arange(j, j + uc) for b in range(len(nl.breakpoints))])
                 rows = _columns_from_input(net, slice, xy, layer_id, cols, chunk)
-                out = _refine(xy, rows, faces, len(cols), tmp, rtol, threads, (limit, 0))
+                out = _refine(xy, rows, faces, len(cols), tmp, rtol, threads, (limit, 0), bounds[:, cols])
                 degenerate += int(out["degenerate"])
                 new_xy = np.concatenate([xy, out["xy"]])
                 new_faces = (out["face_offsets"], out["face_verts"], out["he_layer"], out["he_unit"])
@@ -554,11 +575,11 @@ def _lean_layer(net, slice, xy, faces, layer_id, nl, rtol, threads, limit, chunk
                 sub_off = np.concatenate([[0], np.cumsum(np.bincount(owner[inside], minlength=uc))])
                 sub = _Sub(idx=inv.reshape(sub_idx.shape), in_numel=len(cand), groups=(sub_off, m[inside]), n_cut=uc)
                 new_xy, _, new_faces, step_parent, deg = _max_layer(xy, rows, faces, sub, sub, tmp, rtol, threads,
-                                                                    (limit, 0))
+                                                                    (limit, 0), bounds[:, j:j + uc])
                 degenerate += deg
         except MemoryLimitExceeded:
-            if uc == 1:
-                raise
+            if uc == 1:  # the refinement was labelled tmp: name the real layer
+                _lean_over_limit(layer_id, len(xy), limit)
             u = max(1, uc // 2)
             continue
         lay_, unit = new_faces[2], new_faces[3]
@@ -569,6 +590,13 @@ def _lean_layer(net, slice, xy, faces, layer_id, nl, rtol, threads, limit, chunk
         parent = parent[step_parent]
         j += uc
     return xy, faces, parent.astype(np.int32), degenerate
+
+
+def _lean_over_limit(layer_id, n_vertices, limit):
+    raise MemoryLimitExceeded(
+        f"the partition of this slice needs more than memory_limit = {format_bytes(limit)} at layer {layer_id} even "
+        f"with lean=True ({n_vertices} vertices so far; cutting by one unit at a time does not fit): compute it in "
+        "tiles with splinecam.partition_tiled(model, slice, memory_limit=...), zoom in, or raise memory_limit") from None
 
 
 class _Sub:
@@ -587,15 +615,59 @@ def _ragged_positions(off, rows):
     return pos, lens
 
 
-def _face_window_argmax(X, idx, off, verts, face, window):
+def _winners(cand, floor):
+    """Winner (candidate position, last axis) of windows whose candidates are ``cand``:
+    the first candidate within ``floor`` (broadcast over the candidates) of the maximum,
+    so that candidates equal up to rounding noise do not flip the winner."""
+    return np.argmax(cand >= cand.max(axis=-1, keepdims=True) - floor[..., None], axis=-1)
+
+
+def _tied_windows(X, idx, a, b, rtol, floor, budget=1 << 24):
+    """The pairs ``(edge, window)`` of the edges ``a[e] -> b[e]`` with the windows whose
+    two largest candidates are tied (within the snapping tolerance) at both ends of the
+    edge, among the windows whose winner is not the same at every vertex. Temporaries are
+    bounded by ``budget`` values."""
+    W, k = idx.shape
+    empty = np.zeros(0, np.int64)
+    if k < 2 or len(a) == 0:
+        return empty, empty
+    step = max(1, budget // (W * k))
+    first, active, scale = None, np.zeros(W, bool), np.zeros(W)
+    for s in range(0, len(X), step):
+        cand = X[s:s + step][:, idx]                                  # (n, W, k)
+        win = _winners(cand, floor)
+        first = win[0] if first is None else first
+        active |= (win != first).any(axis=0)
+        scale = np.maximum(scale, np.abs(cand).max(axis=(0, 2)))
+    act = np.flatnonzero(active)
+    if len(act) == 0:
+        return empty, empty
+    tie_tol = 4 * rtol * scale[act] + 4 * floor[act]  # above the chain columns' tolerance
+    ends, inv = np.unique(np.concatenate([a, b]), return_inverse=True)
+    tied = np.empty((len(ends), len(act)), bool)
+    step = max(1, budget // (len(act) * k))
+    for s in range(0, len(ends), step):
+        top = np.partition(X[ends[s:s + step]][:, idx[act]], k - 2, axis=2)[:, :, k - 2:]
+        tied[s:s + step] = top[:, :, 1] - top[:, :, 0] <= tie_tol
+    ia, ib = inv[:len(a)], inv[len(a):]
+    edges, wins = [], []
+    step = max(1, budget // len(act))
+    for s in range(0, len(a), step):
+        e, j = np.nonzero(tied[ia[s:s + step]] & tied[ib[s:s + step]])
+        edges.append(e + s)
+        wins.append(act[j])
+    return np.concatenate(edges), np.concatenate(wins)
+
+
+def _face_window_argmax(X, idx, off, verts, face, window, floor):
     """Winner (candidate position) of ``window[p]`` inside ``face[p]``, from the mean of
     the candidates over the face's vertices (an interior point: they are affine there)."""
     flat, lens = _ragged_positions(off, face)
     seg_start = np.cumsum(lens) - lens
     v = verts[flat]
     cand = X[v[:, None], idx[np.repeat(window, lens)]]          # (total, k)
-    sums = np.add.reduceat(cand, seg_start, axis=0)
-    return np.argmax(sums, axis=1)
+    means = np.add.reduceat(cand, seg_start, axis=0) / lens[:, None]
+    return _winners(means, floor[window])
 
 
 def _check(layer: Layer, where: str) -> None:
@@ -612,7 +684,7 @@ def face_means(values: np.ndarray, face_offsets: np.ndarray, face_verts: np.ndar
     return sums / counts[:, None]
 
 
-def _decision(xy, outputs, faces, layer_id, rtol, threads, validate):
+def _decision(xy, outputs, faces, layer_id, rtol, threads, validate, tols=None):
     """Refine the final hidden partition by the arg-max of the outputs (see module doc)."""
     V, C = outputs.shape
     # Column 0 is the breakpoint function being cut (snapped by the engine); columns
@@ -625,7 +697,8 @@ def _decision(xy, outputs, faces, layer_id, rtol, threads, validate):
             rows[:, 0] = rows[:, 1]  # zero level set of the single output
         else:
             rows[:, 0] = rows[:, 1:c + 1].max(axis=1) - rows[:, c + 1]
-        out = _refine(xy, rows, faces, 1, layer_id, rtol, threads)
+        out = _refine(xy, rows, faces, 1, layer_id, rtol, threads, None,
+                      None if tols is None else tols.decision_bounds(0 if C == 1 else c))
         degenerate += int(out["degenerate"])
         xy = np.concatenate([xy, out["xy"]])
         rows = np.concatenate(out["rows_blocks"])

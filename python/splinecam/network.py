@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import builtins
 import copy
+import math
 import operator
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -85,6 +86,24 @@ def _where(node: fx.Node) -> str:
             code = lines[i + 1] if i + 1 < len(lines) and not lines[i + 1].startswith("File ") else ""
             return f" at {lines[i][5:]}" + (f": {code}" if code else "")
     return ""
+
+
+def _training_message(training: List[Tuple[str, nn.Module]]) -> str:
+    """Why a model with modules in training mode is refused, naming the module that
+    matters: the first BatchNorm or Dropout in training mode, else the first innermost
+    module (one without children) in training mode."""
+    kinds = {"BatchNorm": nn.modules.batchnorm._NormBase, "Dropout": nn.modules.dropout._DropoutNd}
+    stochastic = [(n, m) for n, m in training if isinstance(m, tuple(kinds.values()))]
+    leaves = [(n, m) for n, m in training if next(m.children(), None) is None]
+    name, m = (stochastic or leaves or training)[0]
+    where = f"module '{name}' ({type(m).__name__})" if name else f"the model ({type(m).__name__})"
+    if stochastic:
+        present = " and ".join(k for k, t in kinds.items() if any(isinstance(s, t) for _, s in stochastic))
+        why = f"{present} then compute{'s' if ' and ' not in present else ''} a different function than at inference"
+    else:
+        why = "modules in training mode may compute a different function than at inference"
+    return f"the model is in training mode ({where} has training=True): {why}. Call model.eval() before " \
+           "splinecam.partition(...)."
 
 
 def _describe(node: fx.Node, gm: fx.GraphModule) -> str:
@@ -256,6 +275,8 @@ class Network:
         self.input_shape = tuple(input_shape)
         self.nodes: List[fx.Node] = list(gm.graph.nodes)
         self.pos = {n: i for i, n in enumerate(self.nodes)}
+        #: per hidden layer, the rounding floors of activation patterns (splinecam.tolerance)
+        self.pattern_floors: Optional[List[np.ndarray]] = None
         self._classify()
         self._propagate_shapes()
         self._liveness()
@@ -265,11 +286,9 @@ class Network:
     def from_model(cls, model: nn.Module, input_shape: Sequence[int]) -> "Network":
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
-        training = [n or type(model).__name__ for n, m in model.named_modules() if m.training]
+        training = [(n, m) for n, m in model.named_modules() if m.training]
         if training:
-            raise ValueError(
-                f"the model is in training mode (e.g. module '{training[0]}'): BatchNorm and Dropout then compute "
-                "a different function than at inference. Call model.eval() before splinecam.partition(...).")
+            raise ValueError(_training_message(training))
         for name, m in model.named_modules():
             if isinstance(m, nn.modules.batchnorm._NormBase) and m.running_mean is None:
                 raise UnsupportedModelError(
@@ -328,6 +347,10 @@ class Network:
             if self.pos[n] > self.pos[out]:
                 self.kind[n] = "dropped"
                 continue
+            if (n.op == "call_module" and getattr(gm.get_submodule(n.target), "return_indices", False)) or \
+                    n.kwargs.get("return_indices") is True:
+                raise self._unsupported(n, " with return_indices=True (the indices of the maxima are not piecewise "
+                                           "linear in the input; pass return_indices=False)")
             bps = _elementwise_breakpoints(n, gm)
             if bps is not None:
                 self.kind[n] = "nonlinear"
@@ -432,6 +455,13 @@ class Network:
                     (n.op == "call_method" and n.target in _SCALAR_METHODS)):
                 if sum(isinstance(a, fx.Node) and a in self.shape for a in n.args) > 1:
                     raise self._unsupported(n, " (a product of two tensors that depend on the input)")
+        # A layer with no units would reach the engine as an empty reduction: name it.
+        for n in self.nodes:
+            if n in self.shape and 0 in self.shape[n] and (n.op == "call_module" or self.kind.get(n) == "nonlinear"
+                                                           or n is self.output_node):
+                raise ValueError(f"{_describe(n, self.gm)}{_where(n)} has zero outputs (shape (n, "
+                                 f"{', '.join(map(str, self.shape[n]))})): every layer needs at least one unit; "
+                                 "check the model's layer sizes")
         out = self.output_node
         if out not in self.shape or len(self.shape[out]) != 1:
             shp = self.shape.get(out)
@@ -632,10 +662,7 @@ class Network:
         :attr:`device` when ``as_tensor`` is true (default: when the blocks are tensors,
         or the input is on a GPU; see :meth:`to`), else a numpy array."""
         lay = self.layout(l)
-        start = self._boundary(l - 1) + 1 if l > 1 else 0
-        stop = self._boundary(l)
-        seg = [n for n in self.nodes[start:stop] if n in self.shape or (n not in self.static and n.op != "output"
-                                                                        and self.kind.get(n) not in ("dropped",))]
+        seg = self._segment(l)
         if l == 1:
             x = source
             x = x.reshape(x.shape[0], -1)
@@ -659,20 +686,115 @@ class Network:
             for s in range(0, bk.shape[0], chunk):
                 part = bk[s:s + chunk].contiguous() if on_device else np.ascontiguousarray(bk[s:s + chunk])
                 m = part.shape[0]
-                if l == 1:
-                    x = part if on_device else torch.from_numpy(part)
-                    env = {self.nodes[0]: x.reshape(m, *self.input_shape)}
-                    for n, v in self.static.items():
-                        env[n] = v.materialize(m) if isinstance(v, _BatchTemplate) else v
-                else:
-                    env = self._chunk_env(prev_l, prev_lay, part)
-                for n in seg:
-                    if n in env or n.op == "placeholder":
-                        continue
-                    env[n] = self._exec(n, env)
+                env = self._segment_env(l, seg, prev_l, prev_lay, part if on_device or l > 1 else
+                                        torch.from_numpy(part))
                 self._write_row(l, lay, env, out[i:i + m])
                 i += m
         return out, lay
+
+    def _segment(self, l: int) -> List[fx.Node]:
+        """The nodes evaluated between hidden layer ``l - 1`` and hidden layer ``l``."""
+        start = self._boundary(l - 1) + 1 if l > 1 else 0
+        stop = self._boundary(l)
+        return [n for n in self.nodes[start:stop] if n in self.shape or (n not in self.static and n.op != "output"
+                                                                         and self.kind.get(n) not in ("dropped",))]
+
+    def _segment_env(self, l: int, seg, prev_l: int, prev_lay: Optional[RowLayout], part, inputs_hook=None) -> Dict:
+        """Every tensor of the segment before hidden layer ``l`` for one batch: from the
+        input ``part`` (``l = 1``) or from rows of layer ``prev_l``. ``inputs_hook(env,
+        keys)`` may rewrite the segment's per-vertex inputs before the glue runs."""
+        m = part.shape[0]
+        if l == 1:
+            env = {self.nodes[0]: part.reshape(m, *self.input_shape)}
+            for n, v in self.static.items():
+                env[n] = v.materialize(m) if isinstance(v, _BatchTemplate) else v
+            keys = [self.nodes[0]]
+        else:
+            env = self._chunk_env(prev_l, prev_lay, part)
+            keys = list(prev_lay.carry) + [self.layers[prev_l - 1].node]
+        if inputs_hook is not None:
+            inputs_hook(env, keys)
+        for n in seg:
+            if n in env or n.op == "placeholder":
+                continue
+            env[n] = self._exec(n, env)
+        return env
+
+    @torch.no_grad()
+    def magnitudes(self, x: torch.Tensor, probes: int = 3, seed: int = 0) -> Tuple[List[np.ndarray], List[np.ndarray]]:
+        """The rounding scales of every column of every layer's rows, at the inputs ``x``.
+
+        Each layer's values are an affine map of the tensors before it, ``z = A a + c``;
+        float64 evaluates ``A a`` with an error of a few ulps of its terms ``A_ji a_i``,
+        whatever ``z`` itself is (a unit that is exactly zero in exact arithmetic comes
+        out as noise of that size). The size of the terms is estimated from ``A (s * a)``
+        over random sign vectors ``s`` (``probes`` of them, seeded): its typical size is
+        the Euclidean norm of the terms.
+
+        Returns ``(direct, accumulated)``, each a list over layers ``1 .. L + 1`` (the
+        output last) of ``(n_cols,)`` arrays, the largest over ``x``:
+
+        - ``direct``: the terms of the layer's own glue applied to the previous layer's
+          values: the error the driver makes when it computes a layer's rows from the
+          previous layer's rows at a vertex;
+        - ``accumulated``: the terms applied to ``|a| + e``, with ``e`` the accumulated
+          scale of the inputs: the error of a forward pass from the input (lean layers,
+          activation patterns at points)."""
+        x = torch.as_tensor(x, dtype=torch.float64, device=self.device).reshape(len(x), -1)
+        gen = torch.Generator().manual_seed(seed)
+        n, P = len(x), probes
+        direct, accumulated = [], []
+        source, scale = x, torch.zeros_like(x)  # values and accumulated scales at x
+        for l in range(1, self.num_layers + 2):
+            lay, seg = self.layout(l), self._segment(l)
+            prev_l, prev_lay = (l - 1, self.layout(l - 1)) if l > 1 else (0, None)
+            scale_env = self._input_scales(l, prev_l, prev_lay, scale)
+
+            def hook(env, keys):
+                # blocks of n rows: the values, zero (the constant), P sign probes of the
+                # values, P sign probes of |values| + their accumulated scale
+                for k in keys:
+                    v = env[k].values if isinstance(env[k], _MaxResult) else env[k]
+                    if not isinstance(v, torch.Tensor):
+                        continue
+                    signs = (torch.randint(0, 2, v.shape, generator=gen, dtype=torch.float64) * 2 - 1).to(v.device)
+                    b = v.reshape(2 * P + 2, n, -1).clone()
+                    e = scale_env[k].reshape(1, n, -1)
+                    sg = signs.reshape(2 * P + 2, n, -1)
+                    b[1] = 0.0
+                    b[2:P + 2] *= sg[2:P + 2]
+                    b[P + 2:] = (b[P + 2:].abs() + e) * sg[P + 2:]
+                    b = b.reshape(v.shape)
+                    env[k] = _MaxResult(b, None) if isinstance(env[k], _MaxResult) else b
+
+            env = self._segment_env(l, seg, prev_l, prev_lay, source.repeat(2 * P + 2, 1), hook)
+            rows = torch.empty((n * (2 * P + 2), lay.n_cols), dtype=torch.float64, device=self.device)
+            self._write_row(l, lay, env, rows)
+            rows = rows.reshape(2 * P + 2, n, lay.n_cols)
+            # Mean absolute value, scaled to estimate the root-mean-square (for random signs
+            # E|sum s_i t_i| ~ sqrt(2 / pi) |t|): squares would overflow beyond 1e154.
+            d = (rows[2:P + 2] - rows[1]).abs().mean(dim=0) * math.sqrt(math.pi / 2)
+            acc = (rows[P + 2:] - rows[1]).abs().mean(dim=0) * math.sqrt(math.pi / 2)
+            direct.append(d.amax(dim=0).cpu().numpy())
+            accumulated.append(acc.amax(dim=0).cpu().numpy())
+            source, scale = rows[0], acc
+        return direct, accumulated
+
+    def _input_scales(self, l: int, prev_l: int, prev_lay: Optional[RowLayout], scale: torch.Tensor) -> Dict:
+        """Accumulated scales of the per-vertex inputs of the segment before layer ``l``,
+        from the scales ``scale`` of the previous layer's columns (or of the input)."""
+        n = scale.shape[0]
+        if l == 1:
+            return {self.nodes[0]: scale}
+        out = {k: scale[:, a:e] for k, (a, e) in prev_lay.carry.items()}
+        nl = self.layers[prev_l - 1]
+        if nl.kind == "elementwise":  # the output's error is at most its input's
+            out[nl.node] = scale[:, :nl.width]
+        else:
+            X = torch.cat([out[t].reshape(n, -1) for t in nl.inputs], dim=1)
+            out[nl.node] = X[:, torch.from_numpy(nl.idx).to(X.device)].amax(dim=2)
+        return out
+
 
     @torch.no_grad()
     def rows_from_input(self, l: int, x: torch.Tensor, chunk: int = 32768) -> Tuple[np.ndarray, RowLayout]:
@@ -725,13 +847,20 @@ class Network:
             nl = layer_of.get(n)
             if nl is None:
                 continue
+            floor = self.pattern_floors[len(res)] if self.pattern_floors is not None else None
             if nl.kind == "elementwise":
                 z = env[nl.inputs[0]].reshape(n_batch, -1).numpy()
-                res.append(np.concatenate([z - bp for bp in nl.breakpoints], axis=1))
+                v = np.concatenate([z - bp for bp in nl.breakpoints], axis=1)
+                if floor is not None:  # rounding noise is an exact zero (splinecam.tolerance)
+                    v[np.abs(v) <= floor] = 0.0
+                res.append(v)
             else:
                 X = torch.cat([env[t].reshape(n_batch, -1) for t in nl.inputs], dim=1).numpy()
                 cand = X[:, nl.idx]                                    # (n, W, k)
-                win = np.argmax(cand, axis=2)
+                if floor is None:
+                    win = np.argmax(cand, axis=2)
+                else:  # candidates within the floor of the maximum are tied: the first wins
+                    win = np.argmax(cand >= cand.max(axis=2, keepdims=True) - floor[:, None], axis=2)
                 onehot = np.full(cand.shape, -1.0)
                 np.put_along_axis(onehot, win[:, :, None], 1.0, axis=2)
                 res.append(onehot.reshape(n_batch, -1))

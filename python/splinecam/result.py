@@ -9,6 +9,7 @@ import torch
 
 from . import _core
 from .engine import Layer, face_means
+from .geometry import polygon_areas
 from .network import Network
 from .slice import Slice
 
@@ -165,13 +166,10 @@ class Partition:
         return np.split(coords, off[1:-1])
 
     def areas(self) -> np.ndarray:
-        """(F,) region areas (shoelace formula)."""
+        """(F,) region areas (shoelace formula, each region relative to one of its own
+        vertices: accurate wherever the slice lies in the plane)."""
         coords, off = self.faces()
-        nxt = np.roll(coords, -1, axis=0)
-        # the successor of a face's last vertex is its first vertex
-        nxt[off[1:] - 1] = coords[off[:-1]]
-        cross = coords[:, 0] * nxt[:, 1] - coords[:, 1] * nxt[:, 0]
-        return 0.5 * np.add.reduceat(cross, off[:-1])
+        return polygon_areas(coords, off)
 
     def centroids(self) -> np.ndarray:
         """(F, 2) vertex means of each region: interior points of the convex regions."""
@@ -254,8 +252,11 @@ class Partition:
         poly = self.slice.polygon
         d = np.roll(poly, -1, axis=0) - poly
         side = d[None, :, 0] * (pts[:, None, 1] - poly[None, :, 1]) - d[None, :, 1] * (pts[:, None, 0] - poly[None, :, 0])
-        scale = np.abs(poly).max() * np.linalg.norm(d, axis=1).max()
-        inside = np.all(side >= -1e-12 * scale, axis=1)
+        dist = side / np.linalg.norm(d, axis=1)[None, :]  # signed distance inside each domain edge
+        # Within rounding of the boundary counts as inside: a fraction of the slice's
+        # diameter, or the float64 resolution of the coordinates if that is coarser.
+        tol = max(1e-12 * float(np.linalg.norm(np.ptp(poly, axis=0))), 4 * float(np.spacing(np.abs(poly).max())))
+        inside = np.all(dist >= -tol, axis=1)
         if not inside.any():
             return out
         keys = np.packbits(self._net.patterns(self.slice.to_input(pts[inside]), self.num_layers), axis=1)
@@ -276,15 +277,17 @@ class Partition:
         coords, off = self.faces()
         nxt = np.roll(coords, -1, axis=0)
         nxt[off[1:] - 1] = coords[off[:-1]]
-        face = np.repeat(np.arange(self.num_regions), np.diff(off))
+        d = nxt - coords
+        length = np.hypot(d[:, 0], d[:, 1])
         res = np.full(len(pts), -1, np.int64)
+        # No tolerance at all: each point goes to the region it is deepest inside (largest
+        # smallest signed distance to the region's edge lines) - its own region, or one of
+        # the regions it lies on the boundary of within rounding.
         for i, p in enumerate(pts):
-            s = (nxt[:, 0] - coords[:, 0]) * (p[1] - coords[:, 1]) - (nxt[:, 1] - coords[:, 1]) * (p[0] - coords[:, 0])
-            tol = 1e-9 * np.hypot(nxt[:, 0] - coords[:, 0], nxt[:, 1] - coords[:, 1]) * (np.abs(p).max() + 1)
-            bad = np.bincount(face, weights=(s < -tol), minlength=self.num_regions)
-            ok = np.flatnonzero(bad == 0)
-            if len(ok):
-                res[i] = ok[0]
+            s = d[:, 0] * (p[1] - coords[:, 1]) - d[:, 1] * (p[0] - coords[:, 0])
+            with np.errstate(divide="ignore", invalid="ignore"):
+                dist = np.where(length > 0, s / length, np.inf)
+            res[i] = int(np.argmax(np.minimum.reduceat(dist, off[:-1])))
         return res
 
     # -- statistics and sampling (splinecam.stats, splinecam.sampling) --------------------

@@ -7,7 +7,13 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from .geometry import polygon_area
+
 __all__ = ["Slice", "convex_polygon"]
+
+#: Bounds on polygon coordinates (largest magnitude) and extent (largest side of the
+#: bounding box): squares of them stay far from float64's overflow and underflow.
+_MAX_COORD, _MIN_EXTENT = 1e100, 1e-100
 
 
 def convex_polygon(polygon, name: str = "polygon") -> np.ndarray:
@@ -15,7 +21,8 @@ def convex_polygon(polygon, name: str = "polygon") -> np.ndarray:
     array. Either orientation is accepted; a repeated closing vertex is dropped.
 
     Raises ``ValueError`` naming the problem for non-finite, degenerate (fewer than three
-    distinct corners, zero area), non-convex or self-intersecting input."""
+    distinct corners, zero area, smaller than 1e-100), too large (coordinates beyond
+    1e100), non-convex or self-intersecting input."""
     p = np.asarray(polygon.detach().cpu() if isinstance(polygon, torch.Tensor) else polygon, dtype=np.float64)
     if p.ndim != 2 or p.shape[1] != 2:
         raise ValueError(f"{name} must have shape (k, 2) (plane coordinates of its corners); got {p.shape}")
@@ -28,10 +35,18 @@ def convex_polygon(polygon, name: str = "polygon") -> np.ndarray:
     p = p[keep] if keep.any() else p[:1]
     if len(p) < 3:
         raise ValueError(f"{name} needs at least three distinct corners; got {len(p)}")
+    # Products of coordinates (areas, cross products) must neither overflow nor underflow.
+    fix = "; use Slice(origin, basis * s, polygon / s) with a scale s that brings its coordinates near 1"
+    size, extent = float(np.max(np.abs(p))), float(np.max(np.ptp(p, axis=0)))
+    if size > _MAX_COORD:
+        raise ValueError(f"{name} has coordinates too large to compute with in float64 (up to {size:.3g}, the limit "
+                         f"is {_MAX_COORD:.0e}: products of them overflow){fix}")
+    if extent < _MIN_EXTENT:
+        raise ValueError(f"{name} is too small to compute with in float64 (degenerate: it spans {extent:.3g}, the "
+                         f"limit is {_MIN_EXTENT:.0e}: products of its sides underflow){fix}")
     d = np.roll(p, -1, axis=0) - p
     cross = d[:, 0] * np.roll(d, -1, axis=0)[:, 1] - d[:, 1] * np.roll(d, -1, axis=0)[:, 0]
-    q = p - p[0]  # relative coordinates: the area of a tiny polygon far from the origin stays accurate
-    area2 = float(np.sum(q[:, 0] * np.roll(q, -1, axis=0)[:, 1] - q[:, 1] * np.roll(q, -1, axis=0)[:, 0]))
+    area2 = 2.0 * polygon_area(p)  # relative coordinates: accurate for a tiny polygon far from the origin
     scale = float(np.max(np.abs(p - p.mean(axis=0))))
     sv = np.linalg.svd(p - p.mean(axis=0), compute_uv=False)
     if sv[-1] <= 1e-12 * sv[0]:
@@ -161,8 +176,7 @@ class Slice:
 
     @property
     def area(self) -> float:
-        p = self._polygon - self._polygon[0]
-        return 0.5 * float(np.sum(p[:, 0] * np.roll(p[:, 1], -1) - p[:, 1] * np.roll(p[:, 0], -1)))
+        return polygon_area(self._polygon)
 
     def to_input(self, u) -> torch.Tensor:
         """Map plane points ``(n, 2)`` to model inputs ``(n, *input_shape)`` (float64)."""

@@ -16,72 +16,11 @@ from typing import Tuple, Union
 import numpy as np
 
 from . import _core
+from .geometry import clip_halfplanes, polygon_areas, polygon_moments, take
 
 __all__ = ["regions_per_layer", "region_areas", "region_moments", "region_eccentricity",
            "region_diameters", "local_complexity", "decision_boundary_length", "regions_on_boundary",
            "adjacency", "summary"]
-
-
-# -- ragged-polygon helpers -------------------------------------------------------------
-def _next_index(off: np.ndarray) -> np.ndarray:
-    """For ragged polygons with offsets ``off``: index of each vertex's successor."""
-    n = off[-1]
-    nxt = np.arange(1, n + 1, dtype=np.int64)
-    counts = np.diff(off)
-    last = off[1:][counts > 0] - 1
-    nxt[last] = off[:-1][counts > 0]
-    return nxt
-
-
-def _face_ids(off: np.ndarray) -> np.ndarray:
-    return np.repeat(np.arange(len(off) - 1), np.diff(off))
-
-
-def _ragged_areas(coords: np.ndarray, off: np.ndarray) -> np.ndarray:
-    """Signed shoelace areas of ragged polygons; polygons with no vertices get 0."""
-    nf = len(off) - 1
-    if len(coords) == 0:
-        return np.zeros(nf)
-    face = _face_ids(off)
-    # Shift every polygon to its first vertex: smaller numbers, less cancellation.
-    first = np.repeat(np.minimum(off[:-1], max(len(coords) - 1, 0)), np.diff(off))
-    p = coords - coords[first]
-    q = p[_next_index(off)]
-    cross = p[:, 0] * q[:, 1] - p[:, 1] * q[:, 0]
-    return 0.5 * np.bincount(face, weights=cross, minlength=nf)
-
-
-def _ragged_moments(coords: np.ndarray, off: np.ndarray):
-    """Exact area, area centroid and central second moments of ragged polygons.
-
-    Returns ``area`` (F,), ``centroid`` (F, 2) and ``M`` (F, 2, 2) with
-    ``M = [[∫(x-cx)² dA, ∫(x-cx)(y-cy) dA], [.., ∫(y-cy)² dA]]`` (Green's theorem on
-    each edge; every polygon is shifted to its vertex mean first for accuracy)."""
-    nf = len(off) - 1
-    face = _face_ids(off)
-    counts = np.diff(off)
-    mean = np.add.reduceat(coords, off[:-1], axis=0) / counts[:, None]
-    p = coords - mean[face]
-    q = p[_next_index(off)]
-    x0, y0, x1, y1 = p[:, 0], p[:, 1], q[:, 0], q[:, 1]
-    cr = x0 * y1 - x1 * y0
-
-    def s(w):
-        return np.bincount(face, weights=w, minlength=nf)
-
-    area = 0.5 * s(cr)
-    sx = s((x0 + x1) * cr) / 6.0                                   # ∫ x dA
-    sy = s((y0 + y1) * cr) / 6.0                                   # ∫ y dA
-    sxx = s((x0 * x0 + x0 * x1 + x1 * x1) * cr) / 12.0            # ∫ x² dA
-    syy = s((y0 * y0 + y0 * y1 + y1 * y1) * cr) / 12.0            # ∫ y² dA
-    sxy = s((x0 * y1 + 2 * x0 * y0 + 2 * x1 * y1 + x1 * y0) * cr) / 24.0  # ∫ xy dA
-    with np.errstate(divide="ignore", invalid="ignore"):
-        cx, cy = sx / area, sy / area
-    M = np.empty((nf, 2, 2))
-    M[:, 0, 0] = sxx - area * cx * cx
-    M[:, 1, 1] = syy - area * cy * cy
-    M[:, 0, 1] = M[:, 1, 0] = sxy - area * cx * cy
-    return area, np.stack([cx, cy], axis=1) + mean, M
 
 
 def _principal(M: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -94,42 +33,6 @@ def _principal(M: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     with np.errstate(divide="ignore", invalid="ignore"):
         lo = np.where(hi > 0, (a * d - b * b) / hi, 0.0)
     return hi, np.maximum(lo, 0.0)
-
-
-def _clip(coords: np.ndarray, off: np.ndarray, normal: np.ndarray, bound: np.ndarray):
-    """Clip ragged convex polygons to the half-planes ``normal[i] . u <= bound[i]``
-    (one per polygon; Sutherland-Hodgman, vectorised). Returns new ``(coords, off)``;
-    polygons may become empty (no vertices)."""
-    nf = len(off) - 1
-    if len(coords) == 0:
-        return coords, off
-    face = _face_ids(off)
-    nxt = _next_index(off)
-    s = coords @ np.asarray(normal, float).T if normal.ndim == 1 else np.einsum("ij,ij->i", coords, normal[face])
-    s = s - (bound if np.ndim(bound) == 0 else bound[face])
-    inside = s <= 0
-    sj = s[nxt]
-    cross = inside != (sj <= 0)
-    k = inside.astype(np.int64) + cross
-    pos = np.cumsum(k) - k
-    out = np.empty((int(k.sum()), 2))
-    out[pos[inside]] = coords[inside]
-    ic = np.flatnonzero(cross)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = s[ic] / (s[ic] - sj[ic])
-    out[pos[ic] + inside[ic]] = coords[ic] + t[:, None] * (coords[nxt[ic]] - coords[ic])
-    new_off = np.zeros(nf + 1, np.int64)
-    np.cumsum(np.bincount(face, weights=k, minlength=nf).astype(np.int64), out=new_off[1:])
-    return out, new_off
-
-
-def _take(coords: np.ndarray, off: np.ndarray, which: np.ndarray):
-    """The ragged sub-array of polygons ``which`` (repeats allowed)."""
-    counts = np.diff(off)[which]
-    new_off = np.zeros(len(which) + 1, np.int64)
-    np.cumsum(counts, out=new_off[1:])
-    start = np.repeat(off[:-1][which] - new_off[:-1], counts)
-    return coords[np.arange(new_off[-1]) + start], new_off
 
 
 def _strip_pieces(coords, off, edges, axis):
@@ -153,14 +56,14 @@ def _strip_pieces(coords, off, edges, axis):
     reps = i1 - i0 + 1
     src = np.repeat(ok, reps)
     strip = np.repeat(i0 - np.cumsum(reps) + reps, reps) + np.arange(int(reps.sum()))
-    pc, po = _take(coords, off, src)
+    pc, po = take(coords, off, src)
     e = np.zeros(2)
     e[axis] = 1.0
-    pc, po = _clip(pc, po, -e, -edges[strip])      # u[axis] >= edges[strip]
-    pc, po = _clip(pc, po, e, edges[strip + 1])    # u[axis] <= edges[strip + 1]
+    pc, po = clip_halfplanes(pc, po, -e, -edges[strip])      # u[axis] >= edges[strip]
+    pc, po = clip_halfplanes(pc, po, e, edges[strip + 1])    # u[axis] <= edges[strip + 1]
     keep = np.diff(po) > 0
     if not keep.all():
-        pc, po = _take(pc, po, np.flatnonzero(keep))
+        pc, po = take(pc, po, np.flatnonzero(keep))
         src, strip = src[keep], strip[keep]
     return pc, po, src, strip
 
@@ -170,7 +73,7 @@ def _area_in_cells(coords, off, weights, xedges, yedges) -> np.ndarray:
     nx, ny = len(xedges) - 1, len(yedges) - 1
     c1, o1, src1, ix = _strip_pieces(coords, off, xedges, 0)
     c2, o2, src2, iy = _strip_pieces(c1, o1, yedges, 1)
-    a = _ragged_areas(c2, o2)
+    a = polygon_areas(c2, o2)
     w = weights[src1[src2]] * a
     return np.bincount(ix[src2] * ny + iy, weights=w, minlength=nx * ny).reshape(nx, ny)
 
@@ -186,7 +89,7 @@ def region_areas(P) -> np.ndarray:
     """(F,) float64 area of every region (shoelace formula); they sum to
     ``P.slice.area``."""
     coords, off = P.faces()
-    return _ragged_areas(coords, off)
+    return polygon_areas(coords, off)
 
 
 def region_moments(P) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -201,7 +104,7 @@ def region_moments(P) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         Central second moment of area ``∫ (u - centroid)(u - centroid)^T dA``.
     """
     coords, off = P.faces()
-    return _ragged_moments(coords, off)
+    return polygon_moments(coords, off)
 
 
 def region_eccentricity(P) -> np.ndarray:
@@ -273,7 +176,7 @@ def local_complexity(P, bins: Union[int, Tuple[int, int]] = 64
     """
     xedges, yedges = _grid_edges(P, bins)
     coords, off = P.faces()
-    areas = _ragged_areas(coords, off)
+    areas = polygon_areas(coords, off)
     frac = _area_in_cells(coords, off, 1.0 / areas, xedges, yedges)
     poly = P.slice.polygon
     dom = _area_in_cells(poly, np.array([0, len(poly)], np.int64), np.ones(1), xedges, yedges)

@@ -20,33 +20,12 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from .geometry import clip_axis, convex_hull, polygon_area
+from .checks import check_partition_args
 from .engine import MemoryLimitExceeded, default_memory_limit, partition
 from .slice import Slice
 
 __all__ = ["partition_tiled", "TiledPartition", "tile_polygons"]
-
-
-def _clip(poly: np.ndarray, axis: int, value: float, keep_below: bool) -> np.ndarray:
-    """Clip a convex polygon by the half-plane x[axis] <= value (or >=)."""
-    out = []
-    n = len(poly)
-    for i in range(n):
-        p, q = poly[i], poly[(i + 1) % n]
-        ip = (p[axis] <= value) if keep_below else (p[axis] >= value)
-        iq = (q[axis] <= value) if keep_below else (q[axis] >= value)
-        if ip:
-            out.append(p)
-        if ip != iq:
-            t = (value - p[axis]) / (q[axis] - p[axis])
-            r = p + t * (q - p)
-            r[axis] = value
-            out.append(r)
-    return np.array(out).reshape(-1, 2)
-
-
-def _area(p: np.ndarray) -> float:
-    q = p - p[0]
-    return 0.5 * float(np.sum(q[:, 0] * np.roll(q[:, 1], -1) - q[:, 1] * np.roll(q[:, 0], -1)))
 
 
 def tile_polygons(polygon, tiles: Union[int, Tuple[int, int]]) -> List[np.ndarray]:
@@ -57,21 +36,21 @@ def tile_polygons(polygon, tiles: Union[int, Tuple[int, int]]) -> List[np.ndarra
     lo, hi = poly.min(axis=0), poly.max(axis=0)
     xs = np.linspace(lo[0], hi[0], nx + 1)
     ys = np.linspace(lo[1], hi[1], ny + 1)
-    total = _area(poly)
+    total = polygon_area(poly)
     out = []
     for i in range(nx):
         strip = poly
         if i > 0:
-            strip = _clip(strip, 0, xs[i], keep_below=False)
+            strip = clip_axis(strip, 0, xs[i], keep_below=False)
         if i < nx - 1:
-            strip = _clip(strip, 0, xs[i + 1], keep_below=True)
+            strip = clip_axis(strip, 0, xs[i + 1], keep_below=True)
         for j in range(ny):
             cell = strip
             if len(cell) and j > 0:
-                cell = _clip(cell, 1, ys[j], keep_below=False)
+                cell = clip_axis(cell, 1, ys[j], keep_below=False)
             if len(cell) and j < ny - 1:
-                cell = _clip(cell, 1, ys[j + 1], keep_below=True)
-            if len(cell) >= 3 and _area(cell) > 1e-12 * total:
+                cell = clip_axis(cell, 1, ys[j + 1], keep_below=True)
+            if len(cell) >= 3 and polygon_area(cell) > 1e-12 * total:
                 out.append(cell)
     return out
 
@@ -98,11 +77,19 @@ def _piece_keys(P, domain: np.ndarray, tile: int) -> np.ndarray:
     nxt[off[1:] - 1] = verts[off[:-1]]
     face = np.repeat(np.arange(P.num_regions), np.diff(off))
     h = np.flatnonzero(f.he_layer == -1)
-    mid = 0.5 * (P._xy[verts[h]] + P._xy[nxt[h]])
-    d = np.roll(domain, -1, axis=0) - domain
-    side = d[None, :, 0] * (mid[:, None, 1] - domain[None, :, 1]) - d[None, :, 1] * (mid[:, None, 0] - domain[None, :, 0])
-    scale = np.linalg.norm(d, axis=1)[None, :] * (np.abs(domain).max() + np.abs(d).max())
-    inner = np.all(side > 1e-9 * scale, axis=1)  # on a tile edge inside the slice, not on its boundary
+    # Everything relative to the slice: coordinates centred on it, the tolerance a
+    # fraction of its diameter (never of the distance to the plane's origin, which made
+    # every tile edge of a small slice far from (0, 0) look like the slice boundary).
+    centre = domain.mean(axis=0)
+    dom = domain - centre
+    mid = 0.5 * ((P._xy[verts[h]] - centre) + (P._xy[nxt[h]] - centre))
+    d = np.roll(dom, -1, axis=0) - dom
+    side = d[None, :, 0] * (mid[:, None, 1] - dom[None, :, 1]) - d[None, :, 1] * (mid[:, None, 0] - dom[None, :, 0])
+    dist = side / np.linalg.norm(d, axis=1)[None, :]  # signed distance of the midpoint inside each slice edge
+    diameter = float(np.linalg.norm(dom.max(axis=0) - dom.min(axis=0)))
+    # On a tile edge inside the slice, not on its boundary. Calling a piece on the
+    # boundary inner only costs one forward pass; the reverse would leave it unstitched.
+    inner = np.all(dist > 1e-12 * diameter, axis=1)
     touching = np.unique(face[h[inner]])
     keys = np.empty((P.num_regions, 2), np.uint64)
     keys[:, 0] = _UNIQUE | np.uint64(tile)
@@ -111,27 +98,6 @@ def _piece_keys(P, domain: np.ndarray, tile: int) -> np.ndarray:
         pat = P._net.patterns(P.slice.to_input(P.centroids()[touching]), P.num_layers)
         keys[touching] = _digests(pat)
     return keys
-
-
-def _hull(points: np.ndarray) -> np.ndarray:
-    """Convex hull (counter-clockwise, monotone chain) of a few points."""
-    pts = np.unique(points, axis=0)
-    if len(pts) < 3:
-        return pts
-
-    def cross(o, a, b):
-        return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
-
-    lower, upper = [], []
-    for p in pts:
-        while len(lower) >= 2 and cross(lower[-2], lower[-1], p) <= 0:
-            lower.pop()
-        lower.append(p)
-    for p in pts[::-1]:
-        while len(upper) >= 2 and cross(upper[-2], upper[-1], p) <= 0:
-            upper.pop()
-        upper.append(p)
-    return np.array(lower[:-1] + upper[:-1])
 
 
 class TiledPartition:
@@ -180,7 +146,7 @@ class TiledPartition:
         groups = [[] for _ in range(self.num_regions)]
         for poly, r in zip(self._piece_polys, self.piece_region):
             groups[r].append(poly)
-        return [g[0] if len(g) == 1 else _hull(np.concatenate(g)) for g in groups]
+        return [g[0] if len(g) == 1 else convex_hull(np.concatenate(g)) for g in groups]
 
     @property
     def decision_boundary(self) -> np.ndarray:
@@ -224,7 +190,10 @@ def partition_tiled(model, slice: Slice, *, tiles: Union[int, Tuple[int, int]] =
     if not isinstance(slice, Slice):
         raise TypeError(f"slice must be a splinecam.Slice; got {type(slice).__name__}")
     t0 = time.perf_counter()
-    limit = int(memory_limit) if memory_limit is not None else default_memory_limit()
+    # Checked as partition() would, before any tile.
+    limit = check_partition_args(memory_limit=memory_limit, **{k: kwargs[k] for k in ("rtol", "chunk", "threads")
+                                                               if k in kwargs})[1]
+    limit = limit if limit is not None else default_memory_limit()
     queue = [(p, 0) for p in tile_polygons(slice.polygon, tiles)]
     done_tiles, parts, paths = [], [], []
     digests, piece_tile, piece_area, piece_polys, decision = [], [], [], [], []

@@ -18,6 +18,8 @@ vectors need not be orthogonal, so the inverse map on the plane is
 import numpy as np
 import torch
 
+from .geometry import convex_hull, polygon_area
+
 __all__ = [
     "get_proj_mat",
     "to_plane_coords",
@@ -150,29 +152,9 @@ def create_polytope_2d(scale=1, seed=None, init_points_n=30):
     ``scale``. Returns a closed ``(k+1, 2)`` numpy array (counter-clockwise)."""
     rng = np.random.default_rng(seed=seed)
     pts = rng.random((init_points_n, 2))
-    hull = _convex_hull(pts)
+    hull = convex_hull(pts)
     hull = (hull - hull.mean(0)) * scale
     return np.vstack([hull, hull[:1]])
-
-
-def _convex_hull(pts):
-    """Counter-clockwise convex hull of 2-D points (monotone chain), no repeated vertex."""
-    pts = np.unique(np.asarray(pts, dtype=np.float64), axis=0)  # sorted by x, then y
-    if len(pts) < 3:
-        return pts
-
-    def cross(o, a, b):
-        return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
-
-    def chain(points):
-        out = []
-        for p in points:
-            while len(out) >= 2 and cross(out[-2], out[-1], p) <= 0:
-                out.pop()
-            out.append(p)
-        return out[:-1]
-
-    return np.array(chain(pts) + chain(pts[::-1]))
 
 
 def _open_poly(poly):
@@ -182,9 +164,8 @@ def _open_poly(poly):
 
 def region_area_2d(poly):
     """Area of a 2-D polygon (closed or open vertex list), as a 0-d float64 tensor."""
-    p = _open_poly(poly)
-    x, y = p[:, 0], p[:, 1]
-    return 0.5 * torch.abs(torch.sum(x * torch.roll(y, -1) - y * torch.roll(x, -1)))
+    # shoelace relative to the polygon's first vertex (splinecam.geometry)
+    return torch.tensor(abs(polygon_area(_open_poly(poly).numpy())), dtype=torch.float64)
 
 
 def region_eccentricity_2d(poly, eps=1e-10):

@@ -25,6 +25,13 @@ SPLINECAM_HD bool strictly_crosses(double za, double zb) {
 // an edge compute bit-identical crossings.
 SPLINECAM_HD double crossing_t(double za, double zb) { return za / (za - zb); }
 
+// The snapping tolerance of a column: t = rtol * max |z| over the vertices, raised to
+// the column's floor (values below it are rounding noise) and lowered to its cap.
+SPLINECAM_HD double bounded_tolerance(double t, double floor, double cap) {
+  t = t < floor ? floor : t;
+  return t > cap ? cap : t;
+}
+
 // Snap the first n_cut entries of one row: |z| <= tol[j] becomes exactly 0.
 // row: [n_cols] values of one vertex; tol: [n_cut] per-column absolute tolerance.
 // Returns the number of entries that are exactly zero afterwards.

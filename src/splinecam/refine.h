@@ -2,7 +2,10 @@
 // layer's breakpoint functions, given their values at the current vertices.
 //
 // Phases (each a per-element body run by a launcher):
-//   0. tolerance: per column, |z| <= rtol * max_v |z| is snapped to exactly 0;
+//   0. tolerance: per column, |z| <= tol_j is snapped to exactly 0, where tol_j is
+//      rtol * max_v |z_j| clamped to [floor_j, cap_j] when the caller gives bounds (the
+//      driver's tolerance policy: a rounding floor, and a cap that keeps two
+//      breakpoints of one unit apart);
 //   1. edge table of the current faces;
 //   2. per edge: crossings of every column, sorted along the edge, coincident ones
 //      merged into one vertex (shared by both faces of the edge);
@@ -32,6 +35,7 @@ struct RefineInput {
   const int32_t* he_unit = nullptr;        // [H]
   int32_t layer_id = 0;                    // label given to the new edges
   double rtol = 1e-10;                     // relative snapping tolerance per column
+  const double* tol_bounds = nullptr;      // [2 * n_cut] or null: floor_j, then cap_j
   int64_t max_new_vertices = 0;            // memory budget: stop past this many (0 = none)
   int num_threads = 0;                     // 0 = all hardware threads
 };
