@@ -190,7 +190,7 @@ def test_lean_equals_default_with_duplicated_units_on_a_zoom(seed):
     c = P0.vertices[np.argmin(np.linalg.norm(P0.vertices - [2.4, 1.3], axis=1))] + 1e-7
     sl = _square(c, 0.5e-6)
     P = sc.partition(m, sl, progress=False)
-    Q = sc.partition(m, sl, progress=False, lean=True, memory_limit=6000)
+    Q = sc.partition(m, sl, progress=False, lean=True, memory_limit=3000)
     assert Q.run_info["lean"]
     assert Q.num_regions == P.num_regions
     assert _region_patterns(Q) == _region_patterns(P)

@@ -82,7 +82,7 @@ def test_lean_mode_gives_the_same_partition(which):
         g = torch.Generator().manual_seed(0)
         sl = splinecam.Slice.through(*torch.randn(3, 3, 6, 6, generator=g))
     P = splinecam.partition(model, sl, progress=False)
-    limit = 400_000
+    limit = 400_000 if which == "cnn" else 200_000  # below one pass, above one unit at a time
     with pytest.raises(splinecam.MemoryLimitExceeded, match="lean=True"):
         splinecam.partition(model, sl, progress=False, memory_limit=limit)
     Q = splinecam.partition(model, sl, progress=False, memory_limit=limit, lean=True, validate=True)

@@ -143,10 +143,11 @@ def _budget_vertices(budget, n_vertices, width, layer_id):
     if budget is None:
         return 0
     limit, next_width = budget
-    # Rows of the old and new vertices (new ones may sit in growing buffers: twice),
-    # the next layer's rows, and half of the limit left for everything else.
+    # At the peak, every vertex (old and new) holds its rows twice (the rows of a
+    # refinement by some columns, concatenated before the next columns are cut) and the
+    # next layer's rows; 5% of the limit is left for coordinates, faces and temporaries.
     per_vertex = 8 * (2 * width + next_width) + 64
-    max_new = int(0.5 * limit // per_vertex) - n_vertices
+    max_new = int(0.95 * limit // per_vertex) - n_vertices
     if max_new <= 0:
         _over_limit(layer_id, n_vertices, limit, width)
     return max_new
@@ -390,7 +391,7 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
             bar.update(1)
     if lean:
         C = net.num_outputs
-        rows = _columns_from_input(net, slice, xy, net.num_layers + 1, np.arange(C), chunk)
+        rows = _columns_from_input(net, slice, xy, net.num_layers + 1, np.arange(C), chunk, limit)
     stats["lean"] = lean
     xy, faces = _host(xy), tuple(_host(f) for f in faces)
     outputs = _host(rows)  # (V, C) model outputs at every vertex of the final partition
@@ -522,12 +523,16 @@ def _max_layer(xy, rows, faces, lay, nl, layer_id, rtol, threads, budget=None, b
     return xy, rows, faces, parent.astype(np.int32), degenerate
 
 
-def _columns_from_input(net, slice, xy, l, cols, chunk):
+def _columns_from_input(net, slice, xy, l, cols, chunk, limit=None):
     """Columns ``cols`` of layer ``l``'s rows at the points ``xy``, by forward passes from
     the input in batches: no (V, width) matrix is ever whole."""
     out = np.empty((len(xy), len(cols)))
-    widest = max(net.layout(k).n_cols for k in range(1, l + 1))  # every layer up to l is built per batch
-    step = max(64, min(chunk, (1 << 21) // max(widest, 1)))
+    # Every layer up to l is built per batch, with the glue's temporaries: a batch's
+    # values stay within a tenth of the memory limit.
+    widths = [net.layout(k).n_cols for k in range(1, l + 1)]
+    step = max(16, min(chunk, (1 << 21) // max(max(widths), 1)))
+    if limit is not None:
+        step = max(16, min(step, int(0.1 * limit) // (16 * sum(widths))))
     for a in range(0, len(xy), step):
         r, _ = net.rows_from_input(l, slice.to_input(xy[a:a + step]), chunk)
         out[a:a + step] = r[:, cols]
@@ -554,7 +559,7 @@ def _lean_layer(net, slice, xy, faces, layer_id, nl, rtol, threads, limit, chunk
             if nl.kind == "elementwise":
                 N = nl.width
                 cols = np.concatenate([b * N + np.arange(j, j + uc) for b in range(len(nl.breakpoints))])
-                rows = _columns_from_input(net, slice, xy, layer_id, cols, chunk)
+                rows = _columns_from_input(net, slice, xy, layer_id, cols, chunk, limit)
                 out = _refine(xy, rows, faces, len(cols), tmp, rtol, threads, (limit, 0), bounds[:, cols])
                 degenerate += int(out["degenerate"])
                 new_xy = np.concatenate([xy, out["xy"]])
@@ -565,15 +570,8 @@ def _lean_layer(net, slice, xy, faces, layer_id, nl, rtol, threads, limit, chunk
                 cand, inv = np.unique(sub_idx, return_inverse=True)
                 x0 = net.layout(layer_id).n_cut
                 rows = np.zeros((len(xy), uc + len(cand)))
-                rows[:, uc:] = _columns_from_input(net, slice, xy, layer_id, x0 + cand, chunk)
-                # The groups of this chunk's windows, restricted to the chunk.
-                g_off, g_members = nl.groups
-                pos, lens = _ragged_positions(g_off, np.arange(j, j + uc))
-                owner = np.repeat(np.arange(uc), lens)
-                m = g_members[pos] - j
-                inside = (m >= 0) & (m < uc)
-                sub_off = np.concatenate([[0], np.cumsum(np.bincount(owner[inside], minlength=uc))])
-                sub = _Sub(idx=inv.reshape(sub_idx.shape), in_numel=len(cand), groups=(sub_off, m[inside]), n_cut=uc)
+                rows[:, uc:] = _columns_from_input(net, slice, xy, layer_id, x0 + cand, chunk, limit)
+                sub = _Sub(idx=inv.reshape(sub_idx.shape), in_numel=len(cand), n_cut=uc)
                 new_xy, _, new_faces, step_parent, deg = _max_layer(xy, rows, faces, sub, sub, tmp, rtol, threads,
                                                                     (limit, 0), bounds[:, j:j + uc])
                 degenerate += deg

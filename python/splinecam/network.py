@@ -127,7 +127,6 @@ class Nonlinearity:
     breakpoints: Tuple[float, ...] = ()   # elementwise: values of z where the slope changes
     idx: Optional[np.ndarray] = None      # max: (W, k) candidate indices into the flattened inputs
     in_numel: int = 0
-    groups: Optional[tuple] = None        # max: per window, itself and the windows sharing two candidates
 
     @property
     def width(self) -> int:
@@ -211,28 +210,6 @@ def _pool_indices(in_shape, kernel, stride, padding, dilation, ceil_mode, dims: 
     w_out = (shape[2] + 2 * p[1] - d[1] * (k[1] - 1) - 1) // s[1] + 1
     out_shape = (C, w_out) if dims == 1 else (C, h_out, w_out)
     return idx, out_shape
-
-
-def _window_groups(idx: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """For each window, itself followed by the other windows that share at least two
-    candidates with it (a tie line of one can be a tie line of the others: overlapping
-    pooling windows), as a ragged array ``(offsets (W + 1,), members)``."""
-    pairs: Dict[Tuple[int, int], list] = {}
-    W = idx.shape[0]
-    for w in range(W):
-        c = np.unique(idx[w])
-        for i in range(len(c)):
-            for j in range(i + 1, len(c)):
-                pairs.setdefault((int(c[i]), int(c[j])), []).append(w)
-    nb = [set() for _ in range(W)]
-    for ws in pairs.values():
-        if len(ws) > 1:
-            for w in ws:
-                nb[w].update(ws)
-    groups = [[w] + sorted(s - {w}) for w, s in enumerate(nb)]
-    off = np.zeros(W + 1, np.int64)
-    off[1:] = np.cumsum([len(g) for g in groups])
-    return off, np.fromiter((m for g in groups for m in g), dtype=np.int64, count=int(off[-1]))
 
 
 def _reduce_indices(in_shape, dim, keepdim) -> Tuple[np.ndarray, tuple]:
@@ -539,7 +516,6 @@ class Network:
                     raise self._unsupported(u, " (the indices of a maximum)")
         if nl.kind == "max":
             nl.in_numel = sum(int(np.prod(self.shape[t])) for t in nl.inputs)
-            nl.groups = _window_groups(nl.idx)
 
     def _two_operand_max(self, n: fx.Node) -> bool:
         """torch.maximum(a, b), torch.max(a, b), a.maximum(b): not a reduction."""
