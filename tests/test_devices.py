@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 import splinecam
-from splinecam import _core, engine, zoo
+from splinecam import _core, backends, engine, zoo
+from splinecam.backends import CpuBackend
 from conftest import batched_launcher, partition_on
 
 SQUARE = [[-1, -1], [1, -1], [1, 1], [-1, 1]]
@@ -54,19 +55,17 @@ def _maxpool_cnn():
                          nn.Linear(4 * 4 * 4, 3)).double().eval()
 
 
-class _Compare:
-    """splinecam._core with refine() run by both host launchers on the same input."""
+class _Compare(CpuBackend):
+    """The CPU backend, with every refinement also run by the batched launcher on the
+    host and compared bit for bit."""
 
     def __init__(self, scratch_bytes):
         self.scratch, self.calls, self.rounds, self.batches = scratch_bytes, 0, [], []
 
-    def __getattr__(self, name):
-        return getattr(_core, name)
-
-    def refine(self, xy, rows, *args, **kwargs):
+    def _launch_host(self, xy, rows, faces, kw):
         rows_b = rows.copy()  # rows are snapped in place
-        a = _core.refine(xy, rows, *args, **kwargs)
-        b = _core.refine_batched(xy, rows_b, *args, scratch_bytes=self.scratch, **kwargs)
+        a = _core.refine(xy, rows, *faces, **kw)
+        b = _core.refine_batched(xy, rows_b, *faces, scratch_bytes=self.scratch, **kw)
         np.testing.assert_array_equal(rows, rows_b)  # same snapping
         for k in OUTPUT_KEYS:
             np.testing.assert_array_equal(a[k], b[k], err_msg=k)
@@ -91,33 +90,29 @@ def _slice_for(name, model):
 
 @pytest.mark.parametrize("scratch", [512 << 20, 1 << 14], ids=["one-batch", "tiny-pool"])
 @pytest.mark.parametrize("name", list(CASES))
-def test_batched_launcher_is_bitwise_the_cpu_launcher(name, scratch, monkeypatch):
+def test_batched_launcher_is_bitwise_the_cpu_launcher(name, scratch):
     model = CASES[name]().eval()
     cmp = _Compare(scratch)
-    monkeypatch.setattr(engine, "_core", cmp)
-    P = splinecam.partition(model, _slice_for(name, model), progress=False)
+    P = splinecam.partition(model, _slice_for(name, model), progress=False, backend=cmp)
     assert cmp.calls >= 2 and P.num_regions > 1
     if scratch < 1 << 20:
         assert max(cmp.batches) > 1, "the tiny pool should force several face batches"
 
 
-class _Record:
-    """splinecam._core with what each CPU refine() reports recorded."""
+class _Record(CpuBackend):
+    """The CPU backend, with what each refinement reports recorded."""
 
     def __init__(self):
         self.outputs = []
 
-    def __getattr__(self, name):
-        return getattr(_core, name)
-
-    def refine(self, *args, **kwargs):
-        out = _core.refine(*args, **kwargs)
+    def _launch_host(self, xy, rows, faces, kw):
+        out = _core.refine(xy, rows, *faces, **kw)
         self.outputs.append({k: out[k] for k in ("face_retries", "degenerate")})
         return out
 
 
 @pytest.mark.parametrize("launcher", ["cpu", "host-batched"])
-def test_face_scratch_levels_are_exercised_and_exact(launcher, monkeypatch):
+def test_face_scratch_levels_are_exercised_and_exact(launcher):
     """The first layer's faces are cut by many lines: some scratch overflows level 0 and
     those faces run again at higher levels, on both launchers. The result must still
     be the exact partition (the published 6,668 regions of this net)."""
@@ -128,8 +123,7 @@ def test_face_scratch_levels_are_exercised_and_exact(launcher, monkeypatch):
     sl = splinecam.Slice.plane2d(SQUARE)
     if launcher == "cpu":
         rec = _Record()
-        monkeypatch.setattr(engine, "_core", rec)
-        P = splinecam.partition(model, sl, decision_boundary=False, progress=False)
+        P = splinecam.partition(model, sl, decision_boundary=False, progress=False, backend=rec)
         assert max(o["face_retries"] for o in rec.outputs) >= 1
     else:
         with batched_launcher() as shim:
@@ -215,9 +209,10 @@ def test_gpu_partition_equals_cpu(name):
     _same_partition(A, B)
 
 
-@needs_gpu
-def test_gpu_refine_is_bitwise_the_cpu_refine():
-    """Same float64 rows in, same refinement out: the one body, two launchers."""
+@pytest.mark.parametrize("name", ["host-batched", pytest.param("cuda", marks=needs_gpu)])
+def test_backend_refine_is_bitwise_the_cpu_refine(name):
+    """Same float64 rows in, same refinement out: the one body, two launchers, through
+    the backends' own interface (tensors in the backend's memory)."""
     model = zoo.mlp([2, 32, 32, 1], seed=4)
     sl = splinecam.Slice.plane2d(SQUARE)
     P = splinecam.partition(model, sl, progress=False, decision_boundary=False)
@@ -226,13 +221,34 @@ def test_gpu_refine_is_bitwise_the_cpu_refine():
     rows = np.ascontiguousarray(np.random.default_rng(0).normal(size=(len(xy), 20)))
     rows[:, 3] = 0.0  # a column that vanishes everywhere: never cuts
     faces = (layer.face_offsets, layer.face_verts, layer.he_layer, layer.he_unit)
-    cpu = _core.refine(xy, rows.copy(), *faces, n_cut=16, layer_id=2)
-    dev = torch.device("cuda")
-    gpu = engine._refine_cuda(torch.as_tensor(xy, device=dev), torch.as_tensor(rows, device=dev),
-                              tuple(torch.as_tensor(f, device=dev) for f in faces), 16, 2, 1e-10)
+    kw = dict(n_cut=16, layer_id=2, rtol=1e-10, threads=None, max_new=0, cut_begin=0, bounds=None)
+    cpu = CpuBackend().refine(xy, rows.copy(), faces, **kw)
+    be = backends.get_backend(torch.device("cuda" if name == "cuda" else "cpu"), name)
+    dev = be.device
+    out = be.refine(torch.as_tensor(xy, device=dev), torch.as_tensor(rows.copy(), device=dev),
+                    tuple(torch.as_tensor(f, device=dev) for f in faces), **kw)
     for k in OUTPUT_KEYS:
-        np.testing.assert_array_equal(cpu[k], gpu[k].cpu().numpy(), err_msg=k)
-    np.testing.assert_array_equal(np.concatenate(cpu["rows_face"]), gpu["rows_face"][0].cpu().numpy())
+        np.testing.assert_array_equal(cpu[k], out[k].cpu().numpy(), err_msg=k)
+    np.testing.assert_array_equal(np.concatenate(cpu["rows_face"]),
+                                  torch.cat([b.cpu() for b in out["rows_face"]]).numpy())
+
+
+def test_backend_is_chosen_explicitly():
+    model = zoo.mlp([2, 16, 16, 1], seed=0)
+    sl = splinecam.Slice.plane2d(SQUARE)
+    P = splinecam.partition(model, sl, progress=False)
+    assert P.run_info["backend"] == "cpu"
+    Q = splinecam.partition(model, sl, progress=False, backend="host-batched")
+    assert Q.run_info["backend"] == "host-batched"
+    with backends.use("host-batched") as b:
+        R = splinecam.partition(model, sl, progress=False)
+    assert R.run_info["backend"] == "host-batched" and len(b.face_rounds) >= 3
+    _same_partition(P, Q)
+    _same_partition(P, R)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        splinecam.partition(model, sl, progress=False, backend="tpu")
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        splinecam.partition(model, sl, progress=False, backend="cuda")
 
 
 @needs_gpu

@@ -28,6 +28,7 @@ from . import _core
 from .checks import check_finite_rows, check_partition_args, format_bytes, values_at
 from .network import Network
 from .slice import Slice
+from .backends import CpuBackend, get_backend
 from .tolerance import Tolerances
 
 __all__ = ["partition", "Layer", "MemoryLimitExceeded", "default_memory_limit", "resolve_device"]
@@ -38,13 +39,8 @@ class MemoryLimitExceeded(MemoryError):
 
 
 def default_memory_limit() -> int:
-    """Half of the memory available now (bytes)."""
-    try:
-        with open("/proc/meminfo") as f:
-            info = {l.split(":")[0]: int(l.split()[1]) * 1024 for l in f}
-        return int(0.5 * info.get("MemAvailable", info["MemTotal"]))
-    except (OSError, KeyError, ValueError):  # pragma: no cover - not Linux
-        return 4 << 30
+    """Half of the host memory available now (bytes)."""
+    return CpuBackend().default_memory_limit()
 
 
 @dataclass(frozen=True)
@@ -74,12 +70,13 @@ class Layer:
 FEW_FACES = 256
 
 
-def _refine(xy, rows, faces, n_cut, layer_id, rtol, threads, budget=None, bounds=None):
+def _refine(backend, xy, rows, faces, n_cut, layer_id, rtol, threads, budget=None, bounds=None, host=False):
     """Refine the faces by the zero sets of the breakpoint columns ``[0, n_cut)`` of
     ``rows``. ``budget`` = (memory_limit bytes, width of the next rows): the engine stops
     (MemoryLimitExceeded) before the vertices it creates, with their rows and the next
     layer's rows, would exceed the limit. ``bounds`` (2, n_cut): per column the floor
-    and the cap of the snapping tolerance (:mod:`splinecam.tolerance`).
+    and the cap of the snapping tolerance (:mod:`splinecam.tolerance`). ``host``: the
+    arrays are numpy arrays on the host (``backend.refine_host``), whatever the backend.
 
     While there are few faces (the first layer has one), one face takes all the work of
     many columns and the launchers have nothing to spread over threads; so the columns
@@ -95,8 +92,8 @@ def _refine(xy, rows, faces, n_cut, layer_id, rtol, threads, budget=None, bounds
     new_xy = []
     while True:
         e = n_cut if len(faces[0]) - 1 >= FEW_FACES or b + 2 * size >= n_cut else b + size
-        out = _refine_range(xy, rows, faces, e, layer_id, rtol, threads, budget, b,
-                            None if bounds is None else bounds[:, :e])
+        out = _refine_range(backend, xy, rows, faces, e, layer_id, rtol, threads, budget, b,
+                            None if bounds is None else bounds[:, :e], host)
         deg += int(out["degenerate"])
         parent = out["face_parent"] if parent is None else parent[out["face_parent"]]
         faces = (out["face_offsets"], out["face_verts"], out["he_layer"], out["he_unit"])
@@ -112,30 +109,23 @@ def _refine(xy, rows, faces, n_cut, layer_id, rtol, threads, budget=None, bounds
     return res
 
 
-def _refine_range(xy, rows, faces, n_cut, layer_id, rtol, threads, budget, cut_begin=0, bounds=None):
+def _refine_range(backend, xy, rows, faces, n_cut, layer_id, rtol, threads, budget, cut_begin=0, bounds=None,
+                  host=False):
     """One engine call: cut by the columns ``[cut_begin, n_cut)``; those before are
     snapped (they were cut already), those after are carried like any other value."""
-    off, verts, lay, unit = faces
     if bounds is not None:
         bounds = np.ascontiguousarray(bounds, dtype=np.float64)
-    if isinstance(rows, torch.Tensor):
-        if rows.is_cuda:
-            return _refine_cuda(xy, rows, faces, n_cut, layer_id, rtol, budget, cut_begin, bounds)
-        return _refine_host_tensors(xy, rows, faces, n_cut, layer_id, rtol, threads, budget, cut_begin, bounds)
     max_new = _budget_vertices(budget, len(xy), rows.shape[1], layer_id)
+    run = backend.refine_host if host else backend.refine
     try:
-        return _core.refine(xy, rows, off, verts, lay, unit, n_cut=n_cut, layer_id=layer_id, rtol=rtol,
-                            num_threads=threads or 0, max_new_vertices=max_new, cut_begin=cut_begin,
-                            tol_bounds=bounds)
+        return run(xy, rows, faces, n_cut=n_cut, layer_id=layer_id, rtol=rtol, threads=threads, max_new=max_new,
+                   cut_begin=cut_begin, bounds=bounds)
     except _core.BudgetExceeded:
         _over_limit(layer_id, len(xy), budget[0], rows.shape[1])
-    except MemoryError:
-        n_faces = len(off) - 1
-        per_vertex = 8 * rows.shape[1]
-        raise MemoryError(
-            f"out of memory at layer {layer_id}: {n_faces} regions and {len(xy)} vertices so far, each new vertex "
-            f"carries {rows.shape[1]} values ({per_vertex / 1024:.1f} KiB); a convex region cut by k lines can hold "
-            f"up to k(k+1)/2 + 1 pieces. Use a smaller slice (zoom in) or a narrower model.") from None
+    except MemoryError as e:
+        if isinstance(e, MemoryLimitExceeded):
+            raise
+        raise backend.out_of_memory(layer_id, len(faces[0]) - 1, len(xy), rows.shape[1]) from None
 
 
 def _budget_vertices(budget, n_vertices, width, layer_id):
@@ -151,82 +141,6 @@ def _budget_vertices(budget, n_vertices, width, layer_id):
     if max_new <= 0:
         _over_limit(layer_id, n_vertices, limit, width)
     return max_new
-
-
-def _device_array(a, device):
-    """A torch view of a device array the extension returned (no copy)."""
-    n = 1
-    for d in a.shape:
-        n *= d
-    if n == 0:
-        dtype = {"<f8": torch.float64, "<i8": torch.int64, "<i4": torch.int32}[a.typestr]
-        return torch.empty(tuple(a.shape), dtype=dtype, device=device)
-    return torch.as_tensor(a, device=device)
-
-
-def _refine_cuda(xy, rows, faces, n_cut, layer_id, rtol, budget=None, cut_begin=0, bounds=None):
-    """One engine refinement on the GPU holding ``rows``: every input and output is a
-    torch tensor on that device; the extension reads and writes them in place."""
-    dev = rows.device
-    off, verts, lay, unit = (faces[0].to(dev, torch.int64).contiguous(),
-                             *(f.to(dev, torch.int32).contiguous() for f in faces[1:]))
-    xy = xy.to(dev, torch.float64).contiguous()
-    # The extension trusts these shapes (raw pointers): check them here.
-    if rows.dtype != torch.float64 or not rows.is_contiguous() or rows.dim() != 2 or len(rows) != len(xy):
-        raise ValueError(f"rows must be a contiguous float64 (V, n_cols) tensor with V = {len(xy)}; got "
-                         f"{rows.dtype} {tuple(rows.shape)}")
-    if xy.dim() != 2 or xy.shape[1] != 2 or len(off) < 2 or int(off[-1]) != len(verts) or \
-            len(lay) != len(verts) or len(unit) != len(verts):
-        raise ValueError("inconsistent face arrays for the GPU refinement")
-    max_new = _budget_vertices(budget, len(xy), rows.shape[1], layer_id)
-    bounds_t = None if bounds is None else torch.from_numpy(bounds).to(dev)  # kept alive across the call
-    stream = torch.cuda.current_stream(dev).cuda_stream
-    try:
-        out = _core.refine_cuda(xy.data_ptr(), rows.data_ptr(), len(xy), rows.shape[1], n_cut, off.data_ptr(),
-                                verts.data_ptr(), lay.data_ptr(), unit.data_ptr(), len(off) - 1, len(verts),
-                                layer_id, rtol=rtol, max_new_vertices=max_new, device=dev.index or 0,
-                                stream=stream, cut_begin=cut_begin,
-                                tol_bounds=0 if bounds_t is None else bounds_t.data_ptr())
-    except _core.BudgetExceeded:
-        _over_limit(layer_id, len(xy), budget[0], rows.shape[1])
-    except MemoryError:
-        free, total = torch.cuda.mem_get_info(dev)
-        raise MemoryError(
-            f"out of GPU memory at layer {layer_id} ({len(off) - 1} regions, {len(xy)} vertices with "
-            f"{rows.shape[1]} values each; {free / 2**30:.2f} of {total / 2**30:.2f} GiB free on {dev}): pass a "
-            "smaller memory_limit, compute in tiles (splinecam.partition_tiled), or zoom in") from None
-    res = {k: _device_array(out[k], dev) for k in ("xy", "rows_edge", "face_offsets", "face_verts", "he_layer",
-                                                    "he_unit", "face_parent")}
-    res["rows_face"] = [_device_array(b, dev) for b in out["rows_face"]]
-    res["degenerate"] = out["degenerate"]
-    res["seconds"] = out["seconds"]
-    return res
-
-
-def _refine_host_tensors(xy, rows, faces, n_cut, layer_id, rtol, threads, budget=None, cut_begin=0, bounds=None):
-    """The device path's refinement for torch tensors on the CPU: the GPU's launcher on
-    the host backend, inputs and outputs as tensors (used to test the device path on
-    machines without a GPU)."""
-    arr = lambda t, dt: np.ascontiguousarray(t.numpy() if isinstance(t, torch.Tensor) else t, dtype=dt)
-    off, verts, lay, unit = faces
-    rows_np = rows.numpy()  # snapped in place, like the device's rows
-    max_new = _budget_vertices(budget, len(xy), rows.shape[1], layer_id)
-    try:
-        out = _core.refine_batched(arr(xy, np.float64), rows_np, arr(off, np.int64), arr(verts, np.int32),
-                                   arr(lay, np.int32), arr(unit, np.int32), n_cut=n_cut, layer_id=layer_id, rtol=rtol,
-                                   num_threads=threads or 0, max_new_vertices=max_new, cut_begin=cut_begin,
-                                   tol_bounds=bounds)
-    except _core.BudgetExceeded:
-        _over_limit(layer_id, len(xy), budget[0], rows.shape[1])
-    res = {k: (torch.from_numpy(v) if isinstance(v, np.ndarray) else v) for k, v in out.items()}
-    res["rows_face"] = [torch.from_numpy(b) for b in out["rows_face"]]
-    return res
-
-
-def _keeps_tensors(device: torch.device) -> bool:
-    """Whether a partition on ``device`` keeps its vertex values as torch tensors there
-    (the device path) instead of numpy arrays on the host."""
-    return device.type == "cuda"
 
 
 def _over_limit(layer_id, n_vertices, limit, width):
@@ -250,7 +164,7 @@ def _progress(total, enabled, desc):
 def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool = True, progress: bool = True,
               rtol: float = 1e-10, threads: Optional[int] = None, validate: bool = False,
               chunk: int = 32768, memory_limit: Optional[int] = None, lean: bool = False,
-              device=None) -> "Partition":
+              device=None, backend=None) -> "Partition":
     """Compute the exact partition of ``slice`` into the linear regions of ``model``.
 
     Parameters
@@ -302,6 +216,10 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
         max-type layers, the decision boundary and ``lean`` layers run on the host. The
         result is the same as on the CPU (float64 throughout). ``memory_limit`` then
         defaults to half of the GPU's free memory.
+    backend : str or splinecam.backends.Backend, optional
+        Which launcher runs the refinements: ``"cpu"``, ``"host-batched"`` (the GPU's
+        launcher on the host: how the device path is tested without a GPU) or ``"cuda"``.
+        Default: the innermost :func:`splinecam.backends.use` block, else the device's.
 
     Returns
     -------
@@ -314,11 +232,9 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
     rtol, memory_limit, chunk, threads = check_partition_args(rtol, memory_limit, chunk, threads)
     t0 = time.perf_counter()
     dev = resolve_device(model, device)
-    gpu = _keeps_tensors(dev)  # vertex values stay torch tensors on the device
-    if memory_limit is not None:
-        limit = int(memory_limit)
-    else:
-        limit = int(0.5 * torch.cuda.mem_get_info(dev)[0]) if dev.type == "cuda" else default_memory_limit()
+    backend = get_backend(dev, backend)
+    gpu = backend.keeps_tensors  # vertex values stay torch tensors on the backend's device
+    limit = int(memory_limit) if memory_limit is not None else backend.default_memory_limit()
     net = Network.from_model(model, slice.input_shape)
     tols = Tolerances.for_slice(net, slice)
     net.pattern_floors = tols.pattern_floors()
@@ -335,7 +251,7 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
     rows, lay = clock("forward", net.rows_for, 1, x_in, chunk, gpu)
     check_finite_rows(rows, values_at(net, 1))
     layers: List[Layer] = []
-    stats = {"degenerate": 0, "device": str(dev)}
+    stats = {"degenerate": 0, "device": str(dev), "backend": backend.name}
     bar = _progress(net.num_layers + (1 if decision_boundary else 0), progress, "splinecam")
     use_lean, lean = lean, False  # lean: once a layer's rows exceed the limit, units in chunks
     for l in range(1, net.num_layers + 1):
@@ -344,7 +260,7 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
         if not lean:
             try:
                 if nl.kind == "elementwise":
-                    out = clock("geometry", _refine, xy, rows, faces, lay.n_cut, l, rtol, threads, budget,
+                    out = clock("geometry", _refine, backend, xy, rows, faces, lay.n_cut, l, rtol, threads, budget,
                                 tols.bounds(l))
                     deg = int(out["degenerate"])
                     new_xy = _cat([xy, out["xy"]])
@@ -356,9 +272,9 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
                     blocks = out["rows_blocks"]
                 else:
                     # On the host: the merge step needs the half-edge view (see module doc).
-                    new_xy, rows, new_faces, parent, deg = clock("geometry", _max_layer, _host(xy), _host(rows),
-                                                                 tuple(_host(f) for f in faces), lay, nl, l, rtol,
-                                                                 threads, budget, tols.bounds(l))
+                    new_xy, rows, new_faces, parent, deg = clock("geometry", _max_layer, backend, _host(xy),
+                                                                 _host(rows), tuple(_host(f) for f in faces), lay, nl,
+                                                                 l, rtol, threads, budget, tols.bounds(l))
                     if gpu:
                         new_xy, rows = _to_device(new_xy, dev), _to_device(rows, dev)
                         new_faces = tuple(_to_device(f, dev) for f in new_faces)
@@ -374,8 +290,8 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
                 gpu = False
                 net.to("cpu")
                 xy, faces = _host(xy), tuple(_host(f) for f in faces)
-            xy, faces, parent, deg = clock("lean", _lean_layer, net, slice, xy, faces, l, nl, rtol, threads, limit,
-                                           chunk, tols.bounds(l, from_input=True))
+            xy, faces, parent, deg = clock("lean", _lean_layer, backend, net, slice, xy, faces, l, nl, rtol, threads,
+                                           limit, chunk, tols.bounds(l, from_input=True))
         stats["degenerate"] += deg
         layer = Layer(*(_host(f) for f in faces), _host(parent), len(xy))
         layers.append(layer)
@@ -400,8 +316,8 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
         layers.append(Layer(*faces, np.zeros(1, np.int32), len(xy)))
     decision = None
     if decision_boundary:
-        xy, outputs, decision = clock("geometry", _decision, xy, outputs, faces, net.num_layers + 1, rtol, threads,
-                                      validate, tols)
+        xy, outputs, decision = clock("geometry", _decision, backend, xy, outputs, faces, net.num_layers + 1, rtol,
+                                      threads, validate, tols)
         stats["degenerate"] += decision.pop("degenerate")
         if bar is not None:
             bar.update(1)
@@ -473,7 +389,7 @@ def _cat(parts):
     return torch.cat(parts) if isinstance(parts[0], torch.Tensor) else np.concatenate(parts)
 
 
-def _max_layer(xy, rows, faces, lay, nl, layer_id, rtol, threads, budget=None, bounds=None, chunk=8192):
+def _max_layer(backend, xy, rows, faces, lay, nl, layer_id, rtol, threads, budget=None, bounds=None, chunk=8192):
     """A max-type layer: for windows of k candidates, k - 1 refinements by
     ``max(c_0..c_{s-1}) - c_s`` (each a ReLU, max(a, b) = b + relu(a - b)), then the
     faces on both sides of a split line with the same winner are merged again."""
@@ -488,7 +404,7 @@ def _max_layer(xy, rows, faces, lay, nl, layer_id, rtol, threads, budget=None, b
         for a in range(0, len(rows), chunk):
             Xc = X[a:a + chunk]
             rows[a:a + chunk, :W] = Xc[:, idx[:, :s]].max(axis=2) - Xc[:, idx[:, s]]
-        out = _refine(xy, rows, faces, W, layer_id, rtol, threads, budget, bounds)
+        out = _refine(backend, xy, rows, faces, W, layer_id, rtol, threads, budget, bounds, host=True)
         degenerate += int(out["degenerate"])
         xy = np.concatenate([xy, out["xy"]])
         rows = np.concatenate(out["rows_blocks"])
@@ -540,7 +456,7 @@ def _columns_from_input(net, slice, xy, l, cols, chunk, limit=None):
     return out
 
 
-def _lean_layer(net, slice, xy, faces, layer_id, nl, rtol, threads, limit, chunk, bounds):
+def _lean_layer(backend, net, slice, xy, faces, layer_id, nl, rtol, threads, limit, chunk, bounds):
     """Refine by one layer whose rows do not fit in memory: its units (or pooling
     windows) a chunk at a time, each chunk's values computed from the input at the
     current vertices. Cutting by some units of a layer, then by others, gives the same
@@ -560,7 +476,8 @@ def _lean_layer(net, slice, xy, faces, layer_id, nl, rtol, threads, limit, chunk
                 N = nl.width
                 cols = np.concatenate([b * N + np.arange(j, j + uc) for b in range(len(nl.breakpoints))])
                 rows = _columns_from_input(net, slice, xy, layer_id, cols, chunk, limit)
-                out = _refine(xy, rows, faces, len(cols), tmp, rtol, threads, (limit, 0), bounds[:, cols])
+                out = _refine(backend, xy, rows, faces, len(cols), tmp, rtol, threads, (limit, 0), bounds[:, cols],
+                              host=True)
                 degenerate += int(out["degenerate"])
                 new_xy = np.concatenate([xy, out["xy"]])
                 new_faces = (out["face_offsets"], out["face_verts"], out["he_layer"], out["he_unit"])
@@ -572,7 +489,7 @@ def _lean_layer(net, slice, xy, faces, layer_id, nl, rtol, threads, limit, chunk
                 rows = np.zeros((len(xy), uc + len(cand)))
                 rows[:, uc:] = _columns_from_input(net, slice, xy, layer_id, x0 + cand, chunk, limit)
                 sub = _Sub(idx=inv.reshape(sub_idx.shape), in_numel=len(cand), n_cut=uc)
-                new_xy, _, new_faces, step_parent, deg = _max_layer(xy, rows, faces, sub, sub, tmp, rtol, threads,
+                new_xy, _, new_faces, step_parent, deg = _max_layer(backend, xy, rows, faces, sub, sub, tmp, rtol, threads,
                                                                     (limit, 0), bounds[:, j:j + uc])
                 degenerate += deg
         except MemoryLimitExceeded:
@@ -682,7 +599,7 @@ def face_means(values: np.ndarray, face_offsets: np.ndarray, face_verts: np.ndar
     return sums / counts[:, None]
 
 
-def _decision(xy, outputs, faces, layer_id, rtol, threads, validate, tols=None):
+def _decision(backend, xy, outputs, faces, layer_id, rtol, threads, validate, tols=None):
     """Refine the final hidden partition by the arg-max of the outputs (see module doc)."""
     V, C = outputs.shape
     # Column 0 is the breakpoint function being cut (snapped by the engine); columns
@@ -695,8 +612,8 @@ def _decision(xy, outputs, faces, layer_id, rtol, threads, validate, tols=None):
             rows[:, 0] = rows[:, 1]  # zero level set of the single output
         else:
             rows[:, 0] = rows[:, 1:c + 1].max(axis=1) - rows[:, c + 1]
-        out = _refine(xy, rows, faces, 1, layer_id, rtol, threads, None,
-                      None if tols is None else tols.decision_bounds(0 if C == 1 else c))
+        out = _refine(backend, xy, rows, faces, 1, layer_id, rtol, threads, None,
+                      None if tols is None else tols.decision_bounds(0 if C == 1 else c), host=True)
         degenerate += int(out["degenerate"])
         xy = np.concatenate([xy, out["xy"]])
         rows = np.concatenate(out["rows_blocks"])

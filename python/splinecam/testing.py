@@ -16,49 +16,19 @@ backend. It is how the GPU's code paths are tested and timed on a machine withou
 """
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 
 __all__ = ["check_partition", "host_batched_launcher"]
 
 
-class _BatchedCore:
-    """Stands in for splinecam._core: every refinement runs the batched launcher."""
-
-    def __init__(self, core, scratch_bytes):
-        self._core, self._scratch = core, scratch_bytes
-        #: per refinement: runs of the counting face pass, and batches of scratch
-        self.face_rounds, self.face_batches = [], []
-
-    def __getattr__(self, name):
-        return getattr(self._core, name)
-
-    def refine_batched(self, *args, **kwargs):
-        kwargs["scratch_bytes"] = self._scratch
-        out = self._core.refine_batched(*args, **kwargs)
-        self.face_rounds.append(out["face_rounds"])
-        self.face_batches.append(out["face_batches"])
-        return out
-
-    refine = refine_batched  # the host path's refinements (max-type layers, decision) too
-
-
-@contextlib.contextmanager
 def host_batched_launcher(scratch_bytes: int = 512 << 20):
-    """Inside the block, ``splinecam.partition(..., device="cpu")`` runs as on a GPU:
-    torch tensors through the driver, every refinement by the GPU's launcher on the
-    host backend with ``scratch_bytes`` of face scratch per batch. Yields a record of
-    each refinement's face rounds and batches. Not thread-safe."""
-    from . import engine
-    core, keeps = engine._core, engine._keeps_tensors
-    shim = _BatchedCore(core, scratch_bytes)
-    engine._core = shim
-    engine._keeps_tensors = lambda device: True
-    try:
-        yield shim
-    finally:
-        engine._core, engine._keeps_tensors = core, keeps
+    """A ``with`` block inside which ``splinecam.partition(..., device="cpu")`` runs as on
+    a GPU: the driver's device path and the GPU's launcher on the host backend with
+    ``scratch_bytes`` of face scratch per batch (``splinecam.backends.use`` of a
+    :class:`~splinecam.backends.HostBatchedBackend`). Yields the backend, which records
+    each refinement's face rounds and batches."""
+    from .backends import HostBatchedBackend, use
+    return use(HostBatchedBackend(scratch_bytes))
 
 
 def check_partition(P, *, rtol: float = 1e-9) -> None:

@@ -1,0 +1,225 @@
+"""Where a partition's refinements run: one small interface, three implementations.
+
+A refinement (:func:`splinecam._core.refine` and its siblings) takes the current
+vertices, their rows of values and the faces, and returns the refined faces with the
+new vertices' rows. A :class:`Backend` says where those arrays live and which launcher
+cuts them:
+
+============== ===================== ==================================================
+backend        vertex values         launcher
+============== ===================== ==================================================
+``cpu``        numpy, host           the CPU launcher (thread pool)
+``host-batched`` torch tensors, host the GPU's batched launcher on the host backend: the
+                                     device path, testable and timeable without a GPU
+``cuda``       torch tensors, GPU    the batched launcher on CUDA
+============== ===================== ==================================================
+
+Max-type layers, the decision boundary and lean layers refine on the host
+(:meth:`Backend.refine_host`): the CPU launcher, or for ``host-batched`` the batched
+launcher again, so that every refinement of a partition runs the launcher under test.
+
+The backend is chosen once per partition: ``partition(..., backend=...)`` (a name or an
+instance), else the innermost :func:`use` block, else from the device.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from typing import Optional, Union
+
+import numpy as np
+import torch
+
+from . import _core
+
+__all__ = ["Backend", "CpuBackend", "HostBatchedBackend", "CudaBackend", "use", "get_backend", "BACKENDS"]
+
+FACE_KEYS = ("face_offsets", "face_verts", "he_layer", "he_unit")
+
+
+class Backend:
+    """Runs refinements on arrays of one memory space.
+
+    ``keeps_tensors``: vertex values are torch tensors on :attr:`device` (else numpy
+    arrays on the host). Subclasses implement :meth:`_launch` (the backend's own
+    refinement) and may override :meth:`_launch_host` (refinements of host arrays)."""
+
+    name = "cpu"
+    keeps_tensors = False
+    device = torch.device("cpu")
+
+    def refine(self, xy, rows, faces, *, n_cut, layer_id, rtol, threads, max_new, cut_begin, bounds) -> dict:
+        """One refinement of arrays in this backend's memory: the engine's result dict,
+        its arrays in the same memory. ``rows`` is snapped in place."""
+        return self._launch(xy, rows, faces, dict(n_cut=n_cut, layer_id=layer_id, rtol=rtol, num_threads=threads or 0,
+                                                  max_new_vertices=max_new, cut_begin=cut_begin, tol_bounds=bounds))
+
+    def refine_host(self, xy, rows, faces, *, n_cut, layer_id, rtol, threads, max_new, cut_begin, bounds) -> dict:
+        """One refinement of numpy arrays on the host (max-type layers, decision, lean)."""
+        return self._launch_host(xy, rows, faces, dict(n_cut=n_cut, layer_id=layer_id, rtol=rtol,
+                                                       num_threads=threads or 0, max_new_vertices=max_new,
+                                                       cut_begin=cut_begin, tol_bounds=bounds))
+
+    def _launch(self, xy, rows, faces, kw) -> dict:
+        return self._launch_host(xy, rows, faces, kw)
+
+    def _launch_host(self, xy, rows, faces, kw) -> dict:
+        return _core.refine(xy, rows, *faces, **kw)
+
+    def default_memory_limit(self) -> int:
+        """Half of the memory available now (bytes)."""
+        try:
+            with open("/proc/meminfo") as f:
+                info = {l.split(":")[0]: int(l.split()[1]) * 1024 for l in f}
+            return int(0.5 * info.get("MemAvailable", info["MemTotal"]))
+        except (OSError, KeyError, ValueError):  # pragma: no cover - not Linux
+            return 4 << 30
+
+    def out_of_memory(self, layer_id, n_faces, n_vertices, width) -> MemoryError:
+        """The error for an allocation that failed inside a refinement."""
+        return MemoryError(
+            f"out of memory at layer {layer_id}: {n_faces} regions and {n_vertices} vertices so far, each new vertex "
+            f"carries {width} values ({8 * width / 1024:.1f} KiB); a convex region cut by k lines can hold up to "
+            "k(k+1)/2 + 1 pieces. Use a smaller slice (zoom in) or a narrower model.")
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class CpuBackend(Backend):
+    """numpy arrays on the host, the CPU launcher."""
+
+
+class HostBatchedBackend(Backend):
+    """The device path on the host: vertex values as torch CPU tensors, every refinement
+    by the GPU's batched launcher on the host backend with ``scratch_bytes`` of face
+    scratch per batch. Records, per refinement, the runs of the counting face pass
+    (:attr:`face_rounds`) and the batches of scratch (:attr:`face_batches`)."""
+
+    name = "host-batched"
+    keeps_tensors = True
+
+    def __init__(self, scratch_bytes: int = 512 << 20):
+        self.scratch_bytes = int(scratch_bytes)
+        self.face_rounds, self.face_batches = [], []
+
+    def _launch(self, xy, rows, faces, kw):
+        host = lambda t, dt: np.ascontiguousarray(t.numpy() if isinstance(t, torch.Tensor) else t, dtype=dt)
+        off, verts, lay, unit = faces
+        out = self._launch_host(host(xy, np.float64), rows.numpy(),  # rows.numpy(): snapped in place
+                                (host(off, np.int64), host(verts, np.int32), host(lay, np.int32),
+                                 host(unit, np.int32)), kw)
+        res = {k: (torch.from_numpy(v) if isinstance(v, np.ndarray) else v) for k, v in out.items()}
+        res["rows_face"] = [torch.from_numpy(b) for b in out["rows_face"]]
+        return res
+
+    def _launch_host(self, xy, rows, faces, kw):
+        out = _core.refine_batched(xy, rows, *faces, scratch_bytes=self.scratch_bytes, **kw)
+        self.face_rounds.append(out["face_rounds"])
+        self.face_batches.append(out["face_batches"])
+        return out
+
+    def __repr__(self):
+        return f"HostBatchedBackend(scratch_bytes={self.scratch_bytes})"
+
+
+class CudaBackend(Backend):
+    """torch tensors on a CUDA device, the batched launcher on CUDA; host refinements on
+    the CPU launcher. ``memory_limit`` defaults to half of the GPU's free memory."""
+
+    name = "cuda"
+    keeps_tensors = True
+
+    def __init__(self, device="cuda"):
+        self.device = torch.device(device)
+
+    def _launch(self, xy, rows, faces, kw):
+        dev = self.device
+        off, verts, lay, unit = (faces[0].to(dev, torch.int64).contiguous(),
+                                 *(f.to(dev, torch.int32).contiguous() for f in faces[1:]))
+        xy = xy.to(dev, torch.float64).contiguous()
+        # The extension trusts these shapes (raw pointers): check them here.
+        if rows.dtype != torch.float64 or not rows.is_contiguous() or rows.dim() != 2 or len(rows) != len(xy):
+            raise ValueError(f"rows must be a contiguous float64 (V, n_cols) tensor with V = {len(xy)}; got "
+                             f"{rows.dtype} {tuple(rows.shape)}")
+        if xy.dim() != 2 or xy.shape[1] != 2 or len(off) < 2 or int(off[-1]) != len(verts) or \
+                len(lay) != len(verts) or len(unit) != len(verts):
+            raise ValueError("inconsistent face arrays for the GPU refinement")
+        bounds = kw.pop("tol_bounds")
+        bounds_t = None if bounds is None else torch.from_numpy(bounds).to(dev)  # alive across the call
+        kw.pop("num_threads")
+        stream = torch.cuda.current_stream(dev).cuda_stream
+        out = _core.refine_cuda(xy.data_ptr(), rows.data_ptr(), len(xy), rows.shape[1], kw.pop("n_cut"),
+                                off.data_ptr(), verts.data_ptr(), lay.data_ptr(), unit.data_ptr(), len(off) - 1,
+                                len(verts), kw.pop("layer_id"), device=dev.index or 0, stream=stream,
+                                tol_bounds=0 if bounds_t is None else bounds_t.data_ptr(), **kw)
+        res = {k: _device_array(out[k], dev) for k in ("xy", "rows_edge", *FACE_KEYS, "face_parent")}
+        res["rows_face"] = [_device_array(b, dev) for b in out["rows_face"]]
+        res["degenerate"] = out["degenerate"]
+        res["seconds"] = out["seconds"]
+        return res
+
+    def default_memory_limit(self) -> int:
+        return int(0.5 * torch.cuda.mem_get_info(self.device)[0])
+
+    def out_of_memory(self, layer_id, n_faces, n_vertices, width) -> MemoryError:
+        free, total = torch.cuda.mem_get_info(self.device)
+        return MemoryError(
+            f"out of GPU memory at layer {layer_id} ({n_faces} regions, {n_vertices} vertices with {width} values "
+            f"each; {free / 2**30:.2f} of {total / 2**30:.2f} GiB free on {self.device}): pass a smaller "
+            "memory_limit, compute in tiles (splinecam.partition_tiled), or zoom in")
+
+    def __repr__(self):
+        return f"CudaBackend({str(self.device)!r})"
+
+
+def _device_array(a, device):
+    """A torch view of a device array the extension returned (no copy)."""
+    if int(np.prod(a.shape)) == 0:
+        dtype = {"<f8": torch.float64, "<i8": torch.int64, "<i4": torch.int32}[a.typestr]
+        return torch.empty(tuple(a.shape), dtype=dtype, device=device)
+    return torch.as_tensor(a, device=device)
+
+
+BACKENDS = {"cpu": CpuBackend, "host-batched": HostBatchedBackend, "cuda": CudaBackend}
+
+_current: contextvars.ContextVar = contextvars.ContextVar("splinecam_backend", default=None)
+
+
+@contextlib.contextmanager
+def use(backend: Union[str, Backend]):
+    """Inside the block, partitions run on ``backend`` unless they name one. Yields the
+    backend instance (for example to read a :class:`HostBatchedBackend`'s records)."""
+    b = BACKENDS[_check_name(backend)]() if isinstance(backend, str) else backend
+    token = _current.set(b)
+    try:
+        yield b
+    finally:
+        _current.reset(token)
+
+
+def _check_name(name: str) -> str:
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))} or a splinecam.backends.Backend; "
+                         f"got {name!r}")
+    return name
+
+
+def get_backend(device: torch.device, backend: Optional[Union[str, Backend]] = None) -> Backend:
+    """The backend of a partition on ``device`` (see the module doc)."""
+    if backend is None:
+        backend = _current.get()
+    if backend is None:
+        return CudaBackend(device) if device.type == "cuda" else CpuBackend()
+    if isinstance(backend, Backend):
+        return backend
+    if not isinstance(backend, str):
+        raise TypeError(f"backend must be a name or a splinecam.backends.Backend; got {type(backend).__name__}")
+    name = _check_name(backend)
+    if name == "cuda":
+        if device.type != "cuda":
+            raise ValueError(f"backend 'cuda' needs a CUDA device; got device {str(device)!r} (pass device='cuda')")
+        return CudaBackend(device)
+    if device.type != "cpu":
+        raise ValueError(f"backend {name!r} runs on the host; got device {str(device)!r} (pass device='cpu')")
+    return BACKENDS[name]()
