@@ -18,7 +18,6 @@ left out of the boundary. A single output is split by its zero level set.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import List, Optional
 
 import numpy as np
@@ -27,11 +26,12 @@ import torch
 from . import _core
 from .checks import check_finite_rows, check_partition_args, format_bytes, values_at
 from .network import Network
+from .result import Layer, Partition, face_means
 from .slice import Slice
 from .backends import CpuBackend, get_backend
 from .tolerance import Tolerances
 
-__all__ = ["partition", "Layer", "MemoryLimitExceeded", "default_memory_limit", "resolve_device"]
+__all__ = ["partition", "MemoryLimitExceeded", "default_memory_limit", "resolve_device"]
 
 
 class MemoryLimitExceeded(MemoryError):
@@ -41,29 +41,6 @@ class MemoryLimitExceeded(MemoryError):
 def default_memory_limit() -> int:
     """Half of the host memory available now (bytes)."""
     return CpuBackend().default_memory_limit()
-
-
-@dataclass(frozen=True)
-class Layer:
-    """The partition after one refinement, as face cycles over the global vertex ids.
-
-    face_offsets : (F + 1,) int64   CSR offsets of the face cycles
-    face_verts   : (H,) int32       vertex ids, counter-clockwise per face
-    he_layer     : (H,) int32       layer of the edge face_verts[h] -> next (-1 boundary)
-    he_unit      : (H,) int32       unit of that edge
-    face_parent  : (F,) int32       face of the previous layer this face was cut from
-    num_vertices : int              vertex ids in use are < num_vertices
-    """
-    face_offsets: np.ndarray
-    face_verts: np.ndarray
-    he_layer: np.ndarray
-    he_unit: np.ndarray
-    face_parent: np.ndarray
-    num_vertices: int
-
-    @property
-    def num_faces(self) -> int:
-        return len(self.face_offsets) - 1
 
 
 #: Faces below which a refinement cuts by a few columns at a time (see _refine).
@@ -225,8 +202,6 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
     -------
     Partition
     """
-    from .result import Partition
-
     if not isinstance(slice, Slice):
         raise TypeError(f"slice must be a splinecam.Slice; got {type(slice).__name__}")
     rtol, memory_limit, chunk, threads = check_partition_args(rtol, memory_limit, chunk, threads)
@@ -589,14 +564,6 @@ def _check(layer: Layer, where: str) -> None:
     msg = _core.validate(layer.num_vertices, layer.face_offsets, layer.face_verts, layer.he_layer, layer.he_unit)
     if msg:
         raise RuntimeError(f"splinecam produced an invalid partition {where}: {msg}")
-
-
-def face_means(values: np.ndarray, face_offsets: np.ndarray, face_verts: np.ndarray) -> np.ndarray:
-    """Mean of per-vertex ``values`` (V, C) over each face's cycle: (F, C). Inside a face
-    where the values are affine this is their value at an interior point."""
-    counts = np.diff(face_offsets)
-    sums = np.add.reduceat(values[face_verts], face_offsets[:-1], axis=0)
-    return sums / counts[:, None]
 
 
 def _decision(backend, xy, outputs, faces, layer_id, rtol, threads, validate, tols=None):

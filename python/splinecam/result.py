@@ -1,6 +1,7 @@
 """The result of :func:`splinecam.partition`: regions, labelled edges, decision boundary."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cached_property
 from typing import List, Optional, Tuple
 
@@ -8,12 +9,43 @@ import numpy as np
 import torch
 
 from . import _core
-from .engine import Layer, face_means
 from .geometry import polygon_areas
 from .network import Network
 from .slice import Slice
 
-__all__ = ["Partition"]
+__all__ = ["Partition", "Layer", "face_means"]
+
+
+@dataclass(frozen=True)
+class Layer:
+    """The partition after one refinement, as face cycles over the global vertex ids.
+
+    face_offsets : (F + 1,) int64   CSR offsets of the face cycles
+    face_verts   : (H,) int32       vertex ids, counter-clockwise per face
+    he_layer     : (H,) int32       layer of the edge face_verts[h] -> next (-1 boundary)
+    he_unit      : (H,) int32       unit of that edge
+    face_parent  : (F,) int32       face of the previous layer this face was cut from
+    num_vertices : int              vertex ids in use are < num_vertices
+    """
+    face_offsets: np.ndarray
+    face_verts: np.ndarray
+    he_layer: np.ndarray
+    he_unit: np.ndarray
+    face_parent: np.ndarray
+    num_vertices: int
+
+    @property
+    def num_faces(self) -> int:
+        return len(self.face_offsets) - 1
+
+
+def face_means(values: np.ndarray, face_offsets: np.ndarray, face_verts: np.ndarray) -> np.ndarray:
+    """Mean of per-vertex ``values`` (V, C) over each face's cycle: (F, C). Inside a face
+    where the values are affine this is their value at an interior point."""
+    counts = np.diff(face_offsets)
+    sums = np.add.reduceat(values[face_verts], face_offsets[:-1], axis=0)
+    return sums / counts[:, None]
+
 
 
 class Partition:
