@@ -9,8 +9,9 @@ import torch
 from torch import nn
 
 import splinecam
-from splinecam import _core, backends, engine, zoo
-from splinecam.backends import CpuBackend
+from splinecam import _core, zoo
+from splinecam.driver import backends, engine
+from splinecam.driver.backends import CpuBackend
 from conftest import batched_launcher, partition_on
 
 SQUARE = [[-1, -1], [1, -1], [1, 1], [-1, 1]]

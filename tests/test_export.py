@@ -1,4 +1,4 @@
-"""splinecam.sampling and splinecam.export: sampled points checked with fresh forward
+"""splinecam.analysis.sampling and splinecam.analysis.export: sampled points checked with fresh forward
 passes and point location; exports read back with independent parsers (json,
 xml.etree, graph_tool.load_graph, np.load)."""
 import copy
@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 import splinecam
-from splinecam import export, sampling, zoo
+from splinecam import zoo
+from splinecam.analysis import export, sampling
 
 SQUARE = [[-1, -1], [1, -1], [1, 1], [-1, 1]]
 

@@ -14,7 +14,7 @@ from torch import nn
 import splinecam as sc
 from splinecam import _core
 from splinecam.testing import check_partition
-from splinecam.tolerance import ROUNDING_FLOOR, Tolerances
+from splinecam.driver.tolerance import ROUNDING_FLOOR, Tolerances
 
 SQUARE = np.array([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]])
 

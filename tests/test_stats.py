@@ -1,4 +1,4 @@
-"""splinecam.stats against independent evidence: Monte Carlo hit rates through fresh
+"""splinecam.analysis.stats against independent evidence: Monte Carlo hit rates through fresh
 forward passes, Cauchy-Crofton line counts of the model's sign changes, hand-worked
 shapes and models, and brute-force geometry."""
 import copy
@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 import splinecam
-from splinecam import stats, zoo
+from splinecam import zoo
+from splinecam.analysis import stats
 
 SQUARE = [[-1, -1], [1, -1], [1, 1], [-1, 1]]
 

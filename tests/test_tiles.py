@@ -6,7 +6,7 @@ import torch
 
 import splinecam
 from splinecam.geometry import polygon_area
-from splinecam.tiles import tile_polygons
+from splinecam.driver.tiles import tile_polygons
 from splinecam.zoo import mlp, small_cnn
 
 SQUARE = np.array([[-2.0, -2.0], [2.0, -2.0], [2.0, 2.0], [-2.0, 2.0]])

@@ -6,13 +6,12 @@ piecewise-linear neural networks.
     P = splinecam.partition(model.eval(), sl)
     P.num_regions, P.polygons(), P.decision_boundary, P.plot()
 """
-from ._core import build_info as _core_build_info
-from ._core import cuda_device_count as _cuda_device_count
-from .slice import Slice
-from .network import SUPPORTED_MODULES, UnsupportedModelError
-from .engine import MemoryLimitExceeded, partition
-from .result import Partition
-from .tiles import TiledPartition, partition_tiled
+from splinecam._core import build_info as _core_build_info
+from splinecam._core import cuda_device_count as _cuda_device_count
+from splinecam.slice import Slice
+from splinecam.network import SUPPORTED_MODULES, UnsupportedModelError
+from splinecam.driver import MemoryLimitExceeded, TiledPartition, partition, partition_tiled
+from splinecam.result import Partition
 
 __version__ = "0.1.0"
 
@@ -32,9 +31,12 @@ def cuda_available() -> bool:
 
 
 def __getattr__(name):
-    # The original SplineCam's modules (utils, wrappers, compute, plot) load on first use.
-    if name in ("utils", "wrappers", "compute", "plot", "reference", "testing", "zoo", "stats", "sampling",
-                "export", "cli", "geometry"):
+    # Subpackages and the original SplineCam's modules (utils, wrappers, compute, plot)
+    # load on first use.
+    if name in ("utils", "wrappers", "compute", "plot", "reference", "testing", "zoo", "cli", "geometry", "analysis",
+                "compat", "driver", "network", "result", "backends"):
         import importlib
+        if name == "backends":
+            return importlib.import_module(".driver.backends", __name__)
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'splinecam' has no attribute {name!r}")

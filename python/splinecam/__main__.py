@@ -2,7 +2,7 @@
 :mod:`splinecam.cli`."""
 import sys
 
-from .cli import main
+from splinecam.cli import main
 
 __all__ = ["main"]
 

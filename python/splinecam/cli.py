@@ -192,7 +192,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "demo":
-        from .demo import run_demo
+        from splinecam.demo import run_demo
         s = run_demo(args.out, steps=args.steps, progress=not args.no_progress)
         print(f"splinecam demo: {s['regions']} regions, {s['edges']} edges, {s['decision_segments']} decision-boundary "
               f"segments in {s['seconds']:.3f} s (training {s['train_seconds']:.1f} s, accuracy "
@@ -225,7 +225,7 @@ def _one_line(e: BaseException) -> str:
     elif isinstance(e, MemoryError):
         msg = str(e) or "out of memory: use a smaller slice (less --pad, closer points) or a narrower model"
     else:
-        from . import UnsupportedModelError
+        from splinecam import UnsupportedModelError
         msg = str(e)
         if not isinstance(e, (UnsupportedModelError, ValueError)) or not msg:
             msg = f"{type(e).__name__}: {msg}" if msg else type(e).__name__
@@ -415,7 +415,7 @@ def _rebuild(m, path: str, missing: list):
                        f"read from the file. Give the model as package.module:factory with --state-dict FILE")
     cls = getattr(nn, kind, None)
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        from . import SUPPORTED_MODULES
+        from splinecam import SUPPORTED_MODULES
         raise CliError(f"TorchScript module {where} is not a torch.nn module, so its forward() cannot be read from "
                        f"the file; splinecam rebuilds scripted nn.Sequential models of torch.nn layers such as "
                        f"{', '.join(c.__name__ for c in SUPPORTED_MODULES)}. Give the model as package.module:factory "
@@ -642,13 +642,13 @@ def check_forward(lm: LoadedModel, pts) -> "object":
 # ----------------------------------------------------------------------------- outputs
 
 def save_npz(P, path: str) -> None:
-    """:func:`splinecam.export.save_npz`'s arrays plus the plane (``origin``, ``basis``),
+    """:func:`splinecam.analysis.export.save_npz`'s arrays plus the plane (``origin``, ``basis``),
     so that plane points map back to model inputs: ``origin + u0 * basis[0] + u1 * basis[1]``."""
     import io
 
     import numpy as np
 
-    from . import export
+    from splinecam.analysis import export
 
     buf = io.BytesIO()
     export.save_npz(P, buf)
@@ -680,7 +680,7 @@ def save_figure(P, path: str, *, lm: LoadedModel, pts, point_paths, outputs, col
         elif y is not None:
             lab += f" (output {float(y[k, 0]):+.3g})"
         labels.append(lab)
-    from .plot import mark_points
+    from splinecam.analysis.plot import mark_points
     mark_points(ax, uv, "ABC", fontsize=11)
     poly = P.slice.polygon
     lo, hi = np.minimum(poly.min(axis=0), uv.min(axis=0)), np.maximum(poly.max(axis=0), uv.max(axis=0))
@@ -730,7 +730,7 @@ def run_slice(args) -> int:
 
     limit = None if args.memory_limit is None else max(1, int(args.memory_limit * 2 ** 30))
     try:
-        device = splinecam.engine.resolve_device(lm.module, args.device)
+        device = splinecam.driver.engine.resolve_device(lm.module, args.device)
     except (ValueError, RuntimeError) as e:
         raise CliError(f"--device {args.device}: {e}") from None
     t = time.perf_counter()
@@ -758,7 +758,7 @@ def run_slice(args) -> int:
 
     folder = os.path.dirname(os.path.abspath(out))
     os.makedirs(folder, exist_ok=True)
-    from . import export
+    from splinecam.analysis import export
     if ext in FIGURE_SUFFIXES:
         save_figure(P, out, lm=lm, pts=pts, point_paths=args.points, outputs=outputs, color=args.color, dpi=args.dpi)
     elif ext == ".npz":

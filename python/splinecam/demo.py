@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .zoo import mlp
+from splinecam.zoo import mlp
 
 __all__ = ["two_moons", "train_mlp", "fit_regressor", "run_demo"]
 

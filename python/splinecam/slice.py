@@ -7,7 +7,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from .geometry import polygon_area
+from splinecam.geometry import polygon_area
 
 __all__ = ["Slice", "convex_polygon"]
 

@@ -24,16 +24,16 @@ __all__ = ["check_partition", "host_batched_launcher"]
 def host_batched_launcher(scratch_bytes: int = 512 << 20):
     """A ``with`` block inside which ``splinecam.partition(..., device="cpu")`` runs as on
     a GPU: the driver's device path and the GPU's launcher on the host backend with
-    ``scratch_bytes`` of face scratch per batch (``splinecam.backends.use`` of a
-    :class:`~splinecam.backends.HostBatchedBackend`). Yields the backend, which records
+    ``scratch_bytes`` of face scratch per batch (``splinecam.driver.backends.use`` of a
+    :class:`~splinecam.driver.backends.HostBatchedBackend`). Yields the backend, which records
     each refinement's face rounds and batches."""
-    from .backends import HostBatchedBackend, use
+    from splinecam.driver.backends import HostBatchedBackend, use
     return use(HostBatchedBackend(scratch_bytes))
 
 
 def check_partition(P, *, rtol: float = 1e-9) -> None:
     """Raise ``AssertionError`` describing the first violated invariant of ``P``."""
-    from . import _core
+    from splinecam import _core
 
     P.validate()
     areas = P.areas()

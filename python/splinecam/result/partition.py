@@ -8,10 +8,10 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 
-from . import _core
-from .geometry import polygon_areas
-from .network import Network
-from .slice import Slice
+from splinecam import _core
+from splinecam.geometry import polygon_areas
+from splinecam.network.model import Network
+from splinecam.slice import Slice
 
 __all__ = ["Partition", "Layer", "face_means"]
 
@@ -322,73 +322,74 @@ class Partition:
             res[i] = int(np.argmax(np.minimum.reduceat(dist, off[:-1])))
         return res
 
-    # -- statistics and sampling (splinecam.stats, splinecam.sampling) --------------------
+    # -- statistics and sampling (splinecam.analysis.stats, splinecam.analysis.sampling) --------------------
     def stats(self) -> dict:
         """Summary statistics (plain Python values): regions, regions per layer, area and
         eccentricity distributions, decision-boundary length, ... See
-        :func:`splinecam.stats.summary`."""
-        from .stats import summary
+        :func:`splinecam.analysis.stats.summary`."""
+        from splinecam.analysis.stats import summary
         return summary(self)
 
     def regions_per_layer(self) -> np.ndarray:
         """(L,) number of regions after each hidden layer."""
-        from .stats import regions_per_layer
+        from splinecam.analysis.stats import regions_per_layer
         return regions_per_layer(self)
 
     def eccentricity(self) -> np.ndarray:
         """(F,) sqrt of the ratio of principal second moments of area (1 = round)."""
-        from .stats import region_eccentricity
+        from splinecam.analysis.stats import region_eccentricity
         return region_eccentricity(self)
 
     def local_complexity(self, bins=64):
         """Regions per unit area on a grid: ``(density (nx, ny), xedges, yedges)``,
-        exact area fractions per cell. See :func:`splinecam.stats.local_complexity`."""
-        from .stats import local_complexity
+        exact area fractions per cell. See :func:`splinecam.analysis.stats.local_complexity`."""
+        from splinecam.analysis.stats import local_complexity
         return local_complexity(self, bins)
 
     def decision_boundary_length(self) -> float:
         """Total length of the decision boundary in plane units."""
-        from .stats import decision_boundary_length
+        from splinecam.analysis.stats import decision_boundary_length
         return decision_boundary_length(self)
 
     def regions_on_boundary(self) -> np.ndarray:
         """Sorted indices of the regions the decision boundary passes through."""
-        from .stats import regions_on_boundary
+        from splinecam.analysis.stats import regions_on_boundary
         return regions_on_boundary(self)
 
     def adjacency(self, sparse: bool = False):
         """The region adjacency (dual) graph: (K, 2) pairs of regions sharing an edge
         (and, with ``sparse=True``, a scipy CSR matrix of shared boundary lengths)."""
-        from .stats import adjacency
+        from splinecam.analysis.stats import adjacency
         return adjacency(self, sparse=sparse)
 
     def sample_decision_boundary(self, n: int, seed: int = 0):
         """``n`` points uniform by length on the decision boundary: plane points
         ``(n, 2)`` and the model inputs there ``(n, *input_shape)``."""
-        from .sampling import sample_decision_boundary
+        from splinecam.analysis.sampling import sample_decision_boundary
         return sample_decision_boundary(self, n, seed=seed)
 
     def sample_regions(self, regions=None, n_per_region: int = 1, seed: int = 0):
         """Points uniform inside the chosen regions (all by default): ``(points,
         region_ids)``."""
-        from .sampling import sample_regions
+        from splinecam.analysis.sampling import sample_regions
         return sample_regions(self, regions, n_per_region, seed=seed)
 
     def to_geojson(self, path=None, **kwargs) -> dict:
         """GeoJSON FeatureCollection of the regions and decision segments."""
-        from .export import to_geojson
+        from splinecam.analysis.export import to_geojson
         return to_geojson(self, path, **kwargs)
 
     def to_svg(self, path=None, **kwargs) -> str:
         """A plain SVG drawing of the partition (no matplotlib needed)."""
-        from .export import to_svg
+        from splinecam.analysis.export import to_svg
         return to_svg(self, path, **kwargs)
 
     def save(self, path, **kwargs):
         """Write the partition to ``path``; the format follows the extension: ``.npz``
         (arrays), ``.geojson``/``.json``, ``.gt`` (graph-tool), ``.svg``/``.png``/
         ``.pdf``/... (a figure)."""
-        from . import export, plot
+        from splinecam.analysis import export
+        from splinecam.analysis import plot
         ext = str(path).lower().rsplit(".", 1)[-1]
         if ext == "npz":
             return export.save_npz(self, path, **kwargs)
@@ -452,7 +453,7 @@ class Partition:
         """Draw the regions (coloured by slope norm, or by activation pattern for
         intermediate layers) with the decision boundary on top. See
         :func:`splinecam.plot.plot_partition_object` for the options."""
-        from .plot import plot_partition_object
+        from splinecam.analysis.plot import plot_partition_object
         return plot_partition_object(self, ax=ax, **kwargs)
 
     def _repr_png_(self):  # pragma: no cover - exercised in notebooks

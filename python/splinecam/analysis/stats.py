@@ -15,8 +15,8 @@ from typing import Tuple, Union
 
 import numpy as np
 
-from . import _core
-from .geometry import clip_halfplanes, polygon_areas, polygon_moments, take
+from splinecam import _core
+from splinecam.geometry import clip_halfplanes, polygon_areas, polygon_moments, take
 
 __all__ = ["regions_per_layer", "region_areas", "region_moments", "region_eccentricity",
            "region_diameters", "local_complexity", "decision_boundary_length", "regions_on_boundary",

@@ -20,10 +20,10 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .geometry import clip_axis, convex_hull, polygon_area
-from .checks import check_partition_args
-from .engine import MemoryLimitExceeded, default_memory_limit, partition
-from .slice import Slice
+from splinecam.geometry import clip_axis, convex_hull, polygon_area
+from splinecam.driver.checks import check_partition_args
+from splinecam.driver.engine import MemoryLimitExceeded, default_memory_limit, partition
+from splinecam.slice import Slice
 
 __all__ = ["partition_tiled", "TiledPartition", "tile_polygons"]
 
@@ -184,7 +184,7 @@ def partition_tiled(model, slice: Slice, *, tiles: Union[int, Tuple[int, int]] =
     tiles : grid of the first cut (``n`` or ``(nx, ny)``); a tile that exceeds the
         memory limit is split into four, up to ``max_depth`` times.
     out_dir : stream each finished tile to ``out_dir/tile_XXXXX.npz`` (see
-        :func:`splinecam.export.save_npz`) and keep only what stitching needs.
+        :func:`splinecam.analysis.export.save_npz`) and keep only what stitching needs.
     Other keyword arguments go to :func:`splinecam.partition`.
     """
     if not isinstance(slice, Slice):
@@ -224,7 +224,7 @@ def partition_tiled(model, slice: Slice, *, tiles: Union[int, Tuple[int, int]] =
         piece_area.append(P.areas())
         decision.append(P.decision_boundary)
         if out_dir is not None:
-            from .export import save_npz
+            from splinecam.analysis.export import save_npz
             path = os.path.join(out_dir, f"tile_{t:05d}.npz")
             save_npz(P, path)
             paths.append(path)

@@ -23,13 +23,13 @@ from typing import List, Optional
 import numpy as np
 import torch
 
-from . import _core
-from .checks import check_finite_rows, check_partition_args, format_bytes, values_at
-from .network import Network
-from .result import Layer, Partition, face_means
-from .slice import Slice
-from .backends import CpuBackend, get_backend
-from .tolerance import Tolerances
+from splinecam import _core
+from splinecam.driver.checks import check_finite_rows, check_partition_args, format_bytes, values_at
+from splinecam.network.model import Network
+from splinecam.result.partition import Layer, Partition, face_means
+from splinecam.slice import Slice
+from splinecam.driver.backends import CpuBackend, get_backend
+from splinecam.driver.tolerance import Tolerances
 
 __all__ = ["partition", "MemoryLimitExceeded", "default_memory_limit", "resolve_device"]
 
@@ -52,7 +52,7 @@ def _refine(backend, xy, rows, faces, n_cut, layer_id, rtol, threads, budget=Non
     ``rows``. ``budget`` = (memory_limit bytes, width of the next rows): the engine stops
     (MemoryLimitExceeded) before the vertices it creates, with their rows and the next
     layer's rows, would exceed the limit. ``bounds`` (2, n_cut): per column the floor
-    and the cap of the snapping tolerance (:mod:`splinecam.tolerance`). ``host``: the
+    and the cap of the snapping tolerance (:mod:`splinecam.driver.tolerance`). ``host``: the
     arrays are numpy arrays on the host (``backend.refine_host``), whatever the backend.
 
     While there are few faces (the first layer has one), one face takes all the work of
@@ -167,7 +167,7 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
         (the vertex lies on that unit's line). This makes lines through vertices,
         coincident lines and concurrent lines exact, and never splits off slivers thinner
         than about ``rtol`` times the slice's diameter. Must be finite and in
-        ``[0, 1e-4]`` (:data:`splinecam.checks.MAX_RTOL`): larger values merge lines
+        ``[0, 1e-4]`` (:data:`splinecam.driver.checks.MAX_RTOL`): larger values merge lines
         that are visibly apart.
     threads : int, optional
         CPU threads for the engine, a positive integer (default: all).
@@ -193,10 +193,10 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
         max-type layers, the decision boundary and ``lean`` layers run on the host. The
         result is the same as on the CPU (float64 throughout). ``memory_limit`` then
         defaults to half of the GPU's free memory.
-    backend : str or splinecam.backends.Backend, optional
+    backend : str or splinecam.driver.backends.Backend, optional
         Which launcher runs the refinements: ``"cpu"``, ``"host-batched"`` (the GPU's
         launcher on the host: how the device path is tested without a GPU) or ``"cuda"``.
-        Default: the innermost :func:`splinecam.backends.use` block, else the device's.
+        Default: the innermost :func:`splinecam.driver.backends.use` block, else the device's.
 
     Returns
     -------

@@ -252,7 +252,7 @@ class Network:
         self.input_shape = tuple(input_shape)
         self.nodes: List[fx.Node] = list(gm.graph.nodes)
         self.pos = {n: i for i, n in enumerate(self.nodes)}
-        #: per hidden layer, the rounding floors of activation patterns (splinecam.tolerance)
+        #: per hidden layer, the rounding floors of activation patterns (splinecam.driver.tolerance)
         self.pattern_floors: Optional[List[np.ndarray]] = None
         self._classify()
         self._propagate_shapes()
@@ -827,7 +827,7 @@ class Network:
             if nl.kind == "elementwise":
                 z = env[nl.inputs[0]].reshape(n_batch, -1).numpy()
                 v = np.concatenate([z - bp for bp in nl.breakpoints], axis=1)
-                if floor is not None:  # rounding noise is an exact zero (splinecam.tolerance)
+                if floor is not None:  # rounding noise is an exact zero (splinecam.driver.tolerance)
                     v[np.abs(v) <= floor] = 0.0
                 res.append(v)
             else:

@@ -30,7 +30,7 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
-from . import _core
+from splinecam import _core
 
 __all__ = ["Backend", "CpuBackend", "HostBatchedBackend", "CudaBackend", "use", "get_backend", "BACKENDS"]
 
@@ -200,7 +200,7 @@ def use(backend: Union[str, Backend]):
 
 def _check_name(name: str) -> str:
     if name not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))} or a splinecam.backends.Backend; "
+        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))} or a splinecam.driver.backends.Backend; "
                          f"got {name!r}")
     return name
 
@@ -214,7 +214,7 @@ def get_backend(device: torch.device, backend: Optional[Union[str, Backend]] = N
     if isinstance(backend, Backend):
         return backend
     if not isinstance(backend, str):
-        raise TypeError(f"backend must be a name or a splinecam.backends.Backend; got {type(backend).__name__}")
+        raise TypeError(f"backend must be a name or a splinecam.driver.backends.Backend; got {type(backend).__name__}")
     name = _check_name(backend)
     if name == "cuda":
         if device.type != "cuda":

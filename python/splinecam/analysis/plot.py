@@ -1,0 +1,208 @@
+"""Figures of partitions. matplotlib is imported only inside the functions.
+
+- :func:`plot_partition_object` (``Partition.plot``): regions coloured by slope norm,
+  activation pattern, predicted class or any per-region values; edges optionally coloured
+  by the layer that made them; decision boundary on top; zoom with ``window``.
+- :func:`plot_layers`: small multiples of the partition after each hidden layer.
+- :func:`save`: one call to a PNG/SVG/PDF file at any resolution.
+- :func:`animate`: a GIF or MP4 over a sequence of partitions (training checkpoints).
+- :func:`plot_partition`: the original SplineCam's function (see compat_plot).
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+
+__all__ = ["plot_partition_object", "plot_layers", "save", "animate", "mark_points", "plot_partition"]
+
+
+def _pattern_colors(patterns: np.ndarray, cmap) -> np.ndarray:
+    """A stable pseudo-random colour per activation pattern."""
+    packed = np.packbits(patterns, axis=1)
+    h = np.zeros(len(packed), np.uint64)
+    with np.errstate(over="ignore"):
+        for col in packed.T:
+            h = (h * np.uint64(1099511628211)) ^ col.astype(np.uint64)
+    return cmap((h % np.uint64(9973)).astype(np.float64) / 9973.0)
+
+
+def region_classes(partition) -> np.ndarray:
+    """(F,) predicted class of each region (arg-max of the outputs at its centroid; for
+    one output, 1 where it is positive)."""
+    A, c = partition.affine_maps()
+    y = np.einsum("fcd,fd->fc", A, partition.centroids()) + c
+    return (y[:, 0] > 0).astype(int) if y.shape[1] == 1 else np.argmax(y, axis=1)
+
+
+def plot_partition_object(partition, ax=None, *, color="slope", cmap=None, edgecolor="k", linewidth=0.3,
+                          alpha=1.0, edges_by_layer: bool = False, boundary_color="#d62728",
+                          boundary_width: float = 2.0, window: Optional[Sequence[float]] = None,
+                          colorbar: bool = False, title: Optional[str] = None, axis: bool = True):
+    """Draw a :class:`splinecam.Partition`; returns the axes.
+
+    color : ``"slope"`` (Frobenius norm of each region's affine slope; needs the full
+        partition), ``"pattern"`` (a colour per activation pattern), ``"class"``
+        (predicted class), a single matplotlib colour, or an array of one value per
+        region (coloured through ``cmap``).
+    edges_by_layer : colour the edges by the hidden layer that made them (legend added).
+    window : ``(xmin, xmax, ymin, ymax)`` to zoom in; default the whole slice.
+    boundary_* : style of the decision boundary, drawn on top when present.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import LineCollection, PolyCollection
+    from matplotlib.colors import is_color_like
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 6))
+    coords, off = partition.faces()
+    polys = np.split(coords, off[1:-1])
+    ec = "none" if edges_by_layer else edgecolor
+    kw = dict(edgecolors=ec, linewidths=linewidth, alpha=alpha)
+    label = None
+    if isinstance(color, str) and color == "slope":
+        try:
+            values, label = partition.slope_norms(), "slope norm"
+        except ValueError:  # intermediate layers: the output is not affine on their regions
+            color = "pattern"
+    if isinstance(color, str) and color == "pattern":
+        pc = PolyCollection(polys, facecolors=_pattern_colors(partition.activation_patterns(),
+                                                               plt.get_cmap(cmap or "tab20")), **kw)
+    elif isinstance(color, str) and color == "class":
+        cls = region_classes(partition)
+        cm = plt.get_cmap(cmap or "tab10")
+        pc = PolyCollection(polys, facecolors=cm(cls % cm.N), **kw)
+    elif isinstance(color, str) and color != "slope" and is_color_like(color):
+        pc = PolyCollection(polys, facecolors=color, **kw)
+    else:
+        if not (isinstance(color, str) and color == "slope"):
+            values = np.asarray(color, dtype=np.float64)
+            if values.shape != (partition.num_regions,):
+                raise ValueError(f"color must be 'slope', 'pattern', 'class', a colour, or one value per region "
+                                 f"({partition.num_regions}); got shape {values.shape}")
+        pc = PolyCollection(polys, array=values, cmap=plt.get_cmap(cmap or "viridis"), **kw)
+    ax.add_collection(pc)
+    if colorbar and pc.get_array() is not None:
+        ax.figure.colorbar(pc, ax=ax, fraction=0.046, pad=0.04, label=label)
+    if edges_by_layer:
+        v, e, lay = partition.vertices, partition.edges, partition.edge_layer
+        hidden = (lay >= 1) & (lay <= partition.num_layers) & ~partition.edge_decision
+        cm = plt.get_cmap("plasma")
+        L = max(partition.num_layers, 1)
+        for l in range(1, partition.num_layers + 1):
+            sel = hidden & (lay == l)
+            ax.add_collection(LineCollection(np.stack([v[e[sel, 0]], v[e[sel, 1]]], axis=1),
+                                             colors=[cm((l - 1) / max(L - 1, 1) * 0.85)],
+                                             linewidths=max(linewidth, 0.4), label=f"layer {l}"))
+        ax.legend(loc="upper right", fontsize="small", framealpha=0.8)
+    db = partition.decision_boundary
+    if len(db):
+        ax.add_collection(LineCollection(db, colors=boundary_color, linewidths=boundary_width, zorder=3))
+    if window is None:
+        p = partition.slice.polygon
+        lo, hi = p.min(axis=0), p.max(axis=0)
+        m = 0.02 * (hi - lo).max()
+        window = (lo[0] - m, hi[0] + m, lo[1] - m, hi[1] + m)
+    ax.set_xlim(window[0], window[1])
+    ax.set_ylim(window[2], window[3])
+    ax.set_aspect("equal")
+    if not axis:
+        ax.set_axis_off()
+    if title is not None:
+        ax.set_title(title)
+    return ax
+
+
+def mark_points(ax, uv, names=("A", "B", "C"), fontsize: int = 10):
+    """Mark plane points ``uv`` (n, 2), e.g. the three inputs a slice goes through, with
+    labels pushed outwards from their centroid."""
+    uv = np.asarray(uv, dtype=np.float64)
+    ax.scatter(uv[:, 0], uv[:, 1], s=40, c="white", edgecolors="black", linewidths=1.0, zorder=5)
+    centre = uv.mean(axis=0)
+    for (u, v), name in zip(uv, names):
+        d = np.array([u, v]) - centre
+        d = d / (np.linalg.norm(d) + 1e-300)
+        ax.annotate(name, (u, v), xytext=(10 * d[0], 10 * d[1]), textcoords="offset points", fontsize=fontsize,
+                    fontweight="bold", ha="center", va="center", color="black", zorder=6,
+                    bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.8))
+    return ax
+
+
+def plot_layers(partition, *, ncols: Optional[int] = None, size: float = 3.5, color="pattern", **kwargs):
+    """Small multiples: the partition after each hidden layer (the last panel is the
+    full partition with its decision boundary). Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    L = partition.num_layers
+    ncols = ncols or min(L, 4)
+    nrows = -(-L // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i >= L:
+            ax.set_axis_off()
+            continue
+        P = partition if i == L - 1 else partition.at_layer(i + 1)
+        plot_partition_object(P, ax=ax, color=color, linewidth=kwargs.pop("linewidth", 0.15), **kwargs)
+        name = partition.layer_names[i] if i < len(partition.layer_names) else str(i + 1)
+        ax.set_title(f"layer {i + 1} ({name}): {P.num_regions} regions", fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def save(partition, path, *, dpi: int = 200, size: float = 6.0, **kwargs) -> str:
+    """Draw ``partition`` into ``path``; the format follows the extension (png, svg, pdf,
+    jpg, ...). ``dpi`` sets the raster resolution, ``size`` the figure size in inches."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(size, size))
+    ax = fig.add_subplot()
+    plot_partition_object(partition, ax=ax, **kwargs)
+    fig.savefig(str(path), dpi=dpi, bbox_inches="tight")
+    return str(path)
+
+
+def animate(partitions, path, *, fps: int = 4, titles: Optional[Sequence[str]] = None, size: float = 5.0,
+            dpi: int = 100, **kwargs) -> str:
+    """Write an animation (GIF via Pillow, MP4 via ffmpeg, by the extension of
+    ``path``) with one frame per partition, e.g. of one model at training checkpoints.
+    The colour scale of ``color="slope"`` is shared by all frames."""
+    import matplotlib
+    from matplotlib import animation
+    from matplotlib.figure import Figure
+
+    partitions = list(partitions)
+    if not partitions:
+        raise ValueError("animate needs at least one partition")
+    fig = Figure(figsize=(size, size))
+    ax = fig.add_subplot()
+    color = kwargs.pop("color", "slope")
+    vmax = None
+    if isinstance(color, str) and color == "slope":
+        vmax = max(float(p.slope_norms().max()) for p in partitions)
+
+    def draw(i):
+        ax.clear()
+        plot_partition_object(partitions[i], ax=ax, color=color, **kwargs)
+        if vmax is not None:
+            ax.collections[0].set_clim(0, vmax)
+        ax.set_title(titles[i] if titles is not None else f"{i}: {partitions[i].num_regions} regions")
+        return ax.collections
+
+    anim = animation.FuncAnimation(fig, draw, frames=len(partitions), blit=False)
+    path = str(path)
+    if path.lower().endswith(".gif"):
+        writer = animation.PillowWriter(fps=fps)
+    else:
+        if not animation.FFMpegWriter.isAvailable():
+            raise RuntimeError("writing video needs ffmpeg; save as .gif instead (uses Pillow)")
+        writer = animation.FFMpegWriter(fps=fps)
+    anim.save(path, writer=writer, dpi=dpi)
+    return path
+
+
+def plot_partition(*args, **kwargs):
+    """The original SplineCam's ``plot_partition(regions, ...)``; see
+    :mod:`splinecam.compat.plot`."""
+    from splinecam.compat.plot import plot_partition as _impl
+    return _impl(*args, **kwargs)

@@ -1,0 +1,5 @@
+"""The network side: a torch model traced into affine glue and piecewise-linear
+nonlinearities (:mod:`.model`), its per-vertex row layouts and batched evaluation."""
+from splinecam.network.model import SUPPORTED_MODULES, Network, RowLayout, UnsupportedModelError
+
+__all__ = ["Network", "RowLayout", "SUPPORTED_MODULES", "UnsupportedModelError"]
