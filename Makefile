@@ -6,7 +6,7 @@ SETUP_STAMP := .venv/.splinecam-setup
 BUILD_STAMP := .venv/.splinecam-build
 SOURCES := $(wildcard src/splinecam/*.h csrc/*.cpp csrc/*.cu csrc/*.h) CMakeLists.txt pyproject.toml
 
-.PHONY: all setup build demo test bench clean
+.PHONY: all setup build demo test fuzz bench clean
 
 all: test
 
@@ -29,6 +29,10 @@ demo: build
 
 test: build
 	$(PY) -m pytest -q -ra tests
+
+# Property-based tests with many random examples (hypothesis profile "fuzz", see tests/conftest.py).
+fuzz: build
+	SPLINECAM_HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q tests/test_properties.py
 
 bench: build
 	$(PY) benchmarks/bench_mlp.py

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import pathlib
 
 import pytest
@@ -10,6 +11,29 @@ import torch
 from torch import nn
 
 _REPO = pathlib.Path(__file__).resolve().parents[1]
+
+# Hypothesis profiles for tests/test_properties.py, chosen by SPLINECAM_HYPOTHESIS_PROFILE:
+#   default  few examples per test, derandomized (the same examples on every run: CI is
+#            deterministic), no example database;
+#   fuzz     `make fuzz`: many random examples, without the explicit @example cases (the
+#            default profile runs those); failures are kept in .pytest_cache/hypothesis and
+#            replayed first on the next run.
+# The rest of the suite does not need hypothesis.
+try:
+    from hypothesis import HealthCheck, Phase, settings as _hyp_settings
+    from hypothesis.database import DirectoryBasedExampleDatabase
+except ImportError:  # pragma: no cover - hypothesis not installed
+    pass
+else:
+    _hyp_settings.register_profile(
+        "default", max_examples=25, deadline=None, derandomize=True, database=None,
+        suppress_health_check=[HealthCheck.too_slow])
+    _hyp_settings.register_profile(
+        "fuzz", max_examples=500, deadline=None, derandomize=False,
+        database=DirectoryBasedExampleDatabase(str(_REPO / ".pytest_cache" / "hypothesis")),
+        phases=[Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
+        suppress_health_check=[HealthCheck.too_slow])
+    _hyp_settings.load_profile(os.environ.get("SPLINECAM_HYPOTHESIS_PROFILE", "default"))
 
 
 def _load_reference():

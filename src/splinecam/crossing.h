@@ -25,11 +25,12 @@ SPLINECAM_HD bool strictly_crosses(double za, double zb) {
 // an edge compute bit-identical crossings.
 SPLINECAM_HD double crossing_t(double za, double zb) { return za / (za - zb); }
 
-// The snapping tolerance of a column: t = rtol * max |z| over the vertices, raised to
-// the column's floor (values below it are rounding noise) and lowered to its cap.
+// The snapping tolerance of a column: t = rtol * max |z| over the vertices, lowered to
+// the column's cap, then raised to its floor: values below the floor are rounding noise,
+// whatever the cap (two breakpoints closer than the noise cannot be told apart).
 SPLINECAM_HD double bounded_tolerance(double t, double floor, double cap) {
-  t = t < floor ? floor : t;
-  return t > cap ? cap : t;
+  t = t > cap ? cap : t;
+  return t < floor ? floor : t;
 }
 
 // Snap the first n_cut entries of one row: |z| <= tol[j] becomes exactly 0.

@@ -3,7 +3,7 @@
 //
 // Phases (each a per-element body run by a launcher):
 //   0. tolerance: per column, |z| <= tol_j is snapped to exactly 0, where tol_j is
-//      rtol * max_v |z_j| clamped to [floor_j, cap_j] when the caller gives bounds (the
+//      min(rtol * max_v |z_j|, cap_j) raised to floor_j when the caller gives bounds (the
 //      driver's tolerance policy: a rounding floor, and a cap that keeps two
 //      breakpoints of one unit apart);
 //   1. edge table of the current faces;

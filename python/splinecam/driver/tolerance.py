@@ -4,7 +4,7 @@ The engine decides topology from signs, so everything rests on one question: is 
 breakpoint value at a vertex zero (the vertex lies on that unit's line) or not? A value
 ``z`` at a vertex is snapped to exactly 0 when ``|z| <= tol_j`` for its column ``j``:
 
-    tol_j = min(max(rtol * max_v |z_j(v)|, floor_j), cap_j)
+    tol_j = max(min(rtol * max_v |z_j(v)|, cap_j), floor_j)
 
 - ``rtol * max_v |z_j(v)|`` (the engine computes it over the current vertices) makes
   lines through vertices, coincident lines and concurrent lines exact, and never lets a
@@ -26,7 +26,9 @@ breakpoint value at a vertex zero (the vertex lies on that unit's line) or not? 
   ``z - b_1`` and ``z - b_2`` of a unit differ by the constant ``b_2 - b_1``, so a
   tolerance of at least half that gap would snap a vertex on one breakpoint onto the
   other. The cap is a quarter of the smallest gap between the layer's breakpoints: a
-  value is snapped to at most one breakpoint, never two breakpoints together.
+  value is snapped to at most one breakpoint, never two breakpoints together - unless
+  the gap is below the rounding floor, where float64 cannot tell the two apart and the
+  strip between them (thinner than the noise) collapses onto one line.
 
 Activation patterns (region patterns, ``locate``, the checks) use the same floors: a
 value within its floor of zero counts as zero (inactive), and candidates of a max within

@@ -133,6 +133,12 @@ class Nonlinearity:
         """Units (output elements) of the layer: the labels of its edges."""
         return int(np.prod(self.out_shape))
 
+    @property
+    def zero_breakpoint(self) -> Optional[int]:
+        """Index of the breakpoint 0 of an elementwise layer (its column ``z - 0`` is
+        ``z`` itself, exactly), or None."""
+        return next((k for k, b in enumerate(self.breakpoints) if b == 0.0), None)
+
 
 def _elementwise_breakpoints(node: fx.Node, gm: fx.GraphModule) -> Optional[Tuple[float, ...]]:
     if node.op == "call_module":
@@ -236,8 +242,8 @@ class RowLayout:
     """Columns of the per-vertex rows at one hidden layer.
 
     ``n_cut`` breakpoint columns come first; ``carry`` maps each tensor node that is
-    needed later to its column range. For an elementwise layer whose input is not
-    carried, the input is recovered as ``rows[:, :N] + breakpoints[0]``."""
+    needed later to its column range. An elementwise layer's input is carried unless one
+    of its breakpoints is 0: then it is that breakpoint's column, exactly."""
     n_cut: int
     n_cols: int
     carry: Dict[fx.Node, Tuple[int, int]] = field(default_factory=dict)
@@ -579,7 +585,9 @@ class Network:
             n_cut = len(nl.breakpoints) * nl.width
             col = n_cut
             z = nl.inputs[0]
-            needed_later = self.last_use.get(z, -1) > self._boundary(l)
+            # z itself is carried when later nodes use it, or when no breakpoint column is
+            # z exactly (z - b rounds z to the precision of b: Hardtanh, clamp)
+            needed_later = self.last_use.get(z, -1) > self._boundary(l) or nl.zero_breakpoint is None
             for n in live:
                 if n is z and not needed_later:
                     continue
@@ -619,7 +627,8 @@ class Network:
             z = nl.inputs[0]
             if z not in env:
                 N = nl.width
-                env[z] = (t[:, :N] + nl.breakpoints[0]).reshape(b, *self.shape[z])
+                k = nl.zero_breakpoint
+                env[z] = t[:, k * N:(k + 1) * N].reshape(b, *self.shape[z])
             env[nl.node] = self._exec(nl.node, env)
         else:
             X = torch.cat([env[n].reshape(b, -1) for n in nl.inputs], dim=1)
@@ -765,7 +774,9 @@ class Network:
         out = {k: scale[:, a:e] for k, (a, e) in prev_lay.carry.items()}
         nl = self.layers[prev_l - 1]
         if nl.kind == "elementwise":  # the output's error is at most its input's
-            out[nl.node] = scale[:, :nl.width]
+            z = nl.inputs[0]
+            k = nl.zero_breakpoint
+            out[nl.node] = out[z] if z in out else scale[:, k * nl.width:(k + 1) * nl.width]
         else:
             X = torch.cat([out[t].reshape(n, -1) for t in nl.inputs], dim=1)
             out[nl.node] = X[:, torch.from_numpy(nl.idx).to(X.device)].amax(dim=2)
