@@ -48,17 +48,15 @@ class Backend:
     keeps_tensors = False
     device = torch.device("cpu")
 
-    def refine(self, xy, rows, faces, *, n_cut, layer_id, rtol, threads, max_new, cut_begin, bounds) -> dict:
+    def refine(self, xy, rows, faces, **args) -> dict:
         """One refinement of arrays in this backend's memory: the engine's result dict,
-        its arrays in the same memory. ``rows`` is snapped in place."""
-        return self._launch(xy, rows, faces, dict(n_cut=n_cut, layer_id=layer_id, rtol=rtol, num_threads=threads or 0,
-                                                  max_new_vertices=max_new, cut_begin=cut_begin, tol_bounds=bounds))
+        its arrays in the same memory. ``rows`` is snapped in place. ``args``: ``n_cut,
+        layer_id, rtol, threads, max_new, cut_begin, bounds``."""
+        return self._launch(xy, rows, faces, _engine_kwargs(**args))
 
-    def refine_host(self, xy, rows, faces, *, n_cut, layer_id, rtol, threads, max_new, cut_begin, bounds) -> dict:
+    def refine_host(self, xy, rows, faces, **args) -> dict:
         """One refinement of numpy arrays on the host (max-type layers, decision, lean)."""
-        return self._launch_host(xy, rows, faces, dict(n_cut=n_cut, layer_id=layer_id, rtol=rtol,
-                                                       num_threads=threads or 0, max_new_vertices=max_new,
-                                                       cut_begin=cut_begin, tol_bounds=bounds))
+        return self._launch_host(xy, rows, faces, _engine_kwargs(**args))
 
     def _launch(self, xy, rows, faces, kw) -> dict:
         return self._launch_host(xy, rows, faces, kw)
@@ -84,6 +82,12 @@ class Backend:
 
     def __repr__(self):
         return f"{type(self).__name__}()"
+
+
+def _engine_kwargs(*, n_cut, layer_id, rtol, threads, max_new, cut_begin, bounds) -> dict:
+    """The keyword arguments of the extension's refine functions."""
+    return dict(n_cut=n_cut, layer_id=layer_id, rtol=rtol, num_threads=threads or 0, max_new_vertices=max_new,
+                cut_begin=cut_begin, tol_bounds=bounds)
 
 
 class CpuBackend(Backend):

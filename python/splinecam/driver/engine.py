@@ -99,9 +99,7 @@ def _refine_range(backend, xy, rows, faces, n_cut, layer_id, rtol, threads, budg
                    cut_begin=cut_begin, bounds=bounds)
     except _core.BudgetExceeded:
         _over_limit(layer_id, len(xy), budget[0], rows.shape[1])
-    except MemoryError as e:
-        if isinstance(e, MemoryLimitExceeded):
-            raise
+    except MemoryError:
         raise backend.out_of_memory(layer_id, len(faces[0]) - 1, len(xy), rows.shape[1]) from None
 
 
