@@ -286,7 +286,7 @@ def test_rounding_floor_tracks_the_size_of_the_terms():
     # Layer 2's glue sums relu(z_0) ~ 5e6 and 3 relu(z_1) ~ 3: terms of about 5e6.
     out = t.direct[-1][0]
     assert 3e6 < out < 1.5e7
-    assert t.decision_bounds(0)[0, 0] == pytest.approx(ROUNDING_FLOOR * out)
+    assert t.decision_floor(0) == pytest.approx(ROUNDING_FLOOR * out)
     # Layer 1's pattern floors come from the input: |W x| + |b| ~ 1e6..7e6 for unit 0.
     f = t.pattern_floors()[0]
     assert 1e6 * ROUNDING_FLOOR < f[0] < 1e7 * ROUNDING_FLOOR

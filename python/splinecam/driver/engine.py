@@ -209,7 +209,7 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
     gpu = backend.keeps_tensors  # vertex values stay torch tensors on the backend's device
     limit = int(memory_limit) if memory_limit is not None else backend.default_memory_limit()
     net = Network.from_model(model, slice.input_shape)
-    tols = Tolerances.for_slice(net, slice)
+    tols = Tolerances.for_slice(net, slice, rtol)
     net.pattern_floors = tols.pattern_floors()
     poly = slice.polygon
     k = len(poly)
@@ -247,7 +247,8 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
                     # On the host: the merge step needs the half-edge view (see module doc).
                     new_xy, rows, new_faces, parent, deg = clock("geometry", _max_layer, backend, _host(xy),
                                                                  _host(rows), tuple(_host(f) for f in faces), lay, nl,
-                                                                 l, rtol, threads, budget, tols.bounds(l))
+                                                                 l, rtol, threads, budget, tols.bounds(l),
+                                                                 tols.tie_tolerance(l))
                     if gpu:
                         new_xy, rows = _to_device(new_xy, dev), _to_device(rows, dev)
                         new_faces = tuple(_to_device(f, dev) for f in new_faces)
@@ -264,7 +265,7 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
                 net.to("cpu")
                 xy, faces = _host(xy), tuple(_host(f) for f in faces)
             xy, faces, parent, deg = clock("lean", _lean_layer, backend, net, slice, xy, faces, l, nl, rtol, threads,
-                                           limit, chunk, tols.bounds(l, from_input=True))
+                                           limit, chunk, tols)
         stats["degenerate"] += deg
         layer = Layer(*(_host(f) for f in faces), _host(parent), len(xy))
         layers.append(layer)
@@ -362,10 +363,12 @@ def _cat(parts):
     return torch.cat(parts) if isinstance(parts[0], torch.Tensor) else np.concatenate(parts)
 
 
-def _max_layer(backend, xy, rows, faces, lay, nl, layer_id, rtol, threads, budget=None, bounds=None, chunk=8192):
+def _max_layer(backend, xy, rows, faces, lay, nl, layer_id, rtol, threads, budget, bounds, ties, chunk=8192):
     """A max-type layer: for windows of k candidates, k - 1 refinements by
     ``max(c_0..c_{s-1}) - c_s`` (each a ReLU, max(a, b) = b + relu(a - b)), then the
-    faces on both sides of a split line with the same winner are merged again."""
+    faces on both sides of a split line with the same winner are merged again.
+    ``bounds`` (2, W): the chain columns' tolerances; ``ties`` (W,): how close two
+    candidates are tied (:class:`splinecam.driver.tolerance.Tolerances`)."""
     idx = nl.idx
     W, k = idx.shape
     x0 = lay.n_cut
@@ -395,8 +398,8 @@ def _max_layer(backend, xy, rows, faces, lay, nl, layer_id, rtol, threads, budge
         # wherever that line came from (coincident tie lines of different windows make
         # one edge): so the windows to compare are those tied at both ends of the edge.
         X = rows[:, xcols[0]:xcols[1]]
-        floor = np.zeros(W) if bounds is None else np.asarray(bounds[0], dtype=np.float64)
-        edge, w = _tied_windows(X, idx, verts[h], he["origin"][he["next"][h]], rtol, floor)
+        floor = np.asarray(bounds[0], dtype=np.float64)
+        edge, w = _tied_windows(X, idx, verts[h], he["origin"][he["next"][h]], floor, np.asarray(ties, np.float64))
         fa, fb = face[h][edge], face[twin[h]][edge]
         win = _face_window_argmax(X, idx, off, verts, np.concatenate([fa, fb]), np.concatenate([w, w]), floor)
         differs = np.bincount(edge, weights=win[: len(w)] != win[len(w):], minlength=len(h)) > 0
@@ -429,11 +432,13 @@ def _columns_from_input(net, slice, xy, l, cols, chunk, limit=None):
     return out
 
 
-def _lean_layer(backend, net, slice, xy, faces, layer_id, nl, rtol, threads, limit, chunk, bounds):
+def _lean_layer(backend, net, slice, xy, faces, layer_id, nl, rtol, threads, limit, chunk, tols):
     """Refine by one layer whose rows do not fit in memory: its units (or pooling
     windows) a chunk at a time, each chunk's values computed from the input at the
     current vertices. Cutting by some units of a layer, then by others, gives the same
     partition as cutting by all at once; every vertex still has one value per unit."""
+    bounds = tols.bounds(layer_id, from_input=True)
+    ties = tols.tie_tolerance(layer_id, from_input=True) if nl.kind != "elementwise" else None
     tmp = layer_id + (1 << 20)  # marks the edges of the chunk being cut
     n_units = nl.width if nl.kind == "elementwise" else nl.idx.shape[0]
     per_unit = len(nl.breakpoints) if nl.kind == "elementwise" else 1 + nl.idx.shape[1]
@@ -463,7 +468,7 @@ def _lean_layer(backend, net, slice, xy, faces, layer_id, nl, rtol, threads, lim
                 rows[:, uc:] = _columns_from_input(net, slice, xy, layer_id, x0 + cand, chunk, limit)
                 sub = _Sub(idx=inv.reshape(sub_idx.shape), in_numel=len(cand), n_cut=uc)
                 new_xy, _, new_faces, step_parent, deg = _max_layer(backend, xy, rows, faces, sub, sub, tmp, rtol, threads,
-                                                                    (limit, 0), bounds[:, j:j + uc])
+                                                                    (limit, 0), bounds[:, j:j + uc], ties[j:j + uc])
                 degenerate += deg
         except MemoryLimitExceeded:
             if uc == 1:  # the refinement was labelled tmp: name the real layer
@@ -510,27 +515,26 @@ def _winners(cand, floor):
     return np.argmax(cand >= cand.max(axis=-1, keepdims=True) - floor[..., None], axis=-1)
 
 
-def _tied_windows(X, idx, a, b, rtol, floor, budget=1 << 24):
+def _tied_windows(X, idx, a, b, floor, tie_tol, budget=1 << 24):
     """The pairs ``(edge, window)`` of the edges ``a[e] -> b[e]`` with the windows whose
-    two largest candidates are tied (within the snapping tolerance) at both ends of the
-    edge, among the windows whose winner is not the same at every vertex. Temporaries are
-    bounded by ``budget`` values."""
+    two largest candidates are tied (within ``tie_tol``) at both ends of the edge, among
+    the windows whose winner is not the same at every vertex (candidates within ``floor``
+    of the maximum are tied for the winner). Temporaries are bounded by ``budget``
+    values."""
     W, k = idx.shape
     empty = np.zeros(0, np.int64)
     if k < 2 or len(a) == 0:
         return empty, empty
     step = max(1, budget // (W * k))
-    first, active, scale = None, np.zeros(W, bool), np.zeros(W)
+    first, active = None, np.zeros(W, bool)
     for s in range(0, len(X), step):
-        cand = X[s:s + step][:, idx]                                  # (n, W, k)
-        win = _winners(cand, floor)
+        win = _winners(X[s:s + step][:, idx], floor)                 # candidates (n, W, k)
         first = win[0] if first is None else first
         active |= (win != first).any(axis=0)
-        scale = np.maximum(scale, np.abs(cand).max(axis=(0, 2)))
     act = np.flatnonzero(active)
     if len(act) == 0:
         return empty, empty
-    tie_tol = 4 * rtol * scale[act] + 4 * floor[act]  # above the chain columns' tolerance
+    tie_tol = tie_tol[act]
     ends, inv = np.unique(np.concatenate([a, b]), return_inverse=True)
     tied = np.empty((len(ends), len(act)), bool)
     step = max(1, budget // (len(act) * k))

@@ -4,24 +4,30 @@ The engine decides topology from signs, so everything rests on one question: is 
 breakpoint value at a vertex zero (the vertex lies on that unit's line) or not? A value
 ``z`` at a vertex is snapped to exactly 0 when ``|z| <= tol_j`` for its column ``j``:
 
-    tol_j = max(min(rtol * max_v |z_j(v)|, cap_j), floor_j)
+    tol_j = max(min(rtol * scale_j, cap_j), floor_j)
 
-- ``rtol * max_v |z_j(v)|`` (the engine computes it over the current vertices) makes
-  lines through vertices, coincident lines and concurrent lines exact, and never lets a
-  line split off a sliver thinner than about ``rtol`` times the slice's diameter.
+**One tolerance per column for the whole slice.** Every term is measured once per slice,
+at the same few points (:func:`sample_points`: the corners, the centroid and the
+midpoints between them), before any refinement; the engine is given ``tol_j`` as it is.
+So the snapping never depends on which vertices a computation happens to hold: a tile of
+the slice snaps exactly as the whole slice does, and the vertices a seam between two
+tiles gets are the same from both sides (:mod:`splinecam.driver.tiles`).
+
+- ``rtol * scale_j``, with ``scale_j`` the largest magnitude of the column at the sample
+  points (for layer 1, affine on the slice, that is its largest magnitude over the slice),
+  makes lines through vertices, coincident lines and concurrent lines exact, and never
+  lets a line split off a sliver thinner than about ``rtol`` times the slice's diameter.
 - ``floor_j`` is the column's **rounding floor**: float64 evaluates a value
   ``z = A a + c`` with an error of a few ulps of its *terms* ``A_ji a_i``, however small
   ``z`` itself is. So a value below ``ROUNDING_FLOOR`` times the size of its terms is
   an exact zero: a unit that vanishes in exact arithmetic (integer weights with zero
   biases, units that cancel, duplicated units) is not cut along its rounding noise.
-  The size of the terms is measured once per slice (:meth:`Network.magnitudes` at a few
-  points of the slice), one scale for the whole slice, and it depends on where the
-  values come from. The driver's rows of layer 1 are interpolations of the values at
-  the slice's corners (exact up to rounding of the values themselves: no floor), and
-  those of layer ``l > 1`` are the glue applied to the rows of layer ``l - 1`` (the
-  terms of that glue). Values from a forward pass from the input (lean layers,
-  activation patterns at points) carry the error of every layer before: the terms
-  accumulated from the input on.
+  The size of the terms (:meth:`Network.magnitudes`) depends on where the values come
+  from. The driver's rows of layer 1 are interpolations of the values at the slice's
+  corners (exact up to rounding of the values themselves: no floor), and those of layer
+  ``l > 1`` are the glue applied to the rows of layer ``l - 1`` (the terms of that glue).
+  Values from a forward pass from the input (lean layers, activation patterns at
+  points) carry the error of every layer before: the terms accumulated from the input on.
 - ``cap_j`` keeps two breakpoints of one unit apart: for Hardtanh/ReLU6 the columns
   ``z - b_1`` and ``z - b_2`` of a unit differ by the constant ``b_2 - b_1``, so a
   tolerance of at least half that gap would snap a vertex on one breakpoint onto the
@@ -43,6 +49,10 @@ import numpy as np
 
 __all__ = ["ROUNDING_FLOOR", "Tolerances", "sample_points"]
 
+
+def _bounds(tol: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.stack([tol, tol]).astype(np.float64))
+
 #: Relative size, against the Euclidean norm of its terms, below which a float64 value
 #: is rounding noise (16 ulps: the error of a sum grows with its number of terms).
 ROUNDING_FLOOR = 2.0 ** -49
@@ -56,17 +66,41 @@ def sample_points(polygon: np.ndarray) -> np.ndarray:
 
 
 class Tolerances:
-    """Per-layer tolerance bounds of one slice (see the module doc), from
-    :meth:`Network.magnitudes` ``(direct, accumulated)`` for layers ``1 .. L + 1``."""
+    """Per-column tolerances of one slice (see the module doc), from
+    :meth:`Network.magnitudes` ``(direct, accumulated, values)`` for layers
+    ``1 .. L + 1`` at the slice's sample points."""
 
-    def __init__(self, net, magnitudes):
+    def __init__(self, net, magnitudes, rtol: float = 1e-10):
         self.net = net
-        direct, self.accumulated = magnitudes
-        self.direct = direct
+        self.direct, self.accumulated, self.values = magnitudes
+        self.rtol = float(rtol)
 
     @classmethod
-    def for_slice(cls, net, slice) -> "Tolerances":
-        return cls(net, net.magnitudes(slice.to_input(sample_points(slice.polygon))))
+    def for_slice(cls, net, slice, rtol: float = 1e-10) -> "Tolerances":
+        return cls(net, net.magnitudes(slice.to_input(sample_points(slice.polygon))), rtol)
+
+    def _candidates(self, l: int) -> np.ndarray:
+        """(n, W, k) the candidates of max-type layer ``l``'s windows at the sample points."""
+        nl, lay = self.net.layers[l - 1], self.net.layout(l)
+        return self.values[l - 1][:, lay.n_cut:lay.n_cut + nl.in_numel][:, nl.idx]
+
+    def scales(self, l: int) -> np.ndarray:
+        """(n_cut,) the largest magnitude of each breakpoint column of hidden layer ``l``
+        at the sample points: ``z - b``, or for a max-type layer's window the chain values
+        ``max(c_0..c_{s-1}) - c_s`` over its steps ``s``."""
+        nl, lay = self.net.layers[l - 1], self.net.layout(l)
+        if nl.kind == "elementwise":
+            return np.abs(self.values[l - 1][:, :lay.n_cut]).max(axis=0)
+        cand = self._candidates(l)
+        chain = np.maximum.accumulate(cand, axis=2)[:, :, :-1] - cand[:, :, 1:]
+        return np.abs(chain).max(axis=(0, 2)) if chain.size else np.zeros(cand.shape[1])
+
+    def tie_tolerance(self, l: int, from_input: bool = False) -> np.ndarray:
+        """(W,) per window of max-type layer ``l``: two candidates this close at a vertex
+        are tied there (four times the snapping of the candidates' own size, above the
+        chain columns' tolerance)."""
+        cand = np.abs(self._candidates(l)).max(axis=(0, 2))
+        return 4 * (self.rtol * cand + self.floors(l, from_input))
 
     def floors(self, l: int, from_input: bool = False) -> np.ndarray:
         """(n_cut,) rounding floor of the breakpoint columns of hidden layer ``l``, for
@@ -83,9 +117,9 @@ class Tolerances:
         x = mag[lay.n_cut:lay.n_cut + nl.in_numel]
         return 2 * ROUNDING_FLOOR * x[nl.idx].max(axis=1)
 
-    def bounds(self, l: int, from_input: bool = False) -> np.ndarray:
-        """(2, n_cut) float64: the floor and the cap of every breakpoint column of hidden
-        layer ``l``, as the engine takes them."""
+    def tolerances(self, l: int, from_input: bool = False) -> np.ndarray:
+        """(n_cut,) the snapping tolerance of every breakpoint column of hidden layer
+        ``l`` (the module doc's ``tol_j``)."""
         nl = self.net.layers[l - 1]
         floor = self.floors(l, from_input)
         cap = np.full_like(floor, np.inf)
@@ -94,14 +128,25 @@ class Tolerances:
             gaps = gaps[gaps > 0]
             if len(gaps):
                 cap[:] = 0.25 * gaps.min()
-        return np.ascontiguousarray(np.stack([floor, cap]))
+        return np.maximum(np.minimum(self.rtol * self.scales(l), cap), floor)
+
+    def bounds(self, l: int, from_input: bool = False) -> np.ndarray:
+        """(2, n_cut) float64, as the engine takes them: floor and cap of every
+        breakpoint column of hidden layer ``l``, both the column's tolerance (so the
+        engine's own per-call scale plays no part)."""
+        return _bounds(self.tolerances(l, from_input))
 
     def decision_bounds(self, c: int) -> np.ndarray:
         """(2, 1) bounds of the decision column of step ``c``: the single output itself
         (``c = 0``), or ``max(y_0..y_{c-1}) - y_c``."""
+        v = self.values[-1]
+        scale = np.abs(v[:, 0]).max() if c == 0 else np.abs(v[:, :c].max(axis=1) - v[:, c]).max()
+        return _bounds(np.array([max(self.rtol * scale, self.decision_floor(c))]))
+
+    def decision_floor(self, c: int) -> float:
+        """The rounding floor of the decision column of step ``c``."""
         y = self.direct[-1]
-        floor = ROUNDING_FLOOR * y[0] if c == 0 else 2 * ROUNDING_FLOOR * y[:c + 1].max()
-        return np.array([[floor], [np.inf]])
+        return float(ROUNDING_FLOOR * y[0] if c == 0 else 2 * ROUNDING_FLOOR * y[:c + 1].max())
 
     def pattern_floors(self) -> List[np.ndarray]:
         """Per hidden layer, the floors that activation patterns (forward passes from the

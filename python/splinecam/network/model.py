@@ -706,7 +706,8 @@ class Network:
         return env
 
     @torch.no_grad()
-    def magnitudes(self, x: torch.Tensor, probes: int = 3, seed: int = 0) -> Tuple[List[np.ndarray], List[np.ndarray]]:
+    def magnitudes(self, x: torch.Tensor, probes: int = 3, seed: int = 0
+                   ) -> Tuple[List[np.ndarray], List[np.ndarray], List[np.ndarray]]:
         """The rounding scales of every column of every layer's rows, at the inputs ``x``.
 
         Each layer's values are an affine map of the tensors before it, ``z = A a + c``;
@@ -716,19 +717,22 @@ class Network:
         over random sign vectors ``s`` (``probes`` of them, seeded): its typical size is
         the Euclidean norm of the terms.
 
-        Returns ``(direct, accumulated)``, each a list over layers ``1 .. L + 1`` (the
-        output last) of ``(n_cols,)`` arrays, the largest over ``x``:
+        Returns ``(direct, accumulated, values)``, each a list over layers ``1 .. L + 1``
+        (the output last); ``direct`` and ``accumulated`` of ``(n_cols,)`` arrays, the
+        largest over ``x``:
 
         - ``direct``: the terms of the layer's own glue applied to the previous layer's
           values: the error the driver makes when it computes a layer's rows from the
           previous layer's rows at a vertex;
         - ``accumulated``: the terms applied to ``|a| + e``, with ``e`` the accumulated
           scale of the inputs: the error of a forward pass from the input (lean layers,
-          activation patterns at points)."""
+          activation patterns at points);
+        - ``values``: the rows themselves at ``x``, ``(n, n_cols)`` (the chain columns of
+          a max-type layer are zeros: the driver fills them)."""
         x = torch.as_tensor(x, dtype=torch.float64, device=self.device).reshape(len(x), -1)
         gen = torch.Generator().manual_seed(seed)
         n, P = len(x), probes
-        direct, accumulated = [], []
+        direct, accumulated, values = [], [], []
         source, scale = x, torch.zeros_like(x)  # values and accumulated scales at x
         for l in range(1, self.num_layers + 2):
             lay, seg = self.layout(l), self._segment(l)
@@ -762,8 +766,9 @@ class Network:
             acc = (rows[P + 2:] - rows[1]).abs().mean(dim=0) * math.sqrt(math.pi / 2)
             direct.append(d.amax(dim=0).cpu().numpy())
             accumulated.append(acc.amax(dim=0).cpu().numpy())
+            values.append(rows[0].cpu().numpy())
             source, scale = rows[0], acc
-        return direct, accumulated
+        return direct, accumulated, values
 
     def _input_scales(self, l: int, prev_l: int, prev_lay: Optional[RowLayout], scale: torch.Tensor) -> Dict:
         """Accumulated scales of the per-vertex inputs of the segment before layer ``l``,
