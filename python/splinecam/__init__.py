@@ -10,12 +10,12 @@ from splinecam._core import build_info as _core_build_info
 from splinecam._core import cuda_device_count as _cuda_device_count
 from splinecam.slice import Slice
 from splinecam.network import SUPPORTED_MODULES, UnsupportedModelError
-from splinecam.driver import MemoryLimitExceeded, TiledPartition, partition, partition_tiled
+from splinecam.driver import MemoryLimitExceeded, partition, partition_tiled
 from splinecam.result import Partition
 
 __version__ = "0.1.0"
 
-__all__ = ["Slice", "partition", "Partition", "partition_tiled", "TiledPartition", "MemoryLimitExceeded",
+__all__ = ["Slice", "partition", "Partition", "partition_tiled", "MemoryLimitExceeded",
            "build_info", "cuda_available", "SUPPORTED_MODULES", "UnsupportedModelError"]
 
 

@@ -1,7 +1,8 @@
 """The driver: the layer loop of :func:`partition` (:mod:`.engine`), where refinements
 run (:mod:`.backends`), when a value is zero (:mod:`.tolerance`), argument and value
-checks (:mod:`.checks`) and slices computed in tiles (:mod:`.tiles`)."""
+checks (:mod:`.checks`), slices computed in tiles (:mod:`.tiles`) and stitched into one
+partition (:mod:`.stitch`)."""
 from splinecam.driver.engine import MemoryLimitExceeded, partition
-from splinecam.driver.tiles import TiledPartition, partition_tiled
+from splinecam.driver.tiles import partition_tiled
 
-__all__ = ["partition", "partition_tiled", "TiledPartition", "MemoryLimitExceeded"]
+__all__ = ["partition", "partition_tiled", "MemoryLimitExceeded"]

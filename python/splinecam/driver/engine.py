@@ -17,6 +17,8 @@ left out of the boundary. A single output is split by its zero level set.
 """
 from __future__ import annotations
 
+import functools
+import numbers
 import time
 from typing import List, Optional
 
@@ -139,7 +141,7 @@ def _progress(total, enabled, desc):
 def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool = True, progress: bool = True,
               rtol: float = 1e-10, threads: Optional[int] = None, validate: bool = False,
               chunk: int = 32768, memory_limit: Optional[int] = None, lean: bool = False,
-              device=None, backend=None) -> "Partition":
+              device=None, backend=None, tiles="auto", max_depth: int = 8) -> "Partition":
     """Compute the exact partition of ``slice`` into the linear regions of ``model``.
 
     Parameters
@@ -196,6 +198,16 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
         launcher on the host: how the device path is tested without a GPU) or ``"cuda"``.
         Default: the innermost :func:`splinecam.driver.backends.use` block, else the device's.
 
+    tiles : "auto", int or (int, int)
+        ``"auto"`` (default): one pass over the slice if it fits ``memory_limit``, else
+        tiles, planned by themselves: the slice is cut into four, and each tile that does
+        not fit is cut into four again (up to ``max_depth`` times). ``1``: one pass, or
+        :class:`MemoryLimitExceeded`. ``n`` or ``(nx, ny)``: start from a grid of tiles.
+        Whatever the tiles, the result is one partition of the slice, stitched exactly
+        (:mod:`splinecam.driver.stitch`); ``run_info["tiles"]`` says how many there were.
+    max_depth : int
+        How many times a tile may be cut into four.
+
     Returns
     -------
     Partition
@@ -203,14 +215,42 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
     if not isinstance(slice, Slice):
         raise TypeError(f"slice must be a splinecam.Slice; got {type(slice).__name__}")
     rtol, memory_limit, chunk, threads = check_partition_args(rtol, memory_limit, chunk, threads)
+    grid = check_tiles(tiles)
     t0 = time.perf_counter()
     dev = resolve_device(model, device)
     backend = get_backend(dev, backend)
-    gpu = backend.keeps_tensors  # vertex values stay torch tensors on the backend's device
     limit = int(memory_limit) if memory_limit is not None else backend.default_memory_limit()
     net = Network.from_model(model, slice.input_shape)
     tols = Tolerances.for_slice(net, slice, rtol)
     net.pattern_floors = tols.pattern_floors()
+    run = functools.partial(_partition_polygon, net, tols, slice, decision_boundary=decision_boundary, rtol=rtol,
+                            threads=threads, validate=validate, chunk=chunk, limit=limit, lean=lean, dev=dev,
+                            backend=backend)
+    from splinecam.driver.tiles import run_tiles
+    P = run_tiles(run, net, slice, grid, max_depth, progress)
+    P.run_info["seconds"] = time.perf_counter() - t0
+    return P
+
+
+def check_tiles(tiles):
+    """``tiles`` of :func:`partition`: ``None`` for "auto", else ``(nx, ny)``."""
+    if isinstance(tiles, str) and tiles == "auto":
+        return None
+    grid = (tiles, tiles) if isinstance(tiles, numbers.Integral) and not isinstance(tiles, bool) else tiles
+    ok = (isinstance(grid, (tuple, list)) and len(grid) == 2
+          and all(isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1 for n in grid))
+    if not ok:
+        raise ValueError(f"tiles must be 'auto', a positive integer n (an n x n grid) or (nx, ny); got {tiles!r}")
+    return int(grid[0]), int(grid[1])
+
+
+def _partition_polygon(net, tols, whole: Slice, polygon, *, decision_boundary, rtol, threads, validate, chunk, limit,
+                       lean, dev, backend, progress=False) -> Partition:
+    """The partition of the convex ``polygon`` of the slice ``whole`` (one pass; its
+    tolerances ``tols`` are the whole slice's)."""
+    t0 = time.perf_counter()
+    slice = whole if polygon is None else Slice(whole.origin, whole.basis, polygon)
+    gpu = backend.keeps_tensors  # vertex values stay torch tensors on the backend's device
     poly = slice.polygon
     k = len(poly)
     xy = np.ascontiguousarray(poly)
@@ -576,6 +616,7 @@ def _decision(backend, xy, outputs, faces, layer_id, rtol, threads, validate, to
     rows = np.empty((V, C + 1))
     rows[:, 1:] = outputs
     degenerate = 0
+    parent = None
     for c in range(1, max(C, 2)):
         if C == 1:
             rows[:, 0] = rows[:, 1]  # zero level set of the single output
@@ -584,6 +625,7 @@ def _decision(backend, xy, outputs, faces, layer_id, rtol, threads, validate, to
         out = _refine(backend, xy, rows, faces, 1, layer_id, rtol, threads, None,
                       None if tols is None else tols.decision_bounds(0 if C == 1 else c), host=True)
         degenerate += int(out["degenerate"])
+        parent = out["face_parent"] if parent is None else parent[out["face_parent"]]
         xy = np.concatenate([xy, out["xy"]])
         rows = np.concatenate(out["rows_blocks"])
         unit = out["he_unit"]
@@ -597,4 +639,5 @@ def _decision(backend, xy, outputs, faces, layer_id, rtol, threads, validate, to
         msg = _core.validate(len(xy), *faces)
         if msg:
             raise RuntimeError(f"splinecam produced an invalid decision-boundary refinement: {msg}")
-    return xy, values, {"faces": faces, "winner": winner, "layer": layer_id, "degenerate": degenerate}
+    return xy, values, {"faces": faces, "winner": winner, "layer": layer_id, "degenerate": degenerate,
+                        "parent": parent.astype(np.int64)}

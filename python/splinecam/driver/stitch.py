@@ -1,0 +1,390 @@
+"""Stitch the partitions of the tiles of a slice into one :class:`Partition`.
+
+The tiles are convex pieces of the slice cut along axis-parallel *seam lines*
+(:func:`splinecam.driver.tiles.tile_polygons`). Each tile's partition is exact on its
+own; together they are the partition of the slice cut along the seams as well. Stitching
+removes those cuts, level by level (after each hidden layer, then the decision-boundary
+refinement), so that the result is the planar graph of the whole slice:
+
+1. **One vertex per point of a seam.** A vertex a tile creates on a seam lies exactly on
+   the seam line (it interpolates two points of that line), so its position along the
+   line is one number. The two sides of a seam compute the same crossings from the same
+   values at the same points, with one snapping tolerance for the whole slice
+   (:mod:`splinecam.driver.tolerance`); their positions agree up to the rounding of the
+   interpolation. Vertices at the same position are one vertex; the remaining ones of
+   the two sides are paired in order along the line when they are within a few ulps of
+   the slice's diameter. A vertex one side has and the other has not (a corner of a tile
+   that was split when its neighbour was not: a T-junction) is inserted into the other
+   side's boundary edge, so that every seam edge has a twin.
+2. **Seam edges between pieces of one region are dissolved.** The pieces of one linear
+   region on the two sides of a seam have one activation pattern, and only they do (a
+   region is convex). Patterns come from forward passes at the centroids of the pieces
+   that touch a seam (with the tolerance policy's floors). The faces across a dissolved
+   edge are merged (``_core.merge``); a seam edge between different patterns lies on a
+   unit's zero set and gets the label of the first unit that differs.
+3. **Vertices the seams alone made are removed**: a vertex of a tile's boundary (not a
+   corner of the slice) that is left with two edges, which are collinear pieces of one
+   edge of the slice's partition.
+"""
+from __future__ import annotations
+
+from typing import List, Sequence
+
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from splinecam import _core
+from splinecam.result.partition import Layer, Partition
+
+__all__ = ["stitch"]
+
+#: Two seam vertices of the two sides closer than this fraction of the slice's diameter
+#: along the seam are one vertex (positions agree to the rounding of an interpolation).
+SEAM_RTOL = 1e-12
+
+
+class _Tile:
+    """One tile's partition, seen through global vertex ids."""
+
+    def __init__(self, P: Partition, polygon: np.ndarray, first_id: int):
+        self.P = P
+        self.polygon = polygon
+        self.first_id = first_id
+        self.nv = len(P._xy)
+        # the levels: hidden layers 1..L, then the decision refinement (if any)
+        self.levels = [(f.face_offsets, f.face_verts, f.he_layer, f.he_unit) for f in P._layers]
+        if P._decision is not None:
+            self.levels.append(tuple(P._decision["faces"]))
+        # level at which each vertex appears: 0 for the tile's corners
+        born = np.full(self.nv, len(self.levels), np.int64)
+        born[:len(polygon)] = 0
+        lo = len(polygon)
+        for i, f in enumerate(P._layers):
+            born[lo:f.num_vertices] = i + 1
+            lo = max(lo, f.num_vertices)
+        self.born = born
+
+
+def _seam_lines(tiles: Sequence[_Tile], bbox_lo, bbox_hi):
+    """The seam lines: ``(axis, value)`` of every axis-parallel tile edge strictly inside
+    the slice's bounding box (a convex slice has no such edge of its own)."""
+    lines = set()
+    for t in tiles:
+        p = t.polygon
+        q = np.roll(p, -1, axis=0)
+        for axis in (0, 1):
+            on = (p[:, axis] == q[:, axis]) & (p[:, axis] > bbox_lo[axis]) & (p[:, axis] < bbox_hi[axis])
+            lines.update((axis, float(c)) for c in p[on, axis])
+    return sorted(lines)
+
+
+def _boundary_on_lines(xy, level, lines):
+    """Half-edges of a level's cycles on the domain boundary that lie on a seam line:
+    ``(h, a, b, line index)``."""
+    off, verts, lay, _ = level
+    nxt = np.roll(verts, -1)
+    nxt[off[1:] - 1] = verts[off[:-1]]
+    h = np.flatnonzero(lay == -1)
+    a, b = verts[h], nxt[h]
+    line = np.full(len(h), -1, np.int64)
+    for i, (axis, c) in enumerate(lines):
+        on = (xy[a, axis] == c) & (xy[b, axis] == c)
+        line[on] = i
+    keep = line >= 0
+    return h[keep], a[keep], b[keep], line[keep]
+
+
+def _unify(tiles, xy, lines, diameter):
+    """Global vertex ids: the union of the vertices every tile puts on a seam line at the
+    same point. Returns ``(rep, on_seam)``: the representative of every global id and a
+    mask of the ids that lie on a tile's boundary at a seam."""
+    n = len(xy)
+    pairs = []
+    on_seam = np.zeros(n, bool)
+    entries = [[] for _ in lines]  # per line: (pos, gid, side)
+    for t in tiles:
+        deepest = t.levels[-1]
+        h, a, b, line = _boundary_on_lines(t.P._xy, deepest, lines)
+        for i in np.unique(line):
+            axis, c = lines[i]
+            side = int(t.polygon[:, axis].mean() > c)
+            v = np.unique(np.concatenate([a[line == i], b[line == i]]))
+            g = v + t.first_id
+            on_seam[g] = True
+            entries[i].append(np.stack([xy[g, 1 - axis], g, np.full(len(g), side)], axis=1))
+    tol = SEAM_RTOL * diameter
+    for i, e in enumerate(entries):
+        if not e:
+            continue
+        e = np.concatenate(e)
+        e = e[np.lexsort((e[:, 1], e[:, 0]))]
+        pos, gid, side = e[:, 0], e[:, 1].astype(np.int64), e[:, 2].astype(np.int64)
+        same = np.flatnonzero(pos[1:] == pos[:-1])  # one point: one vertex
+        pairs.append(np.stack([gid[same], gid[same + 1]], axis=1))
+        # Distinct positions seen by one side only: pair them in order with the other
+        # side's, within the rounding of an interpolation.
+        starts = np.concatenate([[0], np.flatnonzero(pos[1:] != pos[:-1]) + 1])
+        sides = np.add.reduceat(1 << side, starts)  # bit 0: side 0 present, bit 1: side 1
+        lone = starts[sides != 3]
+        if len(lone) < 2:
+            continue
+        ls, lp, lg = sides[sides != 3], pos[lone], gid[lone]
+        j = 0
+        while j < len(lone) - 1:
+            if ls[j] != ls[j + 1] and lp[j + 1] - lp[j] <= tol:
+                pairs.append(np.array([[lg[j], lg[j + 1]]]))
+                j += 2
+            else:
+                j += 1
+    if pairs:
+        pr = np.concatenate(pairs)
+        m = coo_matrix((np.ones(len(pr)), (pr[:, 0], pr[:, 1])), shape=(n, n))
+        _, comp = connected_components(m, directed=False)
+        # representative: the smallest id of each component
+        first = np.full(comp.max() + 1, n, np.int64)
+        np.minimum.at(first, comp, np.arange(n))
+        rep = first[comp]
+    else:
+        rep = np.arange(n)
+    return rep, on_seam
+
+
+def _insert_missing(level, xy, lines, present):
+    """Insert into the seam half-edges of a level's cycles (global ids) the seam vertices
+    of the other side that lie strictly inside them (T-junctions). ``present``: per line,
+    the sorted positions and ids of the seam vertices of this level."""
+    off, verts, lay, unit = level
+    h, a, b, line = _boundary_on_lines(xy, level, lines)
+    ins_at, ins_v = [], []
+    for i in np.unique(line):
+        pos, ids = present[i]
+        if len(pos) == 0:
+            continue
+        axis = lines[i][0]
+        sel = line == i
+        pa, pb = xy[a[sel], 1 - axis], xy[b[sel], 1 - axis]
+        lo, hi = np.minimum(pa, pb), np.maximum(pa, pb)
+        s = np.searchsorted(pos, lo, side="right")
+        e = np.searchsorted(pos, hi, side="left")
+        for k in np.flatnonzero(e > s):
+            mid = np.arange(s[k], e[k])
+            if pa[k] > pb[k]:
+                mid = mid[::-1]  # in the half-edge's direction
+            ins_at.append(np.full(len(mid), h[sel][k] + 1))
+            ins_v.append(ids[mid])
+    if not ins_at:
+        return level
+    at, v = np.concatenate(ins_at), np.concatenate(ins_v)
+    face = np.searchsorted(off, at - 1, side="right") - 1  # face of the half-edge h = at - 1
+    new_verts = np.insert(verts, at, v)
+    new_lay = np.insert(lay, at, lay[at - 1])
+    new_unit = np.insert(unit, at, unit[at - 1])
+    shift = np.bincount(face + 1, minlength=len(off)).cumsum()
+    return off + shift, new_verts.astype(np.int32), new_lay.astype(np.int32), new_unit.astype(np.int32)
+
+
+def _unit_labels(net, num_layers):
+    """For every pattern column of the first ``num_layers`` layers: its layer (1-based)
+    and unit (window of a max-type layer)."""
+    layers, units = [], []
+    for l in range(1, num_layers + 1):
+        nl = net.layers[l - 1]
+        if nl.kind == "elementwise":
+            n = len(nl.breakpoints) * nl.width
+            u = np.arange(n) % nl.width
+        else:
+            W, k = nl.idx.shape
+            u = np.arange(W * k) // k
+        layers.append(np.full(len(u), l, np.int32))
+        units.append(u.astype(np.int32))
+    return np.concatenate(layers), np.concatenate(units)
+
+
+def _splice(level, xy, candidates, keep):
+    """Remove from the cycles the ``candidates`` vertices left with two edges (collinear
+    pieces of one edge), except those in ``keep``."""
+    off, verts, lay, unit = level
+    nxt = np.roll(verts, -1)
+    nxt[off[1:] - 1] = verts[off[:-1]]
+    lo, hi = np.minimum(verts, nxt), np.maximum(verts, nxt)
+    key = np.unique(lo.astype(np.int64) * len(xy) + hi)
+    deg = np.bincount(np.concatenate([key // len(xy), key % len(xy)]), minlength=len(xy))
+    drop = candidates & (deg == 2) & ~keep
+    gone = drop[verts]
+    if not gone.any():
+        return level
+    # the half-edge into a removed vertex now ends at the next kept one: labels of the
+    # first piece (both pieces lie on one line and carry its label)
+    face = np.repeat(np.arange(len(off) - 1), np.diff(off))
+    new_off = np.concatenate([[0], np.cumsum(np.bincount(face[~gone], minlength=len(off) - 1))])
+    return new_off.astype(np.int64), verts[~gone], lay[~gone], unit[~gone]
+
+
+def stitch(net, slice, polygons: Sequence[np.ndarray], parts: Sequence[Partition], stats: dict) -> Partition:
+    """One :class:`Partition` of ``slice`` from the partitions ``parts`` of its tiles
+    ``polygons`` (see the module doc)."""
+    poly = slice.polygon
+    bbox_lo, bbox_hi = poly.min(axis=0), poly.max(axis=0)
+    diameter = float(np.linalg.norm(bbox_hi - bbox_lo))
+    tiles, first = [], 0
+    for P, p in zip(parts, polygons):
+        tiles.append(_Tile(P, np.asarray(p, np.float64), first))
+        first += tiles[-1].nv
+    n_levels = len(tiles[0].levels)
+    L = parts[0].num_layers
+    has_decision = parts[0]._decision is not None
+    xy_all = np.concatenate([t.P._xy for t in tiles])
+    lines = _seam_lines(tiles, bbox_lo, bbox_hi)
+    rep, on_seam = _unify(tiles, xy_all, lines, diameter)
+    born_all = np.concatenate([t.born for t in tiles])
+    born = np.full(len(xy_all), n_levels + 1, np.int64)
+    np.minimum.at(born, rep, born_all)
+    # New ids: representatives ordered by the level they appear at (each level's vertices
+    # are a prefix of the ids, as in an untiled partition).
+    reps = np.flatnonzero(rep == np.arange(len(rep)))
+    order = reps[np.argsort(born[reps], kind="stable")]
+    new_id = np.full(len(xy_all), -1, np.int64)
+    new_id[order] = np.arange(len(order))
+    gid = new_id[rep]
+    xy = xy_all[order]
+    outputs = np.concatenate([t.P._outputs for t in tiles])[order] if parts[0]._outputs is not None else None
+    seam = np.zeros(len(xy), bool)
+    seam[gid[on_seam]] = True
+    corners = np.zeros(len(xy), bool)  # the slice's own corners stay, whatever their degree
+    for c in poly:
+        corners |= (xy[:, 0] == c[0]) & (xy[:, 1] == c[1])
+    born_new = born[order]
+
+    # Patterns of the final pieces that touch a seam (per tile), for the keys of every level.
+    pat_cols_end = np.cumsum([0] + [_bits(net.layers[l]) for l in range(L)])
+    col_layer, col_unit = _unit_labels(net, L)
+    piece_pat = []  # per tile: dict final piece -> row in pats
+    pats = []
+    base = 0
+    for t in tiles:
+        f = t.P._faces
+        h, a, b, line = _boundary_on_lines(t.P._xy, (f.face_offsets, f.face_verts, f.he_layer, f.he_unit), lines)
+        face = np.searchsorted(f.face_offsets, h, side="right") - 1
+        touch = np.unique(face)
+        if has_decision:  # the decision faces on seams belong to these regions too
+            d = t.P._decision
+            hd, _, _, _ = _boundary_on_lines(t.P._xy, tuple(d["faces"]), lines)
+            dface = np.searchsorted(d["faces"][0], hd, side="right") - 1
+            touch = np.union1d(touch, d["parent"][dface])
+        row = np.full(t.P.num_regions, -1, np.int64)
+        row[touch] = base + np.arange(len(touch))
+        base += len(touch)
+        piece_pat.append(row)
+        if len(touch):
+            pats.append(net.patterns(slice.to_input(t.P.centroids()[touch]), L))
+    pats = np.concatenate(pats) if pats else np.zeros((0, int(pat_cols_end[-1])), bool)
+
+    layers: List[Layer] = []
+    prev_group = prev_start = None  # stitched face of each face of the previous level, per tile from prev_start
+    decision = None
+    for lev in range(n_levels):
+        is_dec = has_decision and lev == n_levels - 1
+        nv_level = int(np.count_nonzero(born_new <= lev + 1))
+        # present seam vertices per line at this level (global ids)
+        present = []
+        for i, (axis, c) in enumerate(lines):
+            on = seam & (born_new <= lev + 1) & (xy[:, axis] == c)
+            ids = np.flatnonzero(on)
+            pos = xy[ids, 1 - axis]
+            o = np.argsort(pos, kind="stable")
+            present.append((pos[o], ids[o]))
+        offs, vs, ls, us, tile_of, local = [], [], [], [], [], []
+        shift = 0
+        keyrow = []
+        for ti, t in enumerate(tiles):
+            off, verts, lay, unit = t.levels[lev]
+            g = gid[verts.astype(np.int64) + t.first_id].astype(np.int32)
+            lvl = _insert_missing((off, g, lay.copy(), unit.copy()), xy, lines, present)
+            offs.append(lvl[0][:-1] + shift)
+            shift += int(lvl[0][-1])
+            vs.append(lvl[1]); ls.append(lvl[2]); us.append(lvl[3])
+            nf = len(off) - 1
+            tile_of.append(np.full(nf, ti, np.int64))
+            local.append(np.arange(nf))
+            # the final piece whose pattern stands for each face of this level
+            if is_dec:
+                fin = t.P._decision["parent"]
+            else:
+                fin = _any_descendant(t.P, lev + 1, piece_pat[ti] >= 0)
+            keyrow.append(piece_pat[ti][fin])
+        off = np.concatenate(offs + [[shift]]).astype(np.int64)
+        verts, lay, unit = np.concatenate(vs), np.concatenate(ls), np.concatenate(us)
+        tile_of, local, keyrow = np.concatenate(tile_of), np.concatenate(local), np.concatenate(keyrow)
+        winner = np.concatenate([t.P._decision["winner"] for t in tiles]) if is_dec else None
+
+        he = _core.halfedges(len(xy), off, verts)
+        twin, face = he["twin"], he["face"]
+        h = np.flatnonzero((lay == -1) & (twin > np.arange(len(twin))))  # one half of each seam edge
+        remove = np.zeros(len(verts), np.uint8)
+        if len(h):
+            fa, fb = face[h], face[twin[h]]
+            ra, rb = keyrow[fa], keyrow[fb]
+            ncols = int(pat_cols_end[L if is_dec else lev + 1])
+            if (ra < 0).any() or (rb < 0).any():
+                raise RuntimeError("splinecam: a piece on a seam has no pattern (tiles do not meet)")
+            diff = pats[ra, :ncols] != pats[rb, :ncols]
+            same = ~diff.any(axis=1)
+            if is_dec:
+                wa, wb = winner[fa], winner[fb]
+                dec_edge = same & (wa != wb)
+                lay[h[dec_edge]] = lay[twin[h[dec_edge]]] = L + 1
+                unit[h[dec_edge]] = unit[twin[h[dec_edge]]] = np.maximum(wa, wb)[dec_edge]
+                same &= wa == wb
+            kept = np.flatnonzero(~same & diff.any(axis=1))
+            if len(kept):
+                col = np.argmax(diff[kept], axis=1)
+                for arr, val in ((lay, col_layer[col]), (unit, col_unit[col])):
+                    arr[h[kept]] = val
+                    arr[twin[h[kept]]] = val
+            remove[h[same]] = 1
+            remove[twin[h[same]]] = 1
+        if remove.any():
+            m = _core.merge(len(xy), off, verts, lay, unit, remove)
+            group = m["group"].astype(np.int64)
+            off, verts, lay, unit = m["face_offsets"], m["face_verts"], m["he_layer"], m["he_unit"]
+        else:
+            group = np.arange(len(off) - 1)
+        ng = int(group.max()) + 1 if len(group) else 0
+        firstf = np.full(ng, -1, np.int64)
+        firstf[group[::-1]] = np.arange(len(group))[::-1]
+        level = _splice((off, verts, lay, unit), xy, seam, corners)
+        # The parent of a stitched face: the stitched face of the previous level that holds
+        # the parent of one of its pieces (faces are numbered tile by tile, in order).
+        if is_dec:
+            loc_parent = np.concatenate([t.P._decision["parent"] for t in tiles])
+        elif lev > 0:
+            loc_parent = np.concatenate([t.P._layers[lev].face_parent for t in tiles])
+        if lev == 0:
+            parent = np.zeros(ng, np.int64)
+        else:
+            parent = prev_group[prev_start[tile_of[firstf]] + loc_parent[firstf]]
+        if is_dec:
+            decision = {"faces": level, "winner": winner[firstf].astype(np.int32), "layer": L + 1,
+                        "parent": parent}
+        else:
+            layers.append(Layer(*level, parent.astype(np.int32), nv_level))
+        prev_group = group
+        prev_start = np.concatenate([[0], np.cumsum([len(t.levels[lev][0]) - 1 for t in tiles])])
+    return Partition(xy=xy, layers=layers, outputs=outputs, decision=decision, net=net, slice=slice, stats=stats)
+
+
+def _bits(nl) -> int:
+    """Pattern columns of one hidden layer (see :meth:`Network.all_preactivations`)."""
+    return len(nl.breakpoints) * nl.width if nl.kind == "elementwise" else int(np.prod(nl.idx.shape))
+
+
+def _any_descendant(P: Partition, level: int, prefer: np.ndarray) -> np.ndarray:
+    """For each face after layer ``level``: one region of the full partition inside it,
+    one of the ``prefer`` regions where it holds any."""
+    nf = P._layers[level - 1].num_faces
+    anc = P.parents(level) if level < P.num_layers else np.arange(P.num_regions)
+    out = np.full(nf, -1, np.int64)
+    out[anc] = np.arange(len(anc))
+    out[anc[prefer]] = np.flatnonzero(prefer)
+    return out
