@@ -5,8 +5,11 @@ Cases (each run in its own process so that its peak RSS is its own):
              average pooling, dense 120-84-10), slice through three random inputs
   cnn-trained  the same CNN briefly trained on generated images
   resnet     a CIFAR-sized ResNet (ResNet-18 layout at reduced width, with MaxPool)
-  zoom       the random CNN on slices of growing size, in tiles within a memory limit,
-             until the slice holds over 10^6 regions
+  mnist      a 1x28x28 CNN (conv 8, conv 8, dense 64, 10) on the square of half-diagonal 1
+             about the centroid of three random inputs, with default arguments (one
+             pass does not fit: partition() cuts tiles by itself)
+  zoom       the random CNN on slices of growing size within a memory limit (tiles
+             planned by partition()), until the slice holds over 10^6 regions
 
     python benchmarks/bench_cnn.py                 # all cases
     python benchmarks/bench_cnn.py --case zoom --memory-gib 3
@@ -55,6 +58,15 @@ def trained_cnn(steps=60):
     return model.eval()
 
 
+def mnist_cnn(seed=0):
+    """conv 8, conv 8 (3x3, ReLU, 2x2 average pooling after each), dense 64, 10 outputs."""
+    from torch import nn
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),
+                         nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(),
+                         nn.Linear(8 * 7 * 7, 64), nn.ReLU(), nn.Linear(64, 10)).eval()
+
+
 def forward_seconds(model, sl, vertices):
     import copy
     m = copy.deepcopy(model).double().eval()
@@ -80,15 +92,29 @@ def run_case(name, memory_gib):
         fwd = forward_seconds(model, sl, P.vertices)
         rows.append(dict(case=name, scale=scale, regions=P.num_regions, tiles=1, seconds=sec,
                          x_forward=sec / fwd, decision_segments=len(P.decision_boundary)))
+    elif name == "mnist":
+        model = mnist_cnn()
+        g = torch.Generator().manual_seed(0)
+        a, b, c = torch.randn(3, 1, 28, 28, generator=g)
+        sl0 = splinecam.Slice.through(a, b, c)
+        h = 2 ** -0.5  # half-diagonal 1
+        sq = sl0.polygon.mean(axis=0) + np.array([[-h, -h], [h, -h], [h, h], [-h, h]])
+        sl = splinecam.Slice(sl0.origin, sl0.basis, sq)
+        t = time.perf_counter()
+        P = splinecam.partition(model, sl, progress=False)
+        sec = time.perf_counter() - t
+        rows.append(dict(case=name, scale=1.0, regions=P.num_regions, tiles=P.run_info["tiles"], seconds=sec,
+                         x_forward=float("nan"), decision_segments=len(P.decision_boundary),
+                         memory_limit_gib=P.run_info.get("memory_limit", 0) / 2 ** 30))
     elif name == "zoom":
         model = small_cnn()
         limit = int(memory_gib * 2 ** 30)
         for scale in (0.05, 0.1, 0.2, 0.3):
             sl = triangle(scale)
             t = time.perf_counter()
-            T = splinecam.partition_tiled(model, sl, tiles=2, memory_limit=limit, progress=False)
+            T = splinecam.partition(model, sl, memory_limit=limit, progress=False)
             sec = time.perf_counter() - t
-            rows.append(dict(case=name, scale=scale, regions=T.num_regions, tiles=len(T.tiles), seconds=sec,
+            rows.append(dict(case=name, scale=scale, regions=T.num_regions, tiles=T.run_info["tiles"], seconds=sec,
                              x_forward=float("nan"), decision_segments=len(T.decision_boundary),
                              peak_rss_gib=_rss()))
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
@@ -96,7 +122,7 @@ def run_case(name, memory_gib):
                 break
     for r in rows:
         r.setdefault("peak_rss_gib", _rss())  # peak of the process so far
-        r["memory_limit_gib"] = memory_gib if name == "zoom" else None
+        r.setdefault("memory_limit_gib", memory_gib if name == "zoom" else None)
         print("RESULT " + json.dumps(r), flush=True)
 
 
@@ -106,10 +132,10 @@ def _rss():
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--case", choices=["cnn", "cnn-trained", "resnet", "zoom"], action="append")
+    ap.add_argument("--case", choices=["cnn", "cnn-trained", "resnet", "mnist", "zoom"], action="append")
     ap.add_argument("--memory-gib", type=float, default=3.0, help="memory limit of the tiled zoom case")
     args = ap.parse_args(argv)
-    cases = args.case or ["cnn", "cnn-trained", "resnet", "zoom"]
+    cases = args.case or ["cnn", "cnn-trained", "resnet", "mnist", "zoom"]
     if len(cases) == 1:
         run_case(cases[0], args.memory_gib)
         return 0

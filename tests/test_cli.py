@@ -120,10 +120,11 @@ def splinecam(work, *args, timeout=300):
 
 def summary(res) -> dict:
     assert res.returncode == 0, res.stderr
-    m = re.search(r"(\d+) regions, (\d+) edges(?:, (\d+) decision-boundary segments)? in ([\d.]+) s -> (\S+)",
-                  res.stdout)
+    m = re.search(r"(\d+) regions, (\d+) edges(?:, (\d+) decision-boundary segments)?(?: in (\d+) tiles)? "
+                  r"in ([\d.]+) s -> (\S+)", res.stdout)
     assert m, res.stdout
-    return dict(regions=int(m[1]), edges=int(m[2]), segments=None if m[3] is None else int(m[3]), out=m[5])
+    return dict(regions=int(m[1]), edges=int(m[2]), segments=None if m[3] is None else int(m[3]),
+                tiles=int(m[4] or 1), out=m[6])
 
 
 # ----------------------------------------------------------------------------- help
@@ -198,15 +199,40 @@ def test_png_with_state_dict_and_pad(work):
     assert summary(res0)["regions"] != s["regions"]
 
 
-def test_tiles_give_the_same_region_count(work):
+def test_tiles_give_the_same_partition(work):
     args = ["slice", "cli_models:mlp", "--points", "a.npy", "b.npy", "c.npy", "--pad", "0.2", "--no-progress"]
     whole = summary(splinecam(work, *args, "--out", work / "whole.npz"))
+    assert whole["tiles"] == 1
+    tiled = summary(splinecam(work, *args, "--tiles", "3", "--out", work / "tiled.npz"))
+    assert tiled["tiles"] >= 4
+    assert (tiled["regions"], tiled["edges"], tiled["segments"]) == (whole["regions"], whole["edges"],
+                                                                      whole["segments"])
+    a, b = np.load(work / "whole.npz"), np.load(work / "tiled.npz")
+    assert b["face_coords"].shape == a["face_coords"].shape and np.allclose(b["vertices"].mean(0), a["vertices"].mean(0))
     res = splinecam(work, *args, "--tiles", "3", "--out", work / "tiled.png", "--dpi", "50")
-    assert res.returncode == 0, res.stderr
-    m = re.search(r"(\d+) regions in (\d+) tiles", res.stdout)
-    assert m and int(m[1]) == whole["regions"] and int(m[2]) >= 4
-    bad = splinecam(work, *args, "--tiles", "2", "--out", work / "tiled.npz")
-    assert bad.returncode != 0 and "figures only" in bad.stderr and "Traceback" not in bad.stderr
+    assert res.returncode == 0 and (work / "tiled.png").exists()
+
+
+def test_memory_limit_cuts_tiles_by_itself_and_hints_name_flags(work):
+    args = ["slice", "cli_models:mlp", "--points", "a.npy", "b.npy", "c.npy", "--pad", "0.2", "--no-progress"]
+    whole = summary(splinecam(work, *args, "--out", work / "whole.npz"))
+    limit = ["--memory-limit", str(40_000 / 2 ** 30)]
+    auto = summary(splinecam(work, *args, *limit, "--out", work / "auto.npz"))
+    assert auto["tiles"] > 1 and auto["regions"] == whole["regions"]
+    res = splinecam(work, *args, *limit, "--tiles", "1", "--out", work / "one.npz")
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert "--memory-limit" in res.stderr and "--scale" in res.stderr and "--tiles auto" in res.stderr
+    assert "partition_tiled" not in res.stderr and "lean=True" not in res.stderr
+
+
+def test_scale_zooms_about_the_centroid(work):
+    args = ["slice", "cli_models:mlp", "--points", "a.npy", "b.npy", "c.npy", "--no-progress"]
+    summary(splinecam(work, *args, "--out", work / "full.npz"))
+    summary(splinecam(work, *args, "--scale", "0.25", "--out", work / "zoom.npz"))
+    a, b = np.load(work / "full.npz"), np.load(work / "zoom.npz")
+    assert np.allclose(b["domain"], a["domain"].mean(axis=0) + 0.25 * (a["domain"] - a["domain"].mean(axis=0)))
+    res = splinecam(work, *args, "--scale", "0", "--out", work / "x.npz")
+    assert res.returncode == 2 and "--scale" in res.stderr
 
 
 def test_torchscript_sequential_matches_the_factory(work):

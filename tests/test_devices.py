@@ -137,7 +137,8 @@ def test_batched_launcher_respects_the_memory_budget():
     model = zoo.mlp([2, 64, 64, 1], seed=0)
     with batched_launcher():
         with pytest.raises(splinecam.MemoryLimitExceeded, match="memory_limit"):
-            splinecam.partition(model, splinecam.Slice.plane2d(SQUARE), memory_limit=200_000, progress=False)
+            splinecam.partition(model, splinecam.Slice.plane2d(SQUARE), memory_limit=200_000, progress=False,
+                                tiles=1)
 
 
 # --------------------------------------------------------------------------- #

@@ -280,8 +280,8 @@ def test_lean_out_of_memory_names_the_real_layer_and_fails_fast():
     sl = splinecam.Slice.plane2d(np.array(SQUARE) * 2)
     t = time.perf_counter()
     with pytest.raises(splinecam.MemoryLimitExceeded,
-                       match=r"memory_limit = 390.62 KiB at layer 2 even with lean=True.*partition_tiled") as e:
-        splinecam.partition(model, sl, progress=False, memory_limit=400_000, lean=True)
+                       match=r"memory_limit = 390.62 KiB at layer 2 even with lean=True.*tiles='auto'") as e:
+        splinecam.partition(model, sl, progress=False, memory_limit=400_000, lean=True, tiles=1)
     assert "1048" not in str(e.value)
     assert time.perf_counter() - t < 20
 

@@ -1,12 +1,15 @@
-"""Tiles: a slice computed in pieces and stitched by activation pattern must equal the
-slice computed whole; the memory limit is enforced before the machine runs out."""
+"""Tiles: a slice computed in pieces and stitched into one partition must equal the
+slice computed whole; the memory limit is enforced before the machine runs out, and
+partition() plans tiles by itself when one pass does not fit."""
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 import splinecam
 from splinecam.geometry import polygon_area
 from splinecam.driver.tiles import tile_polygons
+from splinecam.testing import check_partition
 from splinecam.zoo import mlp, small_cnn
 
 SQUARE = np.array([[-2.0, -2.0], [2.0, -2.0], [2.0, 2.0], [-2.0, 2.0]])
@@ -26,45 +29,116 @@ def test_tiles_cover_the_polygon_exactly():
 
 
 @pytest.mark.parametrize("tiles", [2, (3, 2)])
-def test_tiled_equals_whole(tiles):
-    model = mlp((2, 32, 32, 32, 1), seed=1)
-    sl = splinecam.Slice.plane2d(SQUARE)
+# -- the stitched partition is the partition of the slice -----------------------------------
+def assert_same_partition(T, P, rtol=1e-9):
+    """``T`` (tiled) is ``P`` (whole), checked through the model, not through the engine:
+    a valid planar subdivision with one pattern per region and different patterns across
+    every edge (check_partition), the same regions (matched by pattern) with the same
+    areas, the same regions after every layer, the same decision boundary, the same
+    adjacency, and the same region for random points."""
+    check_partition(T)
+    for l in range(1, T.num_layers + 1):
+        T.at_layer(l).validate()
+    assert T.num_regions == P.num_regions
+    key = lambda Q: [bytes(r) for r in np.packbits(Q.activation_patterns(), axis=1)]
+    kp, kt = key(P), key(T)
+    assert set(kp) == set(kt)
+    where = {k: i for i, k in enumerate(kt)}
+    match = np.array([where[k] for k in kp])  # region of T for each region of P
+    scale = P.slice.area
+    assert np.allclose(T.areas()[match], P.areas(), rtol=rtol, atol=1e-13 * scale)
+    assert list(T.regions_per_layer()) == list(P.regions_per_layer())
+    assert T.decision_boundary_length() == pytest.approx(P.decision_boundary_length(), rel=rtol, abs=1e-12)
+    assert len(T.adjacency()) == len(P.adjacency())
+    assert np.array_equal(np.bincount(T.edge_layer + 1), np.bincount(P.edge_layer + 1))
+    pts = P.sample_regions(n_per_region=1, seed=1)[0]
+    assert np.array_equal(T.locate(pts), match[P.locate(pts)])
+
+
+def mlp_slice():
+    return mlp((2, 32, 32, 32, 3), seed=1).double(), splinecam.Slice.plane2d(SQUARE)
+
+
+def conv_maxpool_slice():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 4, 3, padding=1),
+                          nn.ReLU(), nn.Flatten(), nn.Linear(4 * 3 * 3, 3)).double().eval()
+    g = torch.Generator().manual_seed(1)
+    return model, splinecam.Slice.through(*torch.randn(3, 1, 6, 6, generator=g, dtype=torch.float64))
+
+
+def residual_slice():
+    from splinecam.zoo import small_resnet
+    model = small_resnet(widths=(4, 4, 4), classes=3, seed=0).double()
+    g = torch.Generator().manual_seed(0)
+    a, b, c = torch.randn(3, 3, 32, 32, generator=g, dtype=torch.float64)
+    return model, splinecam.Slice.through(a, b, c).scaled(0.015)
+
+
+def hardtanh_maxpool_slice():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 24), nn.Hardtanh(), nn.Linear(24, 16), nn.Unflatten(1, (1, 16)),
+                          nn.MaxPool1d(2), nn.Flatten(), nn.Linear(8, 2)).double().eval()
+    return model, splinecam.Slice.plane2d(SQUARE)
+
+
+SLICES = {"mlp": mlp_slice, "conv-maxpool": conv_maxpool_slice, "residual": residual_slice,
+          "hardtanh-maxpool1d": hardtanh_maxpool_slice}
+
+
+@pytest.fixture(scope="module", params=sorted(SLICES))
+def whole(request):
+    model, sl = SLICES[request.param]()
     P = splinecam.partition(model, sl, progress=False)
-    T = splinecam.partition_tiled(model, sl, tiles=tiles, progress=False)
-    assert T.num_pieces > T.num_regions == P.num_regions
-    assert np.allclose(np.sort(T.areas()), np.sort(P.areas()), atol=1e-12)
-    # Each stitched region's hull has the area of its pieces together (regions are convex).
-    hull_areas = np.array([shoelace(p) for p in T.polygons()])
-    assert np.allclose(hull_areas, T.areas(), rtol=1e-9, atol=1e-13)
-    # The decision boundary, cut at tile edges, has the same total length.
-    length = lambda db: np.linalg.norm(db[:, 1] - db[:, 0], axis=1).sum()
-    assert length(T.decision_boundary) == pytest.approx(length(P.decision_boundary), rel=1e-9, abs=1e-12)
+    assert P.num_regions > 50 and P.run_info["tiles"] == 1
+    return model, sl, P
 
 
-def test_memory_limit_is_enforced_and_tiles_split_until_they_fit(tmp_path):
-    model = mlp((2, 48, 48, 1), seed=2)
-    sl = splinecam.Slice.plane2d(SQUARE)
+@pytest.mark.parametrize("tiles", [3, (4, 2)])
+def test_tiled_equals_whole(whole, tiles):
+    model, sl, P = whole
+    T = splinecam.partition(model, sl, progress=False, tiles=tiles)
+    assert T.run_info["tiles"] > 1
+    assert_same_partition(T, P)
+
+
+def test_tiles_with_t_junctions_equal_whole(whole):
+    """Tiles of different sizes: the corners of the small ones lie inside the big ones'
+    edges, where those have no vertex of their own."""
+    model, sl, P = whole
+    left, right = tile_polygons(sl.polygon, (2, 1))
+    quarters = tile_polygons(right, 2)
+    polys = [left] + quarters[1:] + tile_polygons(quarters[0], 2)
+    T = splinecam.partition(model, sl, progress=False, tiles=polys)
+    assert T.run_info["tiles"] == len(polys) >= 7
+    assert_same_partition(T, P)
+
+
+def test_memory_limit_plans_tiles_by_itself():
+    model, sl = mlp_slice()
     P = splinecam.partition(model, sl, progress=False)
     limit = 300_000  # bytes: far less than the whole slice needs
-    with pytest.raises(splinecam.MemoryLimitExceeded, match="partition_tiled"):
-        splinecam.partition(model, sl, progress=False, memory_limit=limit)
-    T = splinecam.partition_tiled(model, sl, tiles=1, memory_limit=limit, out_dir=str(tmp_path), progress=False)
-    assert len(T.tiles) > 1 and T.num_regions == P.num_regions
-    assert np.allclose(np.sort(T.areas()), np.sort(P.areas()), atol=1e-12)
-    assert all(p is None for p in T.partitions) and all((tmp_path / p.split("/")[-1]).exists() for p in T.paths)
-    with pytest.raises(ValueError, match="streamed"):
-        T.polygons()
+    with pytest.raises(splinecam.MemoryLimitExceeded, match="tiles"):
+        splinecam.partition(model, sl, progress=False, memory_limit=limit, tiles=1)
+    T = splinecam.partition(model, sl, progress=False, memory_limit=limit)
+    assert T.run_info["tiles"] > 4 and T.run_info["tile_splits"] > 0
+    assert_same_partition(T, P)
+    # the explicit form gives the same
+    T2 = splinecam.partition_tiled(model, sl, tiles=2, memory_limit=limit, progress=False)
+    assert T2.num_regions == P.num_regions
 
 
-def test_tiled_cnn_slice_matches_whole():
-    model = small_cnn(input_shape=(3, 8, 8), channels=(4, 4), dense=(16,), classes=3, seed=0)
-    g = torch.Generator().manual_seed(0)
-    a, b, c = torch.randn(3, 3, 8, 8, generator=g)
-    sl = splinecam.Slice.through(a, b, c)
-    P = splinecam.partition(model, sl, progress=False)
-    T = splinecam.partition_tiled(model, sl, tiles=2, progress=False)
-    assert T.num_regions == P.num_regions
-    assert np.allclose(np.sort(T.areas()), np.sort(P.areas()), rtol=1e-9, atol=1e-14)
+@pytest.mark.parametrize("tiles", [0, -1, (2,), (2, 0), 1.5, "many", True])
+def test_bad_tiles_are_refused(tiles):
+    model, sl = mlp_slice()
+    with pytest.raises(ValueError, match="tiles"):
+        splinecam.partition(model, sl, progress=False, tiles=tiles)
+
+
+def test_tiles_that_do_not_cover_the_slice_are_refused():
+    model, sl = mlp_slice()
+    with pytest.raises(ValueError, match="cover"):
+        splinecam.partition(model, sl, progress=False, tiles=tile_polygons(SQUARE, 2)[:3])
 
 
 @pytest.mark.parametrize("which", ["mlp", "hardtanh-maxpool", "cnn"])
@@ -84,8 +158,8 @@ def test_lean_mode_gives_the_same_partition(which):
     P = splinecam.partition(model, sl, progress=False)
     limit = 400_000 if which == "cnn" else 200_000  # below one pass, above one unit at a time
     with pytest.raises(splinecam.MemoryLimitExceeded, match="lean=True"):
-        splinecam.partition(model, sl, progress=False, memory_limit=limit)
-    Q = splinecam.partition(model, sl, progress=False, memory_limit=limit, lean=True, validate=True)
+        splinecam.partition(model, sl, progress=False, memory_limit=limit, tiles=1)
+    Q = splinecam.partition(model, sl, progress=False, memory_limit=limit, lean=True, validate=True, tiles=1)
     assert Q.run_info["lean"] and Q.num_regions == P.num_regions
     assert np.allclose(np.sort(Q.areas()), np.sort(P.areas()), rtol=1e-9, atol=1e-13)
     length = lambda db: np.linalg.norm(db[:, 1] - db[:, 0], axis=1).sum()
@@ -126,10 +200,10 @@ def test_tiled_small_slice_far_from_origin_without_lines_is_one_region(centre, s
     P = splinecam.partition(model, sl, progress=False)
     assert P.num_regions == 1
     T = splinecam.partition_tiled(model, sl, tiles=4, progress=False)
-    assert T.num_pieces == 16 and T.num_regions == 1
+    assert T.run_info["tiles"] == 16 and T.num_regions == 1
     assert T.areas()[0] == pytest.approx(sl.area, rel=1e-9)
-    hull = T.polygons()[0]
-    assert polygon_area(hull) == pytest.approx(sl.area, rel=1e-9)
+    # the seams are gone: the one region is the square, corners only
+    assert len(T.polygons()[0]) == 4 and len(T.vertices) == 4
 
 
 @pytest.mark.parametrize("centre, side", FAR_SMALL + [((0.0, 0.0), 2.0)])
@@ -142,12 +216,61 @@ def test_tiled_small_slice_far_from_origin_with_lines_matches_whole(centre, side
     assert P.num_regions > 50
     splinecam.testing.check_partition(P)
     T = splinecam.partition_tiled(model, sl, tiles=4, progress=False)
-    assert T.num_pieces > T.num_regions == P.num_regions
+    assert T.run_info["tiles"] == 16 and T.num_regions == P.num_regions
+    check_partition(T)
     # Vertices are only known to the float64 resolution at these coordinates: a region's
     # area to about (its perimeter) x (that resolution).
     atol = 16 * np.spacing(np.abs(sl.polygon).max()) * side
     assert np.allclose(np.sort(T.areas()), np.sort(P.areas()), rtol=0, atol=atol)
     assert T.areas().sum() == pytest.approx(sl.area, rel=1e-9)
-    hull_areas = np.array([polygon_area(p) for p in T.polygons()])
-    assert np.all(hull_areas > 0)
-    assert np.allclose(hull_areas, T.areas(), rtol=1e-6, atol=atol)
+
+
+# -- the store: tiles on disk, interrupt and resume -----------------------------------------
+def test_store_roundtrip_is_memory_mapped_and_needs_the_model_only_to_evaluate_it(tmp_path):
+    model, sl = mlp_slice()
+    P = splinecam.partition(model, sl, progress=False)
+    P.save(tmp_path / "p")
+    L = splinecam.Partition.load(tmp_path / "p")
+    assert isinstance(L._xy, np.memmap)
+    assert (L.num_regions, len(L.edges), L.num_layers) == (P.num_regions, len(P.edges), P.num_layers)
+    assert np.array_equal(L.edge_layer, P.edge_layer) and np.array_equal(L.vertices, P.vertices)
+    assert list(L.regions_per_layer()) == list(P.regions_per_layer())
+    assert L.decision_boundary_length() == P.decision_boundary_length()
+    L.validate()
+    with pytest.raises(ValueError, match="model"):
+        L.locate([[0.0, 0.0]])
+    M = splinecam.Partition.load(tmp_path / "p", model)
+    assert_same_partition(M, P)
+    with pytest.raises(FileNotFoundError, match="not a splinecam store"):
+        splinecam.Partition.load(tmp_path / "nothing")
+
+
+def test_interrupted_tiles_resume_from_the_store(tmp_path, monkeypatch):
+    from splinecam.driver import engine
+    model, sl = mlp_slice()
+    P = splinecam.partition(model, sl, progress=False)
+    real, calls = engine._partition_polygon, []
+
+    def counted(*a, **k):
+        calls.append(a[3])
+        if stop_after is not None and len(calls) > stop_after:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(engine, "_partition_polygon", counted)
+    store = tmp_path / "run"
+    stop_after = 3
+    with pytest.raises(KeyboardInterrupt):
+        splinecam.partition(model, sl, progress=False, tiles=3, store=store)
+    assert len(list((store / "tiles").glob("t*"))) == 3
+    calls.clear()
+    stop_after = None
+    R = splinecam.partition(model, sl, progress=False, tiles=3, store=store)
+    assert len(calls) == 9 - 3 and R.run_info["tiles"] == 9  # only the tiles not done
+    assert_same_partition(R, P)
+    assert not (store / "tiles").exists()
+    calls.clear()
+    again = splinecam.partition(model, sl, progress=False, tiles=3, store=store)  # finished: opened, not recomputed
+    assert not calls and again.num_regions == P.num_regions and isinstance(again._xy, np.memmap)
+    with pytest.raises(ValueError, match="another model, slice or setting"):
+        splinecam.partition(model, sl.scaled(0.5), progress=False, store=store)

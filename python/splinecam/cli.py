@@ -119,6 +119,15 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def _tiles(text: str):
+    if text == "auto":
+        return "auto"
+    try:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a positive integer, got {text!r}") from None
+
+
 def _positive_float(text: str) -> float:
     try:
         v = float(text)
@@ -175,11 +184,15 @@ def build_parser() -> argparse.ArgumentParser:
     sl.add_argument("--color", choices=("slope", "pattern"), default="slope",
                     help="figure colouring: norm of each region's slope (default) or one colour per activation "
                          "pattern")
+    sl.add_argument("--scale", type=_positive_float, default=None, metavar="S",
+                    help="zoom: scale the slice by S about the centroid of A, B, C (S < 1 zooms in)")
     sl.add_argument("--memory-limit", type=_positive_float, default=None, metavar="GIB",
-                    help="memory the per-vertex values may take, in GiB (default: half of the available memory)")
-    sl.add_argument("--tiles", type=_positive_int, default=None, metavar="N",
-                    help="compute the slice in an N x N grid of tiles (split further while a tile exceeds the "
-                         "memory limit) and stitch them; for slices too large for memory; figure outputs only")
+                    help="memory the per-vertex values may take, in GiB (default: half of the available memory); "
+                         "a slice that needs more is computed in tiles")
+    sl.add_argument("--tiles", type=_tiles, default="auto", metavar="N",
+                    help="auto (default): one pass if the slice fits the memory limit, else tiles cut until each "
+                         "fits, stitched into one exact partition; N: start from an N x N grid of tiles; 1: one "
+                         "pass or an error")
     sl.add_argument("--device", default="cpu", metavar="DEV",
                     help="where forward passes and geometry run: cpu (default), cuda or cuda:i")
     sl.add_argument("--dpi", type=_positive_int, default=200, help="resolution of a .png figure (default: 200)")
@@ -728,32 +741,22 @@ def run_slice(args) -> int:
         names = ", ".join(f"{l}={os.path.basename(p)}" for l, p in zip("ABC", args.points))
         raise CliError(f"no slice through the points {names}: {e}") from None
 
+    if args.scale is not None:
+        sl = sl.scaled(args.scale, about=sl.to_plane(torch.from_numpy(np.stack(pts))).mean(axis=0))
     limit = None if args.memory_limit is None else max(1, int(args.memory_limit * 2 ** 30))
     try:
         device = splinecam.driver.engine.resolve_device(lm.module, args.device)
     except (ValueError, RuntimeError) as e:
         raise CliError(f"--device {args.device}: {e}") from None
     t = time.perf_counter()
-    if args.tiles is not None:
-        if ext not in FIGURE_SUFFIXES:
-            raise CliError(f"--tiles writes figures only (.png, .svg, .pdf), not '{ext}'")
-        T = splinecam.partition_tiled(lm.module, sl, tiles=args.tiles, memory_limit=limit,
-                                      decision_boundary=not args.no_decision_boundary,
-                                      progress=not args.no_progress, device=device)
-        seconds = time.perf_counter() - t
-        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        fig, ax = plt.subplots(figsize=(8, 8))
-        T.plot(ax=ax)
-        ax.set_title(f"{T.num_regions} linear regions ({len(T.tiles)} tiles)")
-        fig.savefig(out, dpi=args.dpi, bbox_inches="tight")
-        plt.close(fig)
-        print(f"splinecam slice: {T.num_regions} regions in {len(T.tiles)} tiles in {seconds:.2f} s -> {out}")
-        return 0
-    P = splinecam.partition(lm.module, sl, decision_boundary=not args.no_decision_boundary,
-                            progress=not args.no_progress, memory_limit=limit, device=device)
+    try:
+        P = splinecam.partition(lm.module, sl, decision_boundary=not args.no_decision_boundary,
+                                progress=not args.no_progress, memory_limit=limit, device=device, tiles=args.tiles)
+    except splinecam.MemoryLimitExceeded as e:
+        what = str(e).split(":")[0]
+        raise CliError(f"{what}: raise --memory-limit (GiB), zoom in with --scale S (S < 1), or let the slice be cut "
+                       "into tiles (--tiles auto, the default)" if args.tiles != "auto" else
+                       f"{what}, even in tiles: raise --memory-limit (GiB) or zoom in with --scale S (S < 1)") from None
     seconds = time.perf_counter() - t
 
     folder = os.path.dirname(os.path.abspath(out))
@@ -768,5 +771,7 @@ def run_slice(args) -> int:
     elif ext == ".gt":
         export.save_graph_tool(P, out)
     db = "" if args.no_decision_boundary else f", {len(P.decision_boundary)} decision-boundary segments"
-    print(f"splinecam slice: {P.num_regions} regions, {len(P.edges)} edges{db} in {seconds:.2f} s -> {out}")
+    n = P.run_info.get("tiles", 1)
+    tiles = f" in {n} tiles" if n > 1 else ""
+    print(f"splinecam slice: {P.num_regions} regions, {len(P.edges)} edges{db}{tiles} in {seconds:.2f} s -> {out}")
     return 0

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Optional, Sequence
 
 import numpy as np
@@ -153,6 +154,16 @@ class Slice:
             lo, hi = lo - m, hi + m
             poly = np.array([[lo[0], lo[1]], [hi[0], lo[1]], [hi[0], hi[1]], [lo[0], hi[1]]])
         return cls(origin, basis, poly)
+
+    def scaled(self, factor: float, about=None) -> "Slice":
+        """The same plane with the polygon scaled by ``factor`` about the point ``about``
+        (plane coordinates; default: the mean of the polygon's corners, for a slice
+        through three images their centroid): ``factor < 1`` zooms in."""
+        f = float(factor) if isinstance(factor, numbers.Real) and not isinstance(factor, bool) else math.nan
+        if not (math.isfinite(f) and f > 0):
+            raise ValueError(f"factor must be a positive number; got {factor!r}")
+        c = self._polygon.mean(axis=0) if about is None else np.asarray(about, dtype=np.float64).reshape(2)
+        return Slice(self._origin, self._basis, c + f * (self._polygon - c))
 
     # -- properties --------------------------------------------------------------------
     @property

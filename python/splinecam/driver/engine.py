@@ -123,9 +123,8 @@ def _budget_vertices(budget, n_vertices, width, layer_id):
 def _over_limit(layer_id, n_vertices, limit, width):
     raise MemoryLimitExceeded(
         f"the partition of this slice needs more than memory_limit = {format_bytes(limit)} at layer {layer_id} "
-        f"({n_vertices} vertices so far, {width} values each): compute it in tiles with "
-        "splinecam.partition_tiled(model, slice, memory_limit=...), pass lean=True (slower), zoom in, or raise "
-        "memory_limit") from None
+        f"({n_vertices} vertices so far, {width} values each): compute it in tiles (tiles='auto', the default), "
+        "pass lean=True (slower), zoom in, or raise memory_limit") from None
 
 
 def _progress(total, enabled, desc):
@@ -141,7 +140,7 @@ def _progress(total, enabled, desc):
 def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool = True, progress: bool = True,
               rtol: float = 1e-10, threads: Optional[int] = None, validate: bool = False,
               chunk: int = 32768, memory_limit: Optional[int] = None, lean: bool = False,
-              device=None, backend=None, tiles="auto", max_depth: int = 8) -> "Partition":
+              device=None, backend=None, tiles="auto", max_depth: int = 8, store=None) -> "Partition":
     """Compute the exact partition of ``slice`` into the linear regions of ``model``.
 
     Parameters
@@ -178,8 +177,8 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
     memory_limit : int, optional
         Bytes the per-vertex values may take, a positive number (default: half of the
         available memory).
-        A slice that needs more raises :class:`MemoryLimitExceeded` early, before the
-        machine runs out; :func:`splinecam.partition_tiled` then computes it in tiles.
+        A slice that needs more is computed in tiles (``tiles="auto"``); with ``tiles=1``
+        it raises :class:`MemoryLimitExceeded` early, before the machine runs out.
     lean : bool
         When a layer's rows exceed ``memory_limit``, go on instead of stopping: cut by the
         layer's units (or pooling windows) a chunk at a time, with each chunk's values
@@ -198,15 +197,23 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
         launcher on the host: how the device path is tested without a GPU) or ``"cuda"``.
         Default: the innermost :func:`splinecam.driver.backends.use` block, else the device's.
 
-    tiles : "auto", int or (int, int)
+    tiles : "auto", int, (int, int) or list of polygons
         ``"auto"`` (default): one pass over the slice if it fits ``memory_limit``, else
         tiles, planned by themselves: the slice is cut into four, and each tile that does
         not fit is cut into four again (up to ``max_depth`` times). ``1``: one pass, or
         :class:`MemoryLimitExceeded`. ``n`` or ``(nx, ny)``: start from a grid of tiles.
+        A list of convex ``(k, 2)`` polygons: these tiles; they must cover the slice and
+        meet along lines parallel to the plane's axes (as :func:`tile_polygons` cuts).
         Whatever the tiles, the result is one partition of the slice, stitched exactly
         (:mod:`splinecam.driver.stitch`); ``run_info["tiles"]`` says how many there were.
     max_depth : int
         How many times a tile may be cut into four.
+    store : path, optional
+        A directory for the result (:mod:`splinecam.result.store`; open it again with
+        :meth:`Partition.load`). Tiles are written there as they finish and dropped from
+        memory; a run that is interrupted resumes from the finished tiles when called
+        again with the same store, and a finished one is opened instead of recomputed
+        (same model, slice and settings; anything else is refused).
 
     Returns
     -------
@@ -215,7 +222,7 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
     if not isinstance(slice, Slice):
         raise TypeError(f"slice must be a splinecam.Slice; got {type(slice).__name__}")
     rtol, memory_limit, chunk, threads = check_partition_args(rtol, memory_limit, chunk, threads)
-    grid = check_tiles(tiles)
+    grid = check_tiles(tiles, slice)
     t0 = time.perf_counter()
     dev = resolve_device(model, device)
     backend = get_backend(dev, backend)
@@ -226,21 +233,55 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
     run = functools.partial(_partition_polygon, net, tols, slice, decision_boundary=decision_boundary, rtol=rtol,
                             threads=threads, validate=validate, chunk=chunk, limit=limit, lean=lean, dev=dev,
                             backend=backend)
-    from splinecam.driver.tiles import run_tiles
-    P = run_tiles(run, net, slice, grid, max_depth, progress)
+    from splinecam.driver.tiles import TileStore, run_tiles
+    tile_store = None
+    if store is not None:
+        tile_store = TileStore(store, _fingerprint(model, slice, rtol, decision_boundary), slice)
+        done = tile_store.finished()
+        if done is not None:
+            done._net = net
+            return done
+    P = run_tiles(run, net, slice, grid, max_depth, progress, tile_store)
     P.run_info["seconds"] = time.perf_counter() - t0
+    P.run_info.update(memory_limit=limit, rtol=rtol)
     return P
 
 
-def check_tiles(tiles):
-    """``tiles`` of :func:`partition`: ``None`` for "auto", else ``(nx, ny)``."""
+def _fingerprint(model, slice: Slice, rtol: float, decision_boundary: bool) -> str:
+    """A digest of what a stored run depends on: the model's parameters and buffers,
+    the slice, rtol and whether the decision boundary is computed."""
+    import hashlib
+    h = hashlib.blake2b(digest_size=16)
+    for k, v in model.state_dict().items():
+        h.update(k.encode())
+        if isinstance(v, torch.Tensor):
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    for t in (slice.origin, slice.basis):
+        h.update(t.numpy().tobytes())
+    h.update(slice.polygon.tobytes())
+    h.update(repr((float(rtol), bool(decision_boundary), type(model).__name__)).encode())
+    return h.hexdigest()
+
+
+def check_tiles(tiles, slice: Slice):
+    """``tiles`` of :func:`partition`: ``None`` for "auto", ``(nx, ny)``, or a list of
+    checked polygons."""
     if isinstance(tiles, str) and tiles == "auto":
         return None
+    if isinstance(tiles, (list, tuple)) and tiles and all(isinstance(t, np.ndarray) and t.ndim == 2 for t in tiles):
+        from splinecam.slice import convex_polygon
+        polys = [convex_polygon(t, f"tiles[{i}]") for i, t in enumerate(tiles)]
+        total = sum(Slice(slice.origin, slice.basis, p).area for p in polys)
+        if abs(total - slice.area) > 1e-9 * slice.area:
+            raise ValueError(f"the tiles must cover the slice: their areas sum to {total:.6g}, the slice's area is "
+                             f"{slice.area:.6g}")
+        return polys
     grid = (tiles, tiles) if isinstance(tiles, numbers.Integral) and not isinstance(tiles, bool) else tiles
     ok = (isinstance(grid, (tuple, list)) and len(grid) == 2
           and all(isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1 for n in grid))
     if not ok:
-        raise ValueError(f"tiles must be 'auto', a positive integer n (an n x n grid) or (nx, ny); got {tiles!r}")
+        raise ValueError(f"tiles must be 'auto', a positive integer n (an n x n grid), (nx, ny) or a list of polygons; "
+                         f"got {tiles!r}")
     return int(grid[0]), int(grid[1])
 
 
@@ -529,7 +570,7 @@ def _lean_over_limit(layer_id, n_vertices, limit):
     raise MemoryLimitExceeded(
         f"the partition of this slice needs more than memory_limit = {format_bytes(limit)} at layer {layer_id} even "
         f"with lean=True ({n_vertices} vertices so far; cutting by one unit at a time does not fit): compute it in "
-        "tiles with splinecam.partition_tiled(model, slice, memory_limit=...), zoom in, or raise memory_limit") from None
+        "tiles (tiles='auto', the default), zoom in, or raise memory_limit") from None
 
 
 class _Sub:

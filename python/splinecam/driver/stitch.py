@@ -66,15 +66,21 @@ class _Tile:
         self.born = born
 
 
-def _seam_lines(tiles: Sequence[_Tile], bbox_lo, bbox_hi):
-    """The seam lines: ``(axis, value)`` of every axis-parallel tile edge strictly inside
-    the slice's bounding box (a convex slice has no such edge of its own)."""
+def _seam_lines(tiles: Sequence[_Tile], domain: np.ndarray, diameter: float):
+    """The seam lines: ``(axis, value)`` of every axis-parallel tile edge whose midpoint
+    lies inside the slice (not on its boundary)."""
+    d = np.roll(domain, -1, axis=0) - domain
+    normal_len = np.linalg.norm(d, axis=1)
     lines = set()
     for t in tiles:
         p = t.polygon
         q = np.roll(p, -1, axis=0)
+        mid = 0.5 * (p + q)
+        side = (d[None, :, 0] * (mid[:, None, 1] - domain[None, :, 1])
+                - d[None, :, 1] * (mid[:, None, 0] - domain[None, :, 0])) / normal_len
+        inside = side.min(axis=1) > 1e-9 * diameter
         for axis in (0, 1):
-            on = (p[:, axis] == q[:, axis]) & (p[:, axis] > bbox_lo[axis]) & (p[:, axis] < bbox_hi[axis])
+            on = (p[:, axis] == q[:, axis]) & (p[:, 1 - axis] != q[:, 1 - axis]) & inside
             lines.update((axis, float(c)) for c in p[on, axis])
     return sorted(lines)
 
@@ -235,7 +241,7 @@ def stitch(net, slice, polygons: Sequence[np.ndarray], parts: Sequence[Partition
     L = parts[0].num_layers
     has_decision = parts[0]._decision is not None
     xy_all = np.concatenate([t.P._xy for t in tiles])
-    lines = _seam_lines(tiles, bbox_lo, bbox_hi)
+    lines = _seam_lines(tiles, poly, diameter)
     rep, on_seam = _unify(tiles, xy_all, lines, diameter)
     born_all = np.concatenate([t.born for t in tiles])
     born = np.full(len(xy_all), n_levels + 1, np.int64)

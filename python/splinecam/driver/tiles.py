@@ -13,6 +13,9 @@ seam edges between pieces of one region dissolved.
 """
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import time
 from typing import List, Optional, Tuple, Union
 
@@ -21,17 +24,33 @@ import numpy as np
 from splinecam.geometry import clip_axis, polygon_area
 from splinecam.slice import Slice
 
-__all__ = ["partition_tiled", "tile_polygons", "run_tiles"]
+__all__ = ["partition_tiled", "tile_polygons", "run_tiles", "TileStore"]
+
+
+#: Offsets of the cut lines from the even grid, in cells, along x and y (see
+#: :func:`tile_polygons`): no round fractions, and not equal (a seam corner of a square
+#: slice then misses its diagonals).
+CUT_SHIFT = (0.0381966, 0.0527864)  # irrational-looking, fixed
+
+
+def _cuts(lo: float, hi: float, n: int, shift: float) -> np.ndarray:
+    c = lo + (hi - lo) * (np.arange(n + 1) + shift) / n
+    c[0], c[-1] = lo, hi
+    return c
 
 
 def tile_polygons(polygon, tiles: Union[int, Tuple[int, int]]) -> List[np.ndarray]:
     """Cut a convex polygon into the cells of an ``nx x ny`` grid over its bounding box;
-    returns the non-empty convex pieces (counter-clockwise)."""
+    returns the non-empty convex pieces (counter-clockwise).
+
+    The cuts are shifted by :data:`CUT_SHIFT` of a cell off the even grid: the points a
+    network singles out (lines of zero-bias units through the centre of a symmetric
+    slice, corners of integer-weight nets) tend to lie at round fractions of a slice,
+    and a seam corner there would only add degenerate pieces."""
     nx, ny = (tiles, tiles) if isinstance(tiles, int) else tiles
     poly = np.asarray(polygon, dtype=np.float64)
     lo, hi = poly.min(axis=0), poly.max(axis=0)
-    xs = np.linspace(lo[0], hi[0], nx + 1)
-    ys = np.linspace(lo[1], hi[1], ny + 1)
+    xs, ys = _cuts(lo[0], hi[0], nx, CUT_SHIFT[0]), _cuts(lo[1], hi[1], ny, CUT_SHIFT[1])
     total = polygon_area(poly)
     out = []
     for i in range(nx):
@@ -46,6 +65,8 @@ def tile_polygons(polygon, tiles: Union[int, Tuple[int, int]]) -> List[np.ndarra
                 cell = clip_axis(cell, 1, ys[j], keep_below=False)
             if len(cell) and j < ny - 1:
                 cell = clip_axis(cell, 1, ys[j + 1], keep_below=True)
+            if len(cell):  # a corner on a cut line comes out twice
+                cell = cell[np.any(cell != np.roll(cell, 1, axis=0), axis=1)]
             if len(cell) >= 3 and polygon_area(cell) > 1e-12 * total:
                 out.append(cell)
     return out
@@ -59,28 +80,114 @@ def _tile_bar(enabled: bool):
                 bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}")
 
 
-def run_tiles(run, net, slice: Slice, grid: Optional[Tuple[int, int]], max_depth: int, progress: bool):
+class TileStore:
+    """Finished tiles on disk, so that an interrupted run resumes where it stopped:
+    ``path/tiles/manifest.json`` (the slice, the run's fingerprint, the tiles done and
+    the queue) and one store per finished tile (:mod:`splinecam.result.store`). When
+    all tiles are done, the stitched partition is written to ``path`` itself and the
+    tiles are removed."""
+
+    def __init__(self, path, fingerprint: str, slice: Slice):
+        self.path = os.fspath(path)
+        self.dir = os.path.join(self.path, "tiles")
+        self.manifest = os.path.join(self.dir, "manifest.json")
+        self.fingerprint = fingerprint
+        self.polygon = slice.polygon.tolist()
+        self.done: List[Tuple[np.ndarray, str]] = []
+
+    def _check(self, found: str, what: str):
+        if found != self.fingerprint:
+            raise ValueError(f"the store {self.path!r} holds {what} of another model, slice or setting: pass another "
+                             "store directory, or delete this one to start again")
+
+    def finished(self):
+        """The stored result of this very run, or ``None``."""
+        from splinecam.result import store
+        if not store.is_store(self.path):
+            return None
+        P = store.load(self.path)
+        self._check(P.run_info.get("fingerprint"), "a partition")
+        return P
+
+    def resume(self):
+        """``(queue, splits)`` of an interrupted run (its finished tiles in ``done``),
+        or ``None``."""
+        if not os.path.exists(self.manifest):
+            return None
+        with open(self.manifest) as fh:
+            m = json.load(fh)
+        self._check(m.get("fingerprint"), "tiles")
+        self.done = [(np.array(d["polygon"], np.float64), d["dir"]) for d in m["done"]]
+        return [(np.array(p, np.float64), int(d)) for p, d in m["queue"]], int(m["splits"])
+
+    def write(self, queue, splits):
+        os.makedirs(self.dir, exist_ok=True)
+        m = dict(fingerprint=self.fingerprint, slice=self.polygon, splits=splits,
+                 done=[dict(polygon=p.tolist(), dir=d) for p, d in self.done],
+                 queue=[[p.tolist(), d] for p, d in queue])
+        with open(self.manifest + ".tmp", "w") as fh:
+            json.dump(m, fh)
+        os.replace(self.manifest + ".tmp", self.manifest)
+
+    def add(self, poly, P, queue, splits):
+        from splinecam.result import store
+        d = f"t{len(self.done):05d}"
+        store.save(P, os.path.join(self.dir, d))
+        self.done.append((poly, d))
+        self.write(queue, splits)
+
+    def parts(self, net):
+        from splinecam.result import store
+        out = []
+        for _, d in self.done:
+            P = store.load(os.path.join(self.dir, d))
+            P._net = net
+            out.append(P)
+        return out
+
+    def finish(self, R):
+        from splinecam.result import store
+        store.save(R, self.path)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def run_tiles(run, net, slice: Slice, grid, max_depth: int, progress: bool, store: Optional[TileStore] = None):
     """Partition ``slice`` with ``run(polygon)`` (one pass over a convex piece, ``None``
     for the whole slice; raises :class:`MemoryLimitExceeded` when it does not fit):
     in one pass when ``grid`` is ``None`` and the slice fits or ``grid`` is ``(1, 1)``,
-    else in tiles from ``grid`` (``None``: four), each cut into four when it does not fit."""
+    else in tiles from ``grid`` (``None``: four; or a list of polygons), each cut into
+    four when it does not fit. With a ``store``, finished tiles go to disk as they
+    finish (and an interrupted run resumes from them)."""
     from splinecam.driver.engine import MemoryLimitExceeded
     from splinecam.driver.stitch import stitch
     t0 = time.perf_counter()
-    if grid is None or grid == (1, 1):
+    resumed = store.resume() if store is not None else None
+    if resumed is not None:
+        queue, splits = resumed
+    elif grid is None or grid == (1, 1):
         try:
             P = run(None, progress=progress)
             P.run_info["tiles"] = 1
+            if store is not None:
+                P.run_info["fingerprint"] = store.fingerprint
+                store.finish(P)
             return P
         except MemoryLimitExceeded:
             if grid is not None:
                 raise
-        queue = [(p, 1) for p in tile_polygons(slice.polygon, 2)]
+        queue, splits = [(p, 1) for p in tile_polygons(slice.polygon, 2)], 0
+    elif isinstance(grid, list):
+        queue, splits = [(p, 0) for p in grid], 0
     else:
-        queue = [(p, 0) for p in tile_polygons(slice.polygon, grid)]
+        queue, splits = [(p, 0) for p in tile_polygons(slice.polygon, grid)], 0
+    if store is not None and resumed is None:
+        store.write(queue, splits)
     total = polygon_area(slice.polygon)
     bar = _tile_bar(progress)
-    polys, parts, pieces, splits = [], [], 0, 0
+    polys, parts, pieces = [], [], 0
+    if store is not None and store.done and bar is not None:
+        bar.update(100.0 * sum(polygon_area(p) for p, _ in store.done) / total)
+        bar.set_postfix_str(f"tiles={len(store.done)} (resumed)")
     try:
         while queue:
             poly, depth = queue.pop(0)
@@ -94,18 +201,28 @@ def run_tiles(run, net, slice: Slice, grid: Optional[Tuple[int, int]], max_depth
                         "or max_depth, or zoom in") from None
                 queue = [(p, depth + 1) for p in tile_polygons(poly, 2)] + queue
                 splits += 1
+                if store is not None:
+                    store.write(queue, splits)
                 continue
-            polys.append(poly)
-            parts.append(P)
             pieces += P.num_regions
+            if store is not None:
+                store.add(poly, P, queue, splits)  # on disk, out of memory
+            else:
+                polys.append(poly)
+                parts.append(P)
             if bar is not None:
                 bar.update(100.0 * polygon_area(poly) / total)
-                bar.set_postfix_str(f"tiles={len(parts)}, pieces={pieces:,}")
+                n = len(parts) if store is None else len(store.done)
+                bar.set_postfix_str(f"tiles={n}, pieces={pieces:,}")
+        if store is not None:
+            polys, parts = [p for p, _ in store.done], store.parts(net)
         t_stitch = time.perf_counter()
         stats = _merge_stats([P.run_info for P in parts])
         R = stitch(net, slice, polys, parts, stats)
-        R.run_info.update(tiles=len(parts), tile_splits=splits, stitch_seconds=time.perf_counter() - t_stitch,
-                          tile_polygons=polys)
+        R.run_info.update(tiles=len(parts), tile_splits=splits, stitch_seconds=time.perf_counter() - t_stitch)
+        if store is not None:
+            R.run_info["fingerprint"] = store.fingerprint
+            store.finish(R)
         if bar is not None:
             bar.n = 100.0
             bar.set_postfix_str(f"tiles={len(parts)}, regions={R.num_regions:,}, {time.perf_counter() - t0:.1f} s")

@@ -86,7 +86,21 @@ class Partition:
     @property
     def layer_names(self) -> List[str]:
         """Module path of each hidden layer's nonlinearity in the model."""
-        return self._net.layer_names[: self.num_layers]
+        return self._need_net().layer_names[: self.num_layers]
+
+    def _need_net(self) -> Network:
+        if self._net is None:
+            raise ValueError("this partition was opened without its model, and this query evaluates the model: "
+                             "splinecam.Partition.load(path, model=model)")
+        return self._net
+
+    @classmethod
+    def load(cls, path, model=None, *, mmap: bool = True) -> "Partition":
+        """Open a partition written by :meth:`save` to a directory, memory-mapped (see
+        :mod:`splinecam.result.store`); pass ``model`` for queries that evaluate it
+        (``locate``, ``activation_patterns``)."""
+        from splinecam.result import store
+        return store.load(path, model, mmap=mmap)
 
     @property
     def _faces(self) -> Layer:
@@ -229,7 +243,7 @@ class Partition:
         """(F, total units) bool: for each region, which hidden units are positive
         (active) on it, layers concatenated in order. Evaluated by a forward pass at
         each region's centroid (an interior point of the convex region)."""
-        return self._net.patterns(self.slice.to_input(self.centroids()), self.num_layers)
+        return self._need_net().patterns(self.slice.to_input(self.centroids()), self.num_layers)
 
     # -- the model on the regions --------------------------------------------------------
     def _require_outputs(self):
@@ -291,7 +305,7 @@ class Partition:
         inside = np.all(dist >= -tol, axis=1)
         if not inside.any():
             return out
-        keys = np.packbits(self._net.patterns(self.slice.to_input(pts[inside]), self.num_layers), axis=1)
+        keys = np.packbits(self._need_net().patterns(self.slice.to_input(pts[inside]), self.num_layers), axis=1)
         table = self._pattern_table
         found = np.array([table.get(bytes(r), -1) for r in keys], dtype=np.int64)
         idx = np.flatnonzero(inside)
@@ -385,11 +399,18 @@ class Partition:
         return to_svg(self, path, **kwargs)
 
     def save(self, path, **kwargs):
-        """Write the partition to ``path``; the format follows the extension: ``.npz``
-        (arrays), ``.geojson``/``.json``, ``.gt`` (graph-tool), ``.svg``/``.png``/
-        ``.pdf``/... (a figure)."""
+        """Write the partition to ``path``; the format follows the extension: none (or an
+        existing directory): a store of ``.npy`` arrays that :meth:`load` opens again
+        memory-mapped (:mod:`splinecam.result.store`); ``.npz`` (arrays),
+        ``.geojson``/``.json``, ``.gt`` (graph-tool), ``.svg``/``.png``/``.pdf``/... (a
+        figure)."""
+        import os
         from splinecam.analysis import export
         from splinecam.analysis import plot
+        name = os.path.basename(os.path.normpath(os.fspath(path)))
+        if os.path.isdir(path) or "." not in name:
+            from splinecam.result import store
+            return store.save(self, path, **kwargs)
         ext = str(path).lower().rsplit(".", 1)[-1]
         if ext == "npz":
             return export.save_npz(self, path, **kwargs)

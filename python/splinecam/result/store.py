@@ -1,0 +1,130 @@
+"""A partition on disk: a directory of ``.npy`` arrays, opened memory-mapped.
+
+Layout (``FORMAT`` 1)::
+
+    meta.json                  sizes, the snapping rtol, run_info (what is JSON), format
+    slice_origin.npy, slice_basis.npy, slice_polygon.npy
+    xy.npy                     (V, 2) every vertex
+    outputs.npy                (V, C) the model's outputs at the vertices (when known)
+    layer_001/face_offsets.npy, face_verts.npy, he_layer.npy, he_unit.npy, face_parent.npy
+    ...
+    decision/face_offsets.npy, face_verts.npy, he_layer.npy, he_unit.npy, winner.npy, parent.npy
+
+:func:`load` maps the arrays (``mmap_mode="r"``): nothing is read until it is used, so a
+partition larger than memory can be opened, and its regions, edges and per-layer
+partitions queried piece by piece. The model is not stored; queries that evaluate it
+(``locate``, ``activation_patterns``, ``affine`` maps of loaded outputs do not) need it
+passed to :func:`load`.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Optional
+
+import numpy as np
+import torch
+
+from splinecam.result.partition import Layer, Partition
+from splinecam.slice import Slice
+
+__all__ = ["save", "load", "FORMAT", "is_store"]
+
+FORMAT = 1
+_FACE_FIELDS = ("face_offsets", "face_verts", "he_layer", "he_unit")
+
+
+def is_store(path) -> bool:
+    """Whether ``path`` is a directory written by :func:`save`."""
+    return os.path.isfile(os.path.join(os.fspath(path), "meta.json"))
+
+
+def _jsonable(d: dict) -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, (bool, int, float, str)) or v is None:
+            out[k] = v
+        elif isinstance(v, (np.integer, np.floating)):
+            out[k] = v.item()
+    return out
+
+
+def _write(path, name, a):
+    np.save(os.path.join(path, name + ".npy"), np.ascontiguousarray(a))
+
+
+def save(P: Partition, path, *, rtol: Optional[float] = None) -> str:
+    """Write ``P`` to the directory ``path`` (created; an existing store there is
+    replaced). Returns the path."""
+    path = os.fspath(path)
+    os.makedirs(path, exist_ok=True)
+    meta_path = os.path.join(path, "meta.json")
+    if os.path.exists(meta_path):
+        os.remove(meta_path)  # an interrupted write leaves no store behind
+    sl = P.slice
+    _write(path, "slice_origin", sl.origin.numpy())
+    _write(path, "slice_basis", sl.basis.numpy())
+    _write(path, "slice_polygon", sl.polygon)
+    _write(path, "xy", P._xy)
+    if P._outputs is not None:
+        _write(path, "outputs", P._outputs)
+    nv = []
+    for l, f in enumerate(P._layers, start=1):
+        d = os.path.join(path, f"layer_{l:03d}")
+        os.makedirs(d, exist_ok=True)
+        for name in _FACE_FIELDS + ("face_parent",):
+            _write(d, name, getattr(f, name))
+        nv.append(int(f.num_vertices))
+    dec = P._decision
+    if dec is not None:
+        d = os.path.join(path, "decision")
+        os.makedirs(d, exist_ok=True)
+        for name, a in zip(_FACE_FIELDS, dec["faces"]):
+            _write(d, name, a)
+        _write(d, "winner", dec["winner"])
+        _write(d, "parent", dec.get("parent", np.zeros(0, np.int64)))
+    meta = dict(format=FORMAT, num_layers=len(P._layers), num_vertices=nv, has_outputs=P._outputs is not None,
+                decision_layer=None if dec is None else int(dec["layer"]), regions=int(P.num_regions),
+                rtol=rtol if rtol is not None else P.run_info.get("rtol"), run_info=_jsonable(P.run_info))
+    with open(meta_path + ".tmp", "w") as fh:
+        json.dump(meta, fh, indent=1)
+    os.replace(meta_path + ".tmp", meta_path)  # written last: a store with meta.json is complete
+    return path
+
+
+def load(path, model: Optional[torch.nn.Module] = None, *, mmap: bool = True) -> Partition:
+    """Open the store at ``path`` (memory-mapped unless ``mmap=False``). ``model``: the
+    network it was computed for, needed by queries that evaluate it (``locate``,
+    ``activation_patterns``, ``layer_names``, ``check_partition``)."""
+    path = os.fspath(path)
+    if not is_store(path):
+        raise FileNotFoundError(f"{path!r} is not a splinecam store (no meta.json): write one with P.save(path)")
+    with open(os.path.join(path, "meta.json")) as fh:
+        meta = json.load(fh)
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path!r} holds store format {meta.get('format')!r}; this splinecam reads format {FORMAT}")
+    mode = "r" if mmap else None
+    arr = lambda *p: np.load(os.path.join(path, *p) + ".npy", mmap_mode=mode)
+    sl = Slice(torch.from_numpy(np.array(arr("slice_origin"))), torch.from_numpy(np.array(arr("slice_basis"))),
+               np.array(arr("slice_polygon")))
+    layers = []
+    for l, nv in enumerate(meta["num_vertices"], start=1):
+        d = f"layer_{l:03d}"
+        layers.append(Layer(*(arr(d, n) for n in _FACE_FIELDS), arr(d, "face_parent"), int(nv)))
+    decision = None
+    if meta["decision_layer"] is not None:
+        decision = {"faces": tuple(arr("decision", n) for n in _FACE_FIELDS), "winner": arr("decision", "winner"),
+                    "layer": int(meta["decision_layer"]), "parent": arr("decision", "parent")}
+    net = None
+    if model is not None:
+        from splinecam.driver.tolerance import Tolerances
+        from splinecam.network.model import Network
+        net = Network.from_model(model, sl.input_shape)
+        if net.num_layers < len(layers):
+            raise ValueError(f"the model has {net.num_layers} hidden layers; the store at {path!r} holds "
+                             f"{len(layers)}: not the model it was computed for")
+        net.pattern_floors = Tolerances.for_slice(net, sl, meta.get("rtol") or 1e-10).pattern_floors()
+    stats = dict(meta.get("run_info", {}))
+    stats["store"] = path
+    return Partition(xy=arr("xy"), layers=layers, outputs=arr("outputs") if meta["has_outputs"] else None,
+                     decision=decision, net=net, slice=sl, stats=stats)
