@@ -694,9 +694,13 @@ def save_figure(P, path: str, *, lm: LoadedModel, pts, point_paths, outputs, col
             lab += f" (output {float(y[k, 0]):+.3g})"
         labels.append(lab)
     from splinecam.analysis.plot import mark_points
-    mark_points(ax, uv, "ABC", fontsize=11)
     poly = P.slice.polygon
-    lo, hi = np.minimum(poly.min(axis=0), uv.min(axis=0)), np.maximum(poly.max(axis=0), uv.max(axis=0))
+    lo, hi = poly.min(axis=0), poly.max(axis=0)
+    if float((np.maximum(hi, uv.max(axis=0)) - np.minimum(lo, uv.min(axis=0))).max()) <= 2 * float((hi - lo).max()):
+        mark_points(ax, uv, "ABC", fontsize=11)  # frame the points too, unless a zoom put them far away
+        lo, hi = np.minimum(lo, uv.min(axis=0)), np.maximum(hi, uv.max(axis=0))
+    else:
+        labels.append("(A, B, C lie outside this zoomed view)")
     m = 0.04 * float((hi - lo).max())
     ax.set_xlim(lo[0] - m, hi[0] + m)
     ax.set_ylim(lo[1] - m, hi[1] + m)

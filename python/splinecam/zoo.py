@@ -1,4 +1,7 @@
-"""Small models built in code, shared by the tests, benchmarks and examples."""
+"""Small models built in code, shared by the tests, benchmarks and examples.
+
+Also torchvision's ResNet-18/34 and VGG-11/16 (plain and with BatchNorm), rebuilt here
+under torchvision's module names so that torchvision weights load into them."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -6,7 +9,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-__all__ = ["mlp", "small_cnn", "small_resnet", "SmallResNet", "BasicBlock"]
+__all__ = ["mlp", "small_cnn", "small_resnet", "SmallResNet", "BasicBlock",
+           "resnet18", "resnet34", "vgg11", "vgg11_bn", "vgg16", "vgg16_bn", "ResNet", "ResNetBasicBlock", "VGG"]
 
 
 def mlp(widths: Sequence[int], seed: int = 0, act=nn.ReLU) -> nn.Sequential:
@@ -95,3 +99,193 @@ def small_resnet(widths=(8, 16, 32), classes: int = 10, seed: int = 0) -> SmallR
                 mod.weight.uniform_(0.5, 1.5)
                 mod.bias.uniform_(-0.1, 0.1)
     return m.eval()
+
+
+# -- torchvision's ResNet and VGG --------------------------------------------------------------
+# Written from torchvision's architecture definitions (torchvision is not a dependency):
+# module, parameter and buffer names match torchvision's, so a torchvision state dict loads
+# with ``load_state_dict(strict=True)``. forward() has no data-dependent control flow, so
+# torch.fx can trace it.
+
+def _conv3x3(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(c_in, c_out, kernel_size=3, stride=stride, padding=1, bias=False)
+
+
+def _conv1x1(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(c_in, c_out, kernel_size=1, stride=stride, bias=False)
+
+
+class ResNetBasicBlock(nn.Module):
+    """torchvision's ``BasicBlock``: conv-BN-ReLU-conv-BN, plus the input (through
+    ``downsample`` when given), then the same ReLU module again. ``downsample`` is a plain
+    ``None`` attribute when absent, as in torchvision."""
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module = None):
+        super().__init__()
+        self.conv1 = _conv3x3(inplanes, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = _conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x):
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.downsample is not None:  # static: fixed when the block is built
+            identity = self.downsample(x)
+        out += identity
+        return self.relu(out)
+
+
+class ResNet(nn.Module):
+    """torchvision's ``ResNet`` with basic blocks: 7x7/2 stem conv, BN, ReLU, 3x3/2
+    MaxPool, four stages of ``layers[i]`` blocks (64, 128, 256, 512 channels; stride 2 from
+    the second stage), global average pooling, ``fc``."""
+
+    def __init__(self, layers: Sequence[int], num_classes: int = 1000):
+        super().__init__()
+        self.inplanes = 64
+        self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.layer1 = self._make_layer(64, layers[0])
+        self.layer2 = self._make_layer(128, layers[1], stride=2)
+        self.layer3 = self._make_layer(256, layers[2], stride=2)
+        self.layer4 = self._make_layer(512, layers[3], stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(512 * ResNetBasicBlock.expansion, num_classes)
+        for m in self.modules():  # torchvision's init; fc keeps the default one
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+
+    def _make_layer(self, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
+        downsample = None
+        if stride != 1 or self.inplanes != planes * ResNetBasicBlock.expansion:
+            downsample = nn.Sequential(_conv1x1(self.inplanes, planes * ResNetBasicBlock.expansion, stride),
+                                       nn.BatchNorm2d(planes * ResNetBasicBlock.expansion))
+        layers = [ResNetBasicBlock(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes * ResNetBasicBlock.expansion
+        layers += [ResNetBasicBlock(self.inplanes, planes) for _ in range(1, blocks)]
+        return nn.Sequential(*layers)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        x = torch.flatten(self.avgpool(x), 1)
+        return self.fc(x)
+
+
+_VGG_CFGS = {
+    "A": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],                          # VGG-11
+    "D": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],  # VGG-16
+}
+
+
+def _vgg_features(cfg, batch_norm: bool) -> nn.Sequential:
+    """torchvision's ``make_layers``: 3x3 'same' convs (with bias) each followed by
+    [BatchNorm2d and] ReLU; "M" is a 2x2/2 MaxPool."""
+    layers, c = [], 3
+    for v in cfg:
+        if v == "M":
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+        else:
+            layers.append(nn.Conv2d(c, v, kernel_size=3, padding=1))
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(v))
+            layers.append(nn.ReLU(inplace=True))
+            c = v
+    return nn.Sequential(*layers)
+
+
+class VGG(nn.Module):
+    """torchvision's ``VGG``: ``features``, AdaptiveAvgPool2d((7, 7)) (on inputs smaller
+    than 224x224 this replicates the feature map: still affine), then the 4096-4096
+    classifier with Dropout (the identity in eval mode)."""
+
+    def __init__(self, features: nn.Sequential, num_classes: int = 1000, dropout: float = 0.5):
+        super().__init__()
+        self.features = features
+        self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+        self.classifier = nn.Sequential(
+            nn.Linear(512 * 7 * 7, 4096), nn.ReLU(True), nn.Dropout(p=dropout),
+            nn.Linear(4096, 4096), nn.ReLU(True), nn.Dropout(p=dropout),
+            nn.Linear(4096, num_classes))
+        for m in self.modules():  # torchvision's init
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.constant_(m.bias, 0)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.constant_(m.bias, 0)
+
+    def forward(self, x):
+        x = torch.flatten(self.avgpool(self.features(x)), 1)
+        return self.classifier(x)
+
+
+def _randomise_batchnorm(m: nn.Module) -> nn.Module:
+    """Give every BatchNorm2d the random affine parameters and running statistics that
+    :func:`small_resnet` uses. A departure from torchvision's init (weight 1, bias 0,
+    running stats 0 / 1), which makes BatchNorm nearly the identity and so leaves it
+    untested; the architecture and names are unchanged."""
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, nn.BatchNorm2d):
+                mod.running_mean.uniform_(-0.1, 0.1)
+                mod.running_var.uniform_(0.5, 1.5)
+                mod.weight.uniform_(0.5, 1.5)
+                mod.bias.uniform_(-0.1, 0.1)
+    return m
+
+
+def _resnet(layers, num_classes: int, seed: int) -> ResNet:
+    torch.manual_seed(seed)
+    return _randomise_batchnorm(ResNet(layers, num_classes)).eval()
+
+
+def _vgg(cfg: str, batch_norm: bool, num_classes: int, seed: int) -> VGG:
+    torch.manual_seed(seed)
+    return _randomise_batchnorm(VGG(_vgg_features(_VGG_CFGS[cfg], batch_norm), num_classes)).eval()
+
+
+def resnet18(num_classes: int = 10, seed: int = 0) -> ResNet:
+    """torchvision's ResNet-18 (2, 2, 2, 2 basic blocks), seeded, torchvision's init then
+    random BatchNorm (:func:`_randomise_batchnorm`); eval mode."""
+    return _resnet((2, 2, 2, 2), num_classes, seed)
+
+
+def resnet34(num_classes: int = 10, seed: int = 0) -> ResNet:
+    """torchvision's ResNet-34 (3, 4, 6, 3 basic blocks); as :func:`resnet18`."""
+    return _resnet((3, 4, 6, 3), num_classes, seed)
+
+
+def vgg11(num_classes: int = 10, seed: int = 0) -> VGG:
+    """torchvision's VGG-11 (configuration "A"), seeded, torchvision's init; eval mode."""
+    return _vgg("A", False, num_classes, seed)
+
+
+def vgg11_bn(num_classes: int = 10, seed: int = 0) -> VGG:
+    """VGG-11 with BatchNorm after every conv; BatchNorm randomised as in :func:`resnet18`."""
+    return _vgg("A", True, num_classes, seed)
+
+
+def vgg16(num_classes: int = 10, seed: int = 0) -> VGG:
+    """torchvision's VGG-16 (configuration "D"); as :func:`vgg11`."""
+    return _vgg("D", False, num_classes, seed)
+
+
+def vgg16_bn(num_classes: int = 10, seed: int = 0) -> VGG:
+    """VGG-16 with BatchNorm after every conv; as :func:`vgg11_bn`."""
+    return _vgg("D", True, num_classes, seed)
