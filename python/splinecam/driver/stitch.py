@@ -227,9 +227,12 @@ def _splice(level, xy, candidates, keep):
     return new_off.astype(np.int64), verts[~gone], lay[~gone], unit[~gone]
 
 
-def stitch(net, slice, polygons: Sequence[np.ndarray], parts: Sequence[Partition], stats: dict) -> Partition:
+def stitch(net, slice, polygons: Sequence[np.ndarray], parts: Sequence[Partition], stats: dict,
+           sink=None) -> Partition:
     """One :class:`Partition` of ``slice`` from the partitions ``parts`` of its tiles
-    ``polygons`` (see the module doc)."""
+    ``polygons`` (see the module doc). ``sink``: a :class:`splinecam.result.store.Writer`
+    that takes every level as soon as it is stitched (the result is then the store,
+    memory-mapped: only one level is ever whole in memory)."""
     poly = slice.polygon
     bbox_lo, bbox_hi = poly.min(axis=0), poly.max(axis=0)
     diameter = float(np.linalg.norm(bbox_hi - bbox_lo))
@@ -257,6 +260,11 @@ def stitch(net, slice, polygons: Sequence[np.ndarray], parts: Sequence[Partition
     outputs = np.concatenate([t.P._outputs for t in tiles])[order] if parts[0]._outputs is not None else None
     seam = np.zeros(len(xy), bool)
     seam[gid[on_seam]] = True
+    del xy_all, rep, born_all
+    if sink is not None:
+        sink.slice(slice)
+        if outputs is not None:
+            outputs = sink.array("outputs", outputs)
     corners = np.zeros(len(xy), bool)  # the slice's own corners stay, whatever their degree
     for c in poly:
         corners |= (xy[:, 0] == c[0]) & (xy[:, 1] == c[1])
@@ -373,10 +381,16 @@ def stitch(net, slice, polygons: Sequence[np.ndarray], parts: Sequence[Partition
         if is_dec:
             decision = {"faces": level, "winner": winner[firstf].astype(np.int32), "layer": L + 1,
                         "parent": parent}
+            if sink is not None:
+                decision = sink.decision(decision)
         else:
-            layers.append(Layer(*level, parent.astype(np.int32), nv_level))
+            layer = Layer(*level, parent.astype(np.int32), nv_level)
+            layers.append(layer if sink is None else sink.layer(layer))
         prev_group = group
         prev_start = np.concatenate([[0], np.cumsum([len(t.levels[lev][0]) - 1 for t in tiles])])
+        del off, verts, lay, unit, he, twin, face, level, remove, keyrow, tile_of, local
+    if sink is not None:
+        xy = sink.array("xy", xy)
     return Partition(xy=xy, layers=layers, outputs=outputs, decision=decision, net=net, slice=slice, stats=stats)
 
 

@@ -145,9 +145,18 @@ class TileStore:
             out.append(P)
         return out
 
-    def finish(self, R):
+    def writer(self):
         from splinecam.result import store
-        store.save(R, self.path)
+        return store.Writer(self.path)
+
+    def finish(self, R, writer=None):
+        """Write the result (or, with the ``writer`` the stitcher filled, its meta data
+        only) and remove the tiles."""
+        from splinecam.result import store
+        if writer is None:
+            store.save(R, self.path)
+        else:
+            writer.finish(R.num_regions, R.run_info)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -218,11 +227,12 @@ def run_tiles(run, net, slice: Slice, grid, max_depth: int, progress: bool, stor
             polys, parts = [p for p, _ in store.done], store.parts(net)
         t_stitch = time.perf_counter()
         stats = _merge_stats([P.run_info for P in parts])
-        R = stitch(net, slice, polys, parts, stats)
+        sink = store.writer() if store is not None else None
+        R = stitch(net, slice, polys, parts, stats, sink)
         R.run_info.update(tiles=len(parts), tile_splits=splits, stitch_seconds=time.perf_counter() - t_stitch)
         if store is not None:
             R.run_info["fingerprint"] = store.fingerprint
-            store.finish(R)
+            store.finish(R, sink)
         if bar is not None:
             bar.n = 100.0
             bar.set_postfix_str(f"tiles={len(parts)}, regions={R.num_regions:,}, {time.perf_counter() - t0:.1f} s")

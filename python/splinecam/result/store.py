@@ -28,7 +28,7 @@ import torch
 from splinecam.result.partition import Layer, Partition
 from splinecam.slice import Slice
 
-__all__ = ["save", "load", "FORMAT", "is_store"]
+__all__ = ["save", "load", "Writer", "FORMAT", "is_store"]
 
 FORMAT = 1
 _FACE_FIELDS = ("face_offsets", "face_verts", "he_layer", "he_unit")
@@ -53,43 +53,78 @@ def _write(path, name, a):
     np.save(os.path.join(path, name + ".npy"), np.ascontiguousarray(a))
 
 
-def save(P: Partition, path, *, rtol: Optional[float] = None) -> str:
-    """Write ``P`` to the directory ``path`` (created; an existing store there is
-    replaced). Returns the path."""
-    path = os.fspath(path)
-    os.makedirs(path, exist_ok=True)
-    meta_path = os.path.join(path, "meta.json")
-    if os.path.exists(meta_path):
-        os.remove(meta_path)  # an interrupted write leaves no store behind
-    sl = P.slice
-    _write(path, "slice_origin", sl.origin.numpy())
-    _write(path, "slice_basis", sl.basis.numpy())
-    _write(path, "slice_polygon", sl.polygon)
-    _write(path, "xy", P._xy)
-    if P._outputs is not None:
-        _write(path, "outputs", P._outputs)
-    nv = []
-    for l, f in enumerate(P._layers, start=1):
-        d = os.path.join(path, f"layer_{l:03d}")
+class Writer:
+    """A store written piece by piece (the stitcher writes each level as it finishes it
+    and keeps only the memory-mapped copy): ``slice``, ``array``, ``layer``,
+    ``decision``, then ``finish`` writes ``meta.json`` (a store without it is not one)."""
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        os.makedirs(self.path, exist_ok=True)
+        self.meta_path = os.path.join(self.path, "meta.json")
+        if os.path.exists(self.meta_path):
+            os.remove(self.meta_path)  # an interrupted write leaves no store behind
+        self.num_vertices: list = []
+        self.decision_layer = None
+        self.has_outputs = False
+
+    def slice(self, sl: Slice):
+        _write(self.path, "slice_origin", sl.origin.numpy())
+        _write(self.path, "slice_basis", sl.basis.numpy())
+        _write(self.path, "slice_polygon", sl.polygon)
+
+    def array(self, name: str, a) -> np.ndarray:
+        """Write ``a`` as ``name.npy``; returns it memory-mapped."""
+        _write(self.path, name, a)
+        if name == "outputs":
+            self.has_outputs = True
+        return np.load(os.path.join(self.path, name + ".npy"), mmap_mode="r")
+
+    def layer(self, f: Layer) -> Layer:
+        l = len(self.num_vertices) + 1
+        d = os.path.join(self.path, f"layer_{l:03d}")
         os.makedirs(d, exist_ok=True)
         for name in _FACE_FIELDS + ("face_parent",):
             _write(d, name, getattr(f, name))
-        nv.append(int(f.num_vertices))
-    dec = P._decision
-    if dec is not None:
-        d = os.path.join(path, "decision")
+        self.num_vertices.append(int(f.num_vertices))
+        return Layer(*(np.load(os.path.join(d, n + ".npy"), mmap_mode="r") for n in _FACE_FIELDS + ("face_parent",)),
+                     int(f.num_vertices))
+
+    def decision(self, dec: dict) -> dict:
+        d = os.path.join(self.path, "decision")
         os.makedirs(d, exist_ok=True)
         for name, a in zip(_FACE_FIELDS, dec["faces"]):
             _write(d, name, a)
         _write(d, "winner", dec["winner"])
         _write(d, "parent", dec.get("parent", np.zeros(0, np.int64)))
-    meta = dict(format=FORMAT, num_layers=len(P._layers), num_vertices=nv, has_outputs=P._outputs is not None,
-                decision_layer=None if dec is None else int(dec["layer"]), regions=int(P.num_regions),
-                rtol=rtol if rtol is not None else P.run_info.get("rtol"), run_info=_jsonable(P.run_info))
-    with open(meta_path + ".tmp", "w") as fh:
-        json.dump(meta, fh, indent=1)
-    os.replace(meta_path + ".tmp", meta_path)  # written last: a store with meta.json is complete
-    return path
+        self.decision_layer = int(dec["layer"])
+        m = lambda n: np.load(os.path.join(d, n + ".npy"), mmap_mode="r")
+        return {"faces": tuple(m(n) for n in _FACE_FIELDS), "winner": m("winner"), "layer": self.decision_layer,
+                "parent": m("parent")}
+
+    def finish(self, regions: int, run_info: dict, rtol=None) -> str:
+        meta = dict(format=FORMAT, num_layers=len(self.num_vertices), num_vertices=self.num_vertices,
+                    has_outputs=self.has_outputs, decision_layer=self.decision_layer, regions=int(regions),
+                    rtol=rtol if rtol is not None else run_info.get("rtol"), run_info=_jsonable(run_info))
+        with open(self.meta_path + ".tmp", "w") as fh:
+            json.dump(meta, fh, indent=1)
+        os.replace(self.meta_path + ".tmp", self.meta_path)  # written last: a store with meta.json is complete
+        return self.path
+
+
+def save(P: Partition, path, *, rtol: Optional[float] = None) -> str:
+    """Write ``P`` to the directory ``path`` (created; an existing store there is
+    replaced). Returns the path."""
+    w = Writer(path)
+    w.slice(P.slice)
+    w.array("xy", P._xy)
+    if P._outputs is not None:
+        w.array("outputs", P._outputs)
+    for f in P._layers:
+        w.layer(f)
+    if P._decision is not None:
+        w.decision(P._decision)
+    return w.finish(P.num_regions, P.run_info, rtol)
 
 
 def load(path, model: Optional[torch.nn.Module] = None, *, mmap: bool = True) -> Partition:
