@@ -90,15 +90,7 @@ def small_resnet(widths=(8, 16, 32), classes: int = 10, seed: int = 0) -> SmallR
     """:class:`SmallResNet` with seeded random weights and non-trivial BatchNorm
     statistics, in eval mode."""
     torch.manual_seed(seed)
-    m = SmallResNet(widths, classes)
-    with torch.no_grad():
-        for mod in m.modules():
-            if isinstance(mod, nn.BatchNorm2d):
-                mod.running_mean.uniform_(-0.1, 0.1)
-                mod.running_var.uniform_(0.5, 1.5)
-                mod.weight.uniform_(0.5, 1.5)
-                mod.bias.uniform_(-0.1, 0.1)
-    return m.eval()
+    return _randomise_batchnorm(SmallResNet(widths, classes)).eval()
 
 
 # -- torchvision's ResNet and VGG --------------------------------------------------------------
@@ -236,8 +228,8 @@ class VGG(nn.Module):
 
 
 def _randomise_batchnorm(m: nn.Module) -> nn.Module:
-    """Give every BatchNorm2d the random affine parameters and running statistics that
-    :func:`small_resnet` uses. A departure from torchvision's init (weight 1, bias 0,
+    """Give every BatchNorm2d random affine parameters and running statistics (the
+    torchvision layouts and :func:`small_resnet`). A departure from torchvision's init (weight 1, bias 0,
     running stats 0 / 1), which makes BatchNorm nearly the identity and so leaves it
     untested; the architecture and names are unchanged."""
     with torch.no_grad():
