@@ -5,6 +5,9 @@ Cases (each run in its own process so that its peak RSS is its own):
              average pooling, dense 120-84-10), slice through three random inputs
   cnn-trained  the same CNN briefly trained on generated images
   resnet     a CIFAR-sized ResNet (ResNet-18 layout at reduced width, with MaxPool)
+  resnet18   ResNet-18 exactly as torchvision builds it (zoo.resnet18, 10 classes), 3x32x32,
+             default arguments (tiles when one pass does not fit)
+  vgg11      VGG-11 as torchvision builds it (zoo.vgg11), 3x32x32, default arguments
   mnist      a 1x28x28 CNN (conv 8, conv 8, dense 64, 10) on the square of half-diagonal 1
              about the centroid of three random inputs, with default arguments (one
              pass does not fit: partition() cuts tiles by itself)
@@ -13,6 +16,7 @@ Cases (each run in its own process so that its peak RSS is its own):
 
     python benchmarks/bench_cnn.py                 # all cases
     python benchmarks/bench_cnn.py --case zoom --memory-gib 3
+    python benchmarks/bench_cnn.py --case resnet18 --resnet18-scale 0.02    # slow: minutes
 """
 from __future__ import annotations
 
@@ -78,19 +82,24 @@ def forward_seconds(model, sl, vertices):
         return time.perf_counter() - t
 
 
+resnet18_scale = 0.01
+
+
 def run_case(name, memory_gib):
     import splinecam
     from splinecam.zoo import small_cnn, small_resnet
     rows = []
-    if name in ("cnn", "cnn-trained", "resnet"):
-        model = {"cnn": small_cnn, "cnn-trained": trained_cnn, "resnet": small_resnet}[name]()
-        scale = 0.01 if name == "resnet" else 0.05
+    if name in ("cnn", "cnn-trained", "resnet", "resnet18", "vgg11"):
+        from splinecam import zoo
+        model = {"cnn": small_cnn, "cnn-trained": trained_cnn, "resnet": small_resnet, "resnet18": zoo.resnet18,
+                 "vgg11": zoo.vgg11}[name]()
+        scale = {"resnet": 0.01, "resnet18": resnet18_scale, "vgg11": 0.003}.get(name, 0.05)
         sl = triangle(scale)
         t = time.perf_counter()
         P = splinecam.partition(model, sl, progress=False)
         sec = time.perf_counter() - t
         fwd = forward_seconds(model, sl, P.vertices)
-        rows.append(dict(case=name, scale=scale, regions=P.num_regions, tiles=1, seconds=sec,
+        rows.append(dict(case=name, scale=scale, regions=P.num_regions, tiles=P.run_info["tiles"], seconds=sec,
                          x_forward=sec / fwd, decision_segments=len(P.decision_boundary)))
     elif name == "mnist":
         model = mnist_cnn()
@@ -132,9 +141,12 @@ def _rss():
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--case", choices=["cnn", "cnn-trained", "resnet", "mnist", "zoom"], action="append")
+    ap.add_argument("--case", choices=["cnn", "cnn-trained", "resnet", "resnet18", "vgg11", "mnist", "zoom"], action="append")
     ap.add_argument("--memory-gib", type=float, default=3.0, help="memory limit of the tiled zoom case")
+    ap.add_argument("--resnet18-scale", type=float, default=0.01, help="zoom of the resnet18 case")
     args = ap.parse_args(argv)
+    global resnet18_scale
+    resnet18_scale = args.resnet18_scale
     cases = args.case or ["cnn", "cnn-trained", "resnet", "mnist", "zoom"]
     if len(cases) == 1:
         run_case(cases[0], args.memory_gib)
@@ -143,7 +155,8 @@ def main(argv=None):
           f"{'x forward':>9s} {'peak RSS GiB':>12s} {'limit GiB':>9s}")
     for c in cases:
         out = subprocess.run([sys.executable, os.path.abspath(__file__), "--case", c, "--memory-gib",
-                              str(args.memory_gib)], capture_output=True, text=True)
+                              str(args.memory_gib), "--resnet18-scale", str(args.resnet18_scale)],
+                             capture_output=True, text=True)
         if out.returncode:
             print(f"{c}: failed\n{out.stderr[-2000:]}")
             continue

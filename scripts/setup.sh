@@ -38,4 +38,5 @@ if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+
   echo "setup: installing $TORCH_PIN (CPU build)"
   "${PIP[@]}" install -c scripts/constraints.txt "$TORCH_PIN"
 fi
-"${PIP[@]}" install -c scripts/constraints.txt "numpy<2" pybind11 scikit-build-core ninja pytest tqdm matplotlib hypothesis
+"${PIP[@]}" install -c scripts/constraints.txt "numpy<2" pybind11 scikit-build-core ninja pytest tqdm matplotlib hypothesis \
+  distributed

@@ -314,3 +314,16 @@ def test_usage_errors_exit_2(work):
     res = splinecam(work, "slice", "cli_models:mlp", "--points", "a.npy", "b.npy", "c.npy", "--out", "x.png",
                     "--memory-limit", "0")
     assert res.returncode == 2 and "--memory-limit" in res.stderr and "expected a positive number" in res.stderr
+
+
+def test_workers_give_the_local_partition(work):
+    pytest.importorskip("distributed")
+    args = ["slice", "cli_models:mlp", "--points", "a.npy", "b.npy", "c.npy", "--pad", "0.2", "--no-progress",
+            "--tiles", "2"]
+    local = summary(splinecam(work, *args, "--out", work / "local.npz"))
+    remote = summary(splinecam(work, *args, "--workers", "2", "--out", work / "remote.npz"))
+    assert (remote["regions"], remote["edges"], remote["tiles"]) == (local["regions"], local["edges"], local["tiles"])
+    a, b = np.load(work / "local.npz"), np.load(work / "remote.npz")
+    assert np.array_equal(a["vertices"], b["vertices"]) and np.array_equal(a["edges"], b["edges"])
+    bad = splinecam(work, *args, "--scheduler", "tcp://127.0.0.1:1", "--out", work / "x.npz")
+    assert bad.returncode == 1 and "--scheduler" in bad.stderr and "Traceback" not in bad.stderr

@@ -119,6 +119,24 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def _dask_client(args):
+    """The Dask client of --scheduler / --workers, or None."""
+    if not (args.scheduler or args.workers):
+        return None
+    try:
+        import distributed
+    except ImportError:
+        raise CliError("--scheduler and --workers need Dask distributed: pip install 'splinecam[dask]'") from None
+    if args.scheduler:
+        try:
+            return distributed.Client(args.scheduler, timeout=10)
+        except (OSError, TimeoutError) as e:
+            raise CliError(f"--scheduler {args.scheduler}: cannot reach the scheduler ({e})") from None
+    cluster = distributed.LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
+                                       dashboard_address=None)
+    return distributed.Client(cluster)
+
+
 def _tiles(text: str):
     if text == "auto":
         return "auto"
@@ -193,6 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="auto (default): one pass if the slice fits the memory limit, else tiles cut until each "
                          "fits, stitched into one exact partition; N: start from an N x N grid of tiles; 1: one "
                          "pass or an error")
+    sl.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                    help="run the tiles on the Dask cluster of this scheduler (e.g. tcp://host:8786)")
+    sl.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                    help="run the tiles on a local Dask cluster of N worker processes")
     sl.add_argument("--device", default="cpu", metavar="DEV",
                     help="where forward passes and geometry run: cpu (default), cuda or cuda:i")
     sl.add_argument("--dpi", type=_positive_int, default=200, help="resolution of a .png figure (default: 200)")
@@ -753,14 +775,24 @@ def run_slice(args) -> int:
     except (ValueError, RuntimeError) as e:
         raise CliError(f"--device {args.device}: {e}") from None
     t = time.perf_counter()
+    if args.scheduler and args.workers:
+        raise CliError("--scheduler and --workers exclude each other: use a running cluster or start a local one")
+    client = _dask_client(args)
     try:
         P = splinecam.partition(lm.module, sl, decision_boundary=not args.no_decision_boundary,
-                                progress=not args.no_progress, memory_limit=limit, device=device, tiles=args.tiles)
+                                progress=not args.no_progress, memory_limit=limit, device=device, tiles=args.tiles,
+                                client=client)
     except splinecam.MemoryLimitExceeded as e:
         what = str(e).split(":")[0]
         raise CliError(f"{what}: raise --memory-limit (GiB), zoom in with --scale S (S < 1), or let the slice be cut "
                        "into tiles (--tiles auto, the default)" if args.tiles != "auto" else
                        f"{what}, even in tiles: raise --memory-limit (GiB) or zoom in with --scale S (S < 1)") from None
+    finally:
+        if client is not None:
+            cluster = client.cluster if args.workers else None
+            client.close()
+            if cluster is not None:
+                cluster.close()
     seconds = time.perf_counter() - t
 
     folder = os.path.dirname(os.path.abspath(out))

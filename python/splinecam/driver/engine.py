@@ -140,7 +140,8 @@ def _progress(total, enabled, desc):
 def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool = True, progress: bool = True,
               rtol: float = 1e-10, threads: Optional[int] = None, validate: bool = False,
               chunk: int = 32768, memory_limit: Optional[int] = None, lean: bool = False,
-              device=None, backend=None, tiles="auto", max_depth: int = 8, store=None) -> "Partition":
+              device=None, backend=None, tiles="auto", max_depth: int = 8, store=None,
+              client=None) -> "Partition":
     """Compute the exact partition of ``slice`` into the linear regions of ``model``.
 
     Parameters
@@ -214,6 +215,12 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
         memory; a run that is interrupted resumes from the finished tiles when called
         again with the same store, and a finished one is opened instead of recomputed
         (same model, slice and settings; anything else is refused).
+    client : distributed.Client, optional
+        Run the tiles as tasks of this Dask cluster (:mod:`splinecam.driver.cluster`):
+        the model is scattered to the workers once, tiles are cut when they do not fit
+        ``memory_limit`` (which then applies to each task, on each worker), and the
+        stitched result is the one a local run gives, bit for bit. A GPU ``device``
+        makes every task ask for ``resources={"GPU": 1}``.
 
     Returns
     -------
@@ -224,6 +231,37 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
     rtol, memory_limit, chunk, threads = check_partition_args(rtol, memory_limit, chunk, threads)
     grid = check_tiles(tiles, slice)
     t0 = time.perf_counter()
+    options = dict(decision_boundary=decision_boundary, rtol=rtol, threads=threads, validate=validate, chunk=chunk,
+                   memory_limit=memory_limit, lean=lean, device=device, backend=backend)
+    run = tile_runner(model, slice, **options)
+    net = run.net
+    from splinecam.driver.tiles import TileStore, run_tiles
+    fingerprint = _fingerprint(model, slice, rtol, decision_boundary) if store is not None or client is not None \
+        else None
+    tile_store = None
+    if store is not None:
+        tile_store = TileStore(store, fingerprint, slice)
+        done = tile_store.finished()
+        if done is not None:
+            done._net = net
+            return done
+    executor = None
+    if client is not None:
+        from splinecam.driver.cluster import DaskTiles
+        # the workers resolve the device and the backend themselves (a contextvar does not travel)
+        options.update(device=str(run.device), backend=run.backend.name)
+        executor = DaskTiles(client, model, slice, options, fingerprint, net, gpu=run.device.type == "cuda")
+    P = run_tiles(run, net, slice, grid, max_depth, progress, tile_store, executor)
+    P.run_info["seconds"] = time.perf_counter() - t0
+    P.run_info.update(memory_limit=run.limit, rtol=rtol)
+    return P
+
+
+def tile_runner(model, slice: Slice, *, decision_boundary=True, rtol=1e-10, threads=None, validate=False,
+                chunk=32768, memory_limit=None, lean=False, device=None, backend=None):
+    """``run(polygon)``: the one-pass partition of a convex polygon of ``slice`` (``None``:
+    all of it) with the whole slice's tolerances; raises :class:`MemoryLimitExceeded`
+    when it does not fit. Carries ``net``, ``device``, ``backend`` and ``limit``."""
     dev = resolve_device(model, device)
     backend = get_backend(dev, backend)
     limit = int(memory_limit) if memory_limit is not None else backend.default_memory_limit()
@@ -233,18 +271,8 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
     run = functools.partial(_partition_polygon, net, tols, slice, decision_boundary=decision_boundary, rtol=rtol,
                             threads=threads, validate=validate, chunk=chunk, limit=limit, lean=lean, dev=dev,
                             backend=backend)
-    from splinecam.driver.tiles import TileStore, run_tiles
-    tile_store = None
-    if store is not None:
-        tile_store = TileStore(store, _fingerprint(model, slice, rtol, decision_boundary), slice)
-        done = tile_store.finished()
-        if done is not None:
-            done._net = net
-            return done
-    P = run_tiles(run, net, slice, grid, max_depth, progress, tile_store)
-    P.run_info["seconds"] = time.perf_counter() - t0
-    P.run_info.update(memory_limit=limit, rtol=rtol)
-    return P
+    run.net, run.device, run.backend, run.limit = net, dev, backend, limit
+    return run
 
 
 def _fingerprint(model, slice: Slice, rtol: float, decision_boundary: bool) -> str:

@@ -24,7 +24,7 @@ import numpy as np
 from splinecam.geometry import clip_axis, polygon_area
 from splinecam.slice import Slice
 
-__all__ = ["partition_tiled", "tile_polygons", "run_tiles", "TileStore"]
+__all__ = ["partition_tiled", "tile_polygons", "run_tiles", "Tile", "TileStore", "LocalTiles"]
 
 
 #: Offsets of the cut lines from the even grid, in cells, along x and y (see
@@ -80,6 +80,27 @@ def _tile_bar(enabled: bool):
                 bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}")
 
 
+class Tile:
+    """One unit of work: a convex polygon of the slice, its ``path`` in the tree of cuts
+    (the grid index, then the quarter at every cut; sorting by path gives the order a
+    sequential run finishes them in) and how many times it was cut."""
+
+    __slots__ = ("path", "polygon", "depth")
+
+    def __init__(self, path: Tuple[int, ...], polygon: np.ndarray, depth: int):
+        self.path, self.polygon, self.depth = tuple(path), np.asarray(polygon, np.float64), int(depth)
+
+    def quarters(self) -> List["Tile"]:
+        return [Tile(self.path + (i,), p, self.depth + 1) for i, p in enumerate(tile_polygons(self.polygon, 2))]
+
+    def to_json(self):
+        return dict(path=list(self.path), polygon=self.polygon.tolist(), depth=self.depth)
+
+    @classmethod
+    def from_json(cls, d) -> "Tile":
+        return cls(d["path"], np.array(d["polygon"], np.float64), d["depth"])
+
+
 class TileStore:
     """Finished tiles on disk, so that an interrupted run resumes where it stopped:
     ``path/tiles/manifest.json`` (the slice, the run's fingerprint, the tiles done and
@@ -93,7 +114,7 @@ class TileStore:
         self.manifest = os.path.join(self.dir, "manifest.json")
         self.fingerprint = fingerprint
         self.polygon = slice.polygon.tolist()
-        self.done: List[Tuple[np.ndarray, str]] = []
+        self.done: List[Tuple[Tile, str]] = []
 
     def _check(self, found: str, what: str):
         if found != self.fingerprint:
@@ -117,32 +138,31 @@ class TileStore:
         with open(self.manifest) as fh:
             m = json.load(fh)
         self._check(m.get("fingerprint"), "tiles")
-        self.done = [(np.array(d["polygon"], np.float64), d["dir"]) for d in m["done"]]
-        return [(np.array(p, np.float64), int(d)) for p, d in m["queue"]], int(m["splits"])
+        self.done = [(Tile.from_json(d["tile"]), d["dir"]) for d in m["done"]]
+        return [Tile.from_json(t) for t in m["queue"]], int(m["splits"])
 
     def write(self, queue, splits):
         os.makedirs(self.dir, exist_ok=True)
         m = dict(fingerprint=self.fingerprint, slice=self.polygon, splits=splits,
-                 done=[dict(polygon=p.tolist(), dir=d) for p, d in self.done],
-                 queue=[[p.tolist(), d] for p, d in queue])
+                 done=[dict(tile=t.to_json(), dir=d) for t, d in self.done], queue=[t.to_json() for t in queue])
         with open(self.manifest + ".tmp", "w") as fh:
             json.dump(m, fh)
         os.replace(self.manifest + ".tmp", self.manifest)
 
-    def add(self, poly, P, queue, splits):
+    def add(self, tile: Tile, P, queue, splits):
         from splinecam.result import store
-        d = f"t{len(self.done):05d}"
+        d = "t" + "_".join(f"{i:03d}" for i in tile.path)
         store.save(P, os.path.join(self.dir, d))
-        self.done.append((poly, d))
+        self.done.append((tile, d))
         self.write(queue, splits)
 
     def parts(self, net):
         from splinecam.result import store
         out = []
-        for _, d in self.done:
+        for t, d in self.done:
             P = store.load(os.path.join(self.dir, d))
             P._net = net
-            out.append(P)
+            out.append((t, P))
         return out
 
     def writer(self):
@@ -160,20 +180,44 @@ class TileStore:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def run_tiles(run, net, slice: Slice, grid, max_depth: int, progress: bool, store: Optional[TileStore] = None):
+class LocalTiles:
+    """Runs tiles one after the other in this process."""
+
+    def __init__(self, run):
+        self.run = run
+
+    def results(self, queue: List[Tile]):
+        """Yield ``(tile, partition or MemoryLimitExceeded)`` as tiles finish; the caller
+        may put new tiles at the front of ``queue`` meanwhile (depth first)."""
+        from splinecam.driver.engine import MemoryLimitExceeded
+        while queue:
+            tile = queue.pop(0)
+            try:
+                yield tile, self.run(tile.polygon)
+            except MemoryLimitExceeded as e:
+                yield tile, e
+
+    def submit(self, queue: List[Tile], tiles: List[Tile]):
+        queue[:0] = tiles
+
+
+def run_tiles(run, net, slice: Slice, grid, max_depth: int, progress: bool, store: Optional[TileStore] = None,
+              executor=None):
     """Partition ``slice`` with ``run(polygon)`` (one pass over a convex piece, ``None``
     for the whole slice; raises :class:`MemoryLimitExceeded` when it does not fit):
     in one pass when ``grid`` is ``None`` and the slice fits or ``grid`` is ``(1, 1)``,
     else in tiles from ``grid`` (``None``: four; or a list of polygons), each cut into
     four when it does not fit. With a ``store``, finished tiles go to disk as they
-    finish (and an interrupted run resumes from them)."""
+    finish (and an interrupted run resumes from them). ``executor``: where the tiles
+    run (:class:`LocalTiles` by default; :class:`splinecam.driver.cluster.DaskTiles`)."""
     from splinecam.driver.engine import MemoryLimitExceeded
     from splinecam.driver.stitch import stitch
     t0 = time.perf_counter()
+    executor = executor or LocalTiles(run)
     resumed = store.resume() if store is not None else None
     if resumed is not None:
         queue, splits = resumed
-    elif grid is None or grid == (1, 1):
+    elif (grid is None or grid == (1, 1)) and isinstance(executor, LocalTiles):
         try:
             P = run(None, progress=progress)
             P.run_info["tiles"] = 1
@@ -184,58 +228,64 @@ def run_tiles(run, net, slice: Slice, grid, max_depth: int, progress: bool, stor
         except MemoryLimitExceeded:
             if grid is not None:
                 raise
-        queue, splits = [(p, 1) for p in tile_polygons(slice.polygon, 2)], 0
+        queue, splits = [Tile((i,), p, 1) for i, p in enumerate(tile_polygons(slice.polygon, 2))], 0
+    elif grid is None or grid == (1, 1):  # elsewhere: a whole slice is one tile that may be cut like any other
+        queue, splits = [Tile((0,), slice.polygon, 0 if grid is None else max_depth)], 0
     elif isinstance(grid, list):
-        queue, splits = [(p, 0) for p in grid], 0
+        queue, splits = [Tile((i,), p, 0) for i, p in enumerate(grid)], 0
     else:
-        queue, splits = [(p, 0) for p in tile_polygons(slice.polygon, grid)], 0
+        queue, splits = [Tile((i,), p, 0) for i, p in enumerate(tile_polygons(slice.polygon, grid))], 0
     if store is not None and resumed is None:
         store.write(queue, splits)
     total = polygon_area(slice.polygon)
     bar = _tile_bar(progress)
-    polys, parts, pieces = [], [], 0
+    done: List[Tuple[Tile, object]] = []
+    pieces = 0
     if store is not None and store.done and bar is not None:
-        bar.update(100.0 * sum(polygon_area(p) for p, _ in store.done) / total)
+        bar.update(100.0 * sum(polygon_area(t.polygon) for t, _ in store.done) / total)
         bar.set_postfix_str(f"tiles={len(store.done)} (resumed)")
     try:
-        while queue:
-            poly, depth = queue.pop(0)
-            try:
-                P = run(poly)
-            except MemoryLimitExceeded as e:
-                if depth >= max_depth:
+        for tile, P in executor.results(queue):
+            if isinstance(P, MemoryLimitExceeded):
+                if tile.depth >= max_depth:
+                    if grid == (1, 1):
+                        raise P
                     raise MemoryLimitExceeded(
-                        f"{e} - even after cutting the slice's tiles into four {max_depth} times "
-                        f"(a tile of {polygon_area(poly) / total:.2e} of the slice's area); raise memory_limit "
-                        "or max_depth, or zoom in") from None
-                queue = [(p, depth + 1) for p in tile_polygons(poly, 2)] + queue
+                        f"{P} - even after cutting the slice's tiles into four {max_depth} times "
+                        f"(a tile of {polygon_area(tile.polygon) / total:.2e} of the slice's area); raise "
+                        "memory_limit or max_depth, or zoom in") from None
                 splits += 1
+                executor.submit(queue, tile.quarters())
                 if store is not None:
                     store.write(queue, splits)
                 continue
             pieces += P.num_regions
             if store is not None:
-                store.add(poly, P, queue, splits)  # on disk, out of memory
+                store.add(tile, P, queue, splits)  # on disk, out of memory
             else:
-                polys.append(poly)
-                parts.append(P)
+                done.append((tile, P))
             if bar is not None:
-                bar.update(100.0 * polygon_area(poly) / total)
-                n = len(parts) if store is None else len(store.done)
+                bar.update(100.0 * polygon_area(tile.polygon) / total)
+                n = len(done) if store is None else len(store.done)
                 bar.set_postfix_str(f"tiles={n}, pieces={pieces:,}")
         if store is not None:
-            polys, parts = [p for p, _ in store.done], store.parts(net)
+            done = store.parts(net)
+        done.sort(key=lambda tp: tp[0].path)  # the same order however the tiles were run: one result
+        if len(done) == 1 and store is None:
+            R = done[0][1]
+            R.run_info.update(tiles=1, tile_splits=splits)
+            return R
         t_stitch = time.perf_counter()
-        stats = _merge_stats([P.run_info for P in parts])
+        stats = _merge_stats([P.run_info for _, P in done])
         sink = store.writer() if store is not None else None
-        R = stitch(net, slice, polys, parts, stats, sink)
-        R.run_info.update(tiles=len(parts), tile_splits=splits, stitch_seconds=time.perf_counter() - t_stitch)
+        R = stitch(net, slice, [t.polygon for t, _ in done], [P for _, P in done], stats, sink)
+        R.run_info.update(tiles=len(done), tile_splits=splits, stitch_seconds=time.perf_counter() - t_stitch)
         if store is not None:
             R.run_info["fingerprint"] = store.fingerprint
             store.finish(R, sink)
         if bar is not None:
             bar.n = 100.0
-            bar.set_postfix_str(f"tiles={len(parts)}, regions={R.num_regions:,}, {time.perf_counter() - t0:.1f} s")
+            bar.set_postfix_str(f"tiles={len(done)}, regions={R.num_regions:,}, {time.perf_counter() - t0:.1f} s")
         return R
     finally:
         if bar is not None:
