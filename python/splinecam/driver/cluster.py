@@ -20,7 +20,6 @@ from __future__ import annotations
 import threading
 from typing import Dict, List
 
-import numpy as np
 
 from splinecam.driver.tiles import Tile
 
