@@ -209,3 +209,25 @@ def test_npz_round_trip(net3, tmp_path):
     export.save_npz(P.at_layer(1), tmp_path / "q.npz", compressed=False)
     with np.load(tmp_path / "q.npz", allow_pickle=False) as f:
         assert "slope_norms" not in f.files and len(f["decision_boundary"]) == 0
+
+
+@pytest.mark.parametrize("color", ["slope", "pattern", "class"])
+def test_a_window_draws_only_the_regions_that_meet_it(net3, color):
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib.collections import PolyCollection
+    P = net3[1]
+    win = (-0.3, 0.2, -0.1, 0.4)
+    ax = P.plot(window=win, color=color)
+    drawn = [c for c in ax.collections if isinstance(c, PolyCollection)][0]
+    polys = P.polygons()
+    meets = [i for i, p in enumerate(polys) if p[:, 0].max() >= win[0] and p[:, 0].min() <= win[1]
+             and p[:, 1].max() >= win[2] and p[:, 1].min() <= win[3]]
+    assert 0 < len(drawn.get_paths()) == len(meets) < P.num_regions
+    # the colours are those of the same regions in the full figure
+    full = [c for c in P.plot(color=color).collections if isinstance(c, PolyCollection)][0]
+    if color == "slope":
+        assert np.allclose(drawn.get_array(), np.asarray(full.get_array())[meets])
+    else:
+        assert np.allclose(drawn.get_facecolor(), full.get_facecolor()[meets])
+    matplotlib.pyplot.close("all")

@@ -238,7 +238,9 @@ def test_store_roundtrip_is_memory_mapped_and_needs_the_model_only_to_evaluate_i
     assert L.decision_boundary_length() == P.decision_boundary_length()
     L.validate()
     with pytest.raises(ValueError, match="model"):
-        L.locate([[0.0, 0.0]])
+        L.activation_patterns()
+    pts = P.sample_regions(n_per_region=1, seed=2)[0]
+    assert np.array_equal(L.locate(pts), P.locate(pts))  # geometric: no model needed
     M = splinecam.Partition.load(tmp_path / "p", model)
     assert_same_partition(M, P)
     with pytest.raises(FileNotFoundError, match="not a splinecam store"):

@@ -18,7 +18,7 @@ from typing import Tuple
 import numpy as np
 
 __all__ = ["polygon_area", "polygon_areas", "polygon_moments", "convex_hull", "clip_axis", "clip_halfplanes",
-           "next_index", "face_ids", "take"]
+           "next_index", "face_ids", "take", "PolygonIndex"]
 
 
 # -- ragged-polygon indexing ----------------------------------------------------------------
@@ -47,6 +47,59 @@ def take(coords: np.ndarray, off: np.ndarray, which: np.ndarray):
     np.cumsum(counts, out=new_off[1:])
     start = np.repeat(off[:-1][which] - new_off[:-1], counts)
     return coords[np.arange(new_off[-1]) + start], new_off
+
+
+# -- point location ------------------------------------------------------------------------
+class PolygonIndex:
+    """Point location among many convex polygons that tile a region: a uniform grid of
+    about one polygon per cell, each cell listing the polygons whose bounding box meets
+    it. A query tests a point against the few polygons of its cell only."""
+
+    def __init__(self, coords: np.ndarray, off: np.ndarray):
+        self.coords, self.off = coords, np.asarray(off, np.int64)
+        F = len(self.off) - 1
+        bmin = np.minimum.reduceat(coords, self.off[:-1], axis=0)
+        bmax = np.maximum.reduceat(coords, self.off[:-1], axis=0)
+        self.lo, hi = bmin.min(axis=0), bmax.max(axis=0)
+        self.G = int(np.clip(np.sqrt(F), 1, 2048))
+        self.size = np.maximum((hi - self.lo) / self.G, np.finfo(float).tiny)
+        i0, i1 = self._cell(bmin), self._cell(bmax)
+        nx, ny = i1[:, 0] - i0[:, 0] + 1, i1[:, 1] - i0[:, 1] + 1
+        count = nx * ny
+        reg = np.repeat(np.arange(F), count)
+        k = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+        cell = (i0[reg, 1] + k // nx[reg]) * self.G + i0[reg, 0] + k % nx[reg]
+        order = np.argsort(cell, kind="stable")
+        self.members = reg[order]
+        self.start = np.zeros(self.G * self.G + 1, np.int64)
+        np.cumsum(np.bincount(cell, minlength=self.G * self.G), out=self.start[1:])
+        d = coords[next_index(self.off)] - coords
+        self.d, self.length = d, np.hypot(d[:, 0], d[:, 1])
+
+    def _cell(self, p):
+        return np.clip(((p - self.lo) / self.size).astype(np.int64), 0, self.G - 1)
+
+    def candidates(self, pts: np.ndarray):
+        """``(point, polygon, depth)`` for every polygon listed in each point's cell;
+        ``depth`` is the smallest signed distance of the point inside the polygon's edge
+        lines (positive inside)."""
+        c = self._cell(pts)
+        cell = c[:, 1] * self.G + c[:, 0]
+        n = self.start[cell + 1] - self.start[cell]
+        point = np.repeat(np.arange(len(pts)), n)
+        k = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
+        poly = self.members[self.start[cell][point] + k]
+        # every edge of every candidate polygon
+        ne = np.diff(self.off)[poly]
+        pair = np.repeat(np.arange(len(poly)), ne)
+        e = np.arange(int(ne.sum())) - np.repeat(np.cumsum(ne) - ne, ne) + self.off[poly][pair]
+        q = pts[point[pair]]
+        s = self.d[e, 0] * (q[:, 1] - self.coords[e, 1]) - self.d[e, 1] * (q[:, 0] - self.coords[e, 0])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dist = np.where(self.length[e] > 0, s / self.length[e], np.inf)
+        depth = np.full(len(poly), np.inf)
+        np.minimum.at(depth, pair, dist)
+        return point, poly, depth
 
 
 # -- areas and moments ----------------------------------------------------------------------

@@ -14,6 +14,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from splinecam.geometry import take
+
 __all__ = ["plot_partition_object", "plot_layers", "save", "animate", "mark_points", "plot_partition"]
 
 
@@ -56,20 +58,28 @@ def plot_partition_object(partition, ax=None, *, color="slope", cmap=None, edgec
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 6))
     coords, off = partition.faces()
+    keep = slice(None)  # only the regions that meet the window are drawn
+    if window is not None:
+        bmin = np.minimum.reduceat(coords, off[:-1], axis=0)
+        bmax = np.maximum.reduceat(coords, off[:-1], axis=0)
+        keep = np.flatnonzero((bmax[:, 0] >= window[0]) & (bmin[:, 0] <= window[1]) & (bmax[:, 1] >= window[2])
+                              & (bmin[:, 1] <= window[3]))
+        coords, off = take(coords, off, keep)
     polys = np.split(coords, off[1:-1])
     ec = "none" if edges_by_layer else edgecolor
     kw = dict(edgecolors=ec, linewidths=linewidth, alpha=alpha)
     label = None
     if isinstance(color, str) and color == "slope":
         try:
-            values, label = partition.slope_norms(), "slope norm"
+            values, label = partition.slope_norms()[keep], "slope norm"
         except ValueError:  # intermediate layers: the output is not affine on their regions
             color = "pattern"
     if isinstance(color, str) and color == "pattern":
-        pc = PolyCollection(polys, facecolors=_pattern_colors(partition.activation_patterns(),
-                                                               plt.get_cmap(cmap or "tab20")), **kw)
+        pats = partition.activation_patterns() if window is None else partition.patterns_at(
+            partition.centroids()[keep])
+        pc = PolyCollection(polys, facecolors=_pattern_colors(pats, plt.get_cmap(cmap or "tab20")), **kw)
     elif isinstance(color, str) and color == "class":
-        cls = region_classes(partition)
+        cls = region_classes(partition)[keep]
         cm = plt.get_cmap(cmap or "tab10")
         pc = PolyCollection(polys, facecolors=cm(cls % cm.N), **kw)
     elif isinstance(color, str) and color != "slope" and is_color_like(color):
@@ -80,6 +90,7 @@ def plot_partition_object(partition, ax=None, *, color="slope", cmap=None, edgec
             if values.shape != (partition.num_regions,):
                 raise ValueError(f"color must be 'slope', 'pattern', 'class', a colour, or one value per region "
                                  f"({partition.num_regions}); got shape {values.shape}")
+            values = values[keep]
         pc = PolyCollection(polys, array=values, cmap=plt.get_cmap(cmap or "viridis"), **kw)
     ax.add_collection(pc)
     if colorbar and pc.get_array() is not None:

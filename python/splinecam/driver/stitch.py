@@ -35,7 +35,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from splinecam import _core
-from splinecam.result.partition import Layer, Partition
+from splinecam.result.partition import Layer, Partition, _Inputs
 
 __all__ = ["stitch"]
 
@@ -291,8 +291,8 @@ def stitch(net, slice, polygons: Sequence[np.ndarray], parts: Sequence[Partition
         base += len(touch)
         piece_pat.append(row)
         if len(touch):
-            pats.append(net.patterns(slice.to_input(t.P.centroids()[touch]), L))
-    pats = np.concatenate(pats) if pats else np.zeros((0, int(pat_cols_end[-1])), bool)
+            pats.append(net.patterns(_Inputs(slice, t.P.centroids()[touch]), L, packed=True))
+    pats = np.concatenate(pats) if pats else np.zeros((0, (int(pat_cols_end[-1]) + 7) // 8), np.uint8)
 
     layers: List[Layer] = []
     prev_group = prev_start = None  # stitched face of each face of the previous level, per tile from prev_start
@@ -342,17 +342,17 @@ def stitch(net, slice, polygons: Sequence[np.ndarray], parts: Sequence[Partition
             ncols = int(pat_cols_end[L if is_dec else lev + 1])
             if (ra < 0).any() or (rb < 0).any():
                 raise RuntimeError("splinecam: a piece on a seam has no pattern (tiles do not meet)")
-            diff = pats[ra, :ncols] != pats[rb, :ncols]
-            same = ~diff.any(axis=1)
+            differs = _prefix_differs(pats[ra], pats[rb], ncols)
+            same = ~differs
             if is_dec:
                 wa, wb = winner[fa], winner[fb]
                 dec_edge = same & (wa != wb)
                 lay[h[dec_edge]] = lay[twin[h[dec_edge]]] = L + 1
                 unit[h[dec_edge]] = unit[twin[h[dec_edge]]] = np.maximum(wa, wb)[dec_edge]
                 same &= wa == wb
-            kept = np.flatnonzero(~same & diff.any(axis=1))
-            if len(kept):
-                col = np.argmax(diff[kept], axis=1)
+            kept = np.flatnonzero(~same & differs)
+            if len(kept):  # the first unit that differs names the edge
+                col = np.argmax(np.unpackbits(pats[ra[kept]] ^ pats[rb[kept]], axis=1)[:, :ncols], axis=1)
                 for arr, val in ((lay, col_layer[col]), (unit, col_unit[col])):
                     arr[h[kept]] = val
                     arr[twin[h[kept]]] = val
@@ -392,6 +392,16 @@ def stitch(net, slice, polygons: Sequence[np.ndarray], parts: Sequence[Partition
     if sink is not None:
         xy = sink.array("xy", xy)
     return Partition(xy=xy, layers=layers, outputs=outputs, decision=decision, net=net, slice=slice, stats=stats)
+
+
+def _prefix_differs(pa: np.ndarray, pb: np.ndarray, ncols: int) -> np.ndarray:
+    """Whether the first ``ncols`` bits of the packed rows ``pa``, ``pb`` differ."""
+    nb, rem = divmod(ncols, 8)
+    out = (pa[:, :nb] != pb[:, :nb]).any(axis=1)
+    if rem:
+        mask = np.uint8((0xFF << (8 - rem)) & 0xFF)  # packbits is big-endian within a byte
+        out |= ((pa[:, nb] ^ pb[:, nb]) & mask) != 0
+    return out
 
 
 def _bits(nl) -> int:

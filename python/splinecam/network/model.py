@@ -860,16 +860,22 @@ class Network:
         return res
 
     @torch.no_grad()
-    def patterns(self, x: torch.Tensor, num_layers: Optional[int] = None, chunk: int = 1024) -> np.ndarray:
+    def patterns(self, x, num_layers: Optional[int] = None, chunk: int = 1024, packed: bool = False) -> np.ndarray:
         """(n, bits) bool activation pattern of the first ``num_layers`` hidden layers,
-        evaluated in batches of ``chunk`` inputs."""
+        evaluated in batches of ``chunk`` inputs; ``packed``: ``np.packbits`` of each
+        row, (n, ceil(bits / 8)) uint8. ``x`` is a tensor of inputs, or a function
+        ``x(a, b)`` that makes the inputs ``a:b`` of ``len(x)`` (inputs built batch by
+        batch: a million plane points of a CNN slice do not fit as inputs at once)."""
         L = self.num_layers if num_layers is None else num_layers
         parts = []
         for i in range(0, len(x), chunk):
-            vals = self.all_preactivations(x[i:i + chunk])[:L]
-            parts.append(np.concatenate([v > 0 for v in vals], axis=1) if vals
-                         else np.zeros((len(x[i:i + chunk]), 0), bool))
-        return np.concatenate(parts) if parts else np.zeros((0, 0), bool)
+            xb = x(i, min(i + chunk, len(x))) if callable(x) else x[i:i + chunk]
+            vals = self.all_preactivations(xb)[:L]
+            bits = np.concatenate([v > 0 for v in vals], axis=1) if vals else np.zeros((len(xb), 0), bool)
+            parts.append(np.packbits(bits, axis=1) if packed else bits)
+        if not parts:
+            return np.zeros((0, 0), np.uint8 if packed else bool)
+        return np.concatenate(parts)
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> np.ndarray:

@@ -98,7 +98,7 @@ class Partition:
     def load(cls, path, model=None, *, mmap: bool = True) -> "Partition":
         """Open a partition written by :meth:`save` to a directory, memory-mapped (see
         :mod:`splinecam.result.store`); pass ``model`` for queries that evaluate it
-        (``locate``, ``activation_patterns``)."""
+        (``activation_patterns``, ``layer_names``)."""
         from splinecam.result import store
         return store.load(path, model, mmap=mmap)
 
@@ -243,7 +243,13 @@ class Partition:
         """(F, total units) bool: for each region, which hidden units are positive
         (active) on it, layers concatenated in order. Evaluated by a forward pass at
         each region's centroid (an interior point of the convex region)."""
-        return self._need_net().patterns(self.slice.to_input(self.centroids()), self.num_layers)
+        return self._need_net().patterns(_Inputs(self.slice, self.centroids()), self.num_layers)
+
+    def patterns_at(self, points) -> np.ndarray:
+        """(n, total units) bool: the activation pattern of the model at plane points
+        ``(n, 2)`` (evaluated batch by batch)."""
+        pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        return self._need_net().patterns(_Inputs(self.slice, pts), self.num_layers)
 
     # -- the model on the regions --------------------------------------------------------
     def _require_outputs(self):
@@ -292,7 +298,9 @@ class Partition:
     # -- point location ------------------------------------------------------------------
     def locate(self, points) -> np.ndarray:
         """(n,) index of the region containing each plane point ``(n, 2)``; -1 outside
-        the domain. Points on an edge get one of the regions they touch."""
+        the domain. Points on an edge get one of the regions they touch: the one whose
+        activation pattern the model has at the point, if any. A grid index over the
+        regions makes each query look at a few regions only."""
         pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
         out = np.full(len(pts), -1, np.int64)
         poly = self.slice.polygon
@@ -305,36 +313,36 @@ class Partition:
         inside = np.all(dist >= -tol, axis=1)
         if not inside.any():
             return out
-        keys = np.packbits(self._need_net().patterns(self.slice.to_input(pts[inside]), self.num_layers), axis=1)
-        table = self._pattern_table
-        found = np.array([table.get(bytes(r), -1) for r in keys], dtype=np.int64)
         idx = np.flatnonzero(inside)
-        out[idx] = found
-        missing = idx[found < 0]
-        if len(missing):  # on a vertex or within rounding of an edge: geometric fallback
-            out[missing] = self._locate_geometric(pts[missing])
+        point, region, depth = self._index.candidates(pts[idx])
+        # The region each point is deepest inside; where two regions hold it within
+        # rounding of their shared edge, the model's pattern there decides.
+        best = np.full(len(idx), -np.inf)
+        np.maximum.at(best, point, depth)
+        pick = np.full(len(idx), -1, np.int64)
+        top = depth >= best[point]
+        pick[point[top]] = region[top]
+        near = 1e-9 * float(np.linalg.norm(np.ptp(poly, axis=0)))
+        close = depth >= -near
+        n_close = np.bincount(point[close], minlength=len(idx))
+        amb = np.flatnonzero((n_close > 1) & (best < near))
+        if len(amb) and self._net is not None:  # (opened without the model: the deepest)
+            net = self._net
+            sel = close & np.isin(point, amb)
+            bits = net.patterns(self.slice.to_input(pts[idx[amb]]), self.num_layers, packed=True)
+            cand_bits = net.patterns(self.slice.to_input(self.centroids()[region[sel]]), self.num_layers,
+                                     packed=True)
+            row = np.searchsorted(amb, point[sel])
+            hit = (cand_bits == bits[row]).all(axis=1)
+            pick[point[sel][hit]] = region[sel][hit]
+        out[idx] = pick
         return out
 
     @cached_property
-    def _pattern_table(self) -> dict:
-        return {bytes(r): i for i, r in enumerate(np.packbits(self.activation_patterns(), axis=1))}
-
-    def _locate_geometric(self, pts: np.ndarray) -> np.ndarray:
+    def _index(self):
+        from splinecam.geometry import PolygonIndex
         coords, off = self.faces()
-        nxt = np.roll(coords, -1, axis=0)
-        nxt[off[1:] - 1] = coords[off[:-1]]
-        d = nxt - coords
-        length = np.hypot(d[:, 0], d[:, 1])
-        res = np.full(len(pts), -1, np.int64)
-        # No tolerance at all: each point goes to the region it is deepest inside (largest
-        # smallest signed distance to the region's edge lines) - its own region, or one of
-        # the regions it lies on the boundary of within rounding.
-        for i, p in enumerate(pts):
-            s = d[:, 0] * (p[1] - coords[:, 1]) - d[:, 1] * (p[0] - coords[:, 0])
-            with np.errstate(divide="ignore", invalid="ignore"):
-                dist = np.where(length > 0, s / length, np.inf)
-            res[i] = int(np.argmax(np.minimum.reduceat(dist, off[:-1])))
-        return res
+        return PolygonIndex(coords, off)
 
     # -- statistics and sampling (splinecam.analysis.stats, splinecam.analysis.sampling) --------------------
     def stats(self) -> dict:
@@ -487,6 +495,19 @@ class Partition:
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
         return buf.getvalue()
+
+
+class _Inputs:
+    """Model inputs at plane points, made batch by batch (see :meth:`Network.patterns`)."""
+
+    def __init__(self, slice: Slice, points: np.ndarray):
+        self.slice, self.points = slice, points
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    def __call__(self, a: int, b: int):
+        return self.slice.to_input(self.points[a:b])
 
 
 def _splice_split_vertices(lo, hi, layer, unit, decision, nv, first_new):

@@ -13,8 +13,8 @@ Layout (``FORMAT`` 1)::
 :func:`load` maps the arrays (``mmap_mode="r"``): nothing is read until it is used, so a
 partition larger than memory can be opened, and its regions, edges and per-layer
 partitions queried piece by piece. The model is not stored; queries that evaluate it
-(``locate``, ``activation_patterns``, ``affine`` maps of loaded outputs do not) need it
-passed to :func:`load`.
+(``activation_patterns``, ``layer_names``) need it passed to :func:`load` (``locate``
+works without it, taking the deepest region for points on edges).
 """
 from __future__ import annotations
 
@@ -129,8 +129,8 @@ def save(P: Partition, path, *, rtol: Optional[float] = None) -> str:
 
 def load(path, model: Optional[torch.nn.Module] = None, *, mmap: bool = True) -> Partition:
     """Open the store at ``path`` (memory-mapped unless ``mmap=False``). ``model``: the
-    network it was computed for, needed by queries that evaluate it (``locate``,
-    ``activation_patterns``, ``layer_names``, ``check_partition``)."""
+    network it was computed for, needed by queries that evaluate it
+    (``activation_patterns``, ``layer_names``, ``check_partition``)."""
     path = os.fspath(path)
     if not is_store(path):
         raise FileNotFoundError(f"{path!r} is not a splinecam store (no meta.json): write one with P.save(path)")
