@@ -71,7 +71,8 @@ def plot_partition_object(partition, ax=None, *, color="slope", cmap=None, edgec
     label = None
     if isinstance(color, str) and color == "slope":
         try:
-            values, label = partition.slope_norms()[keep], "slope norm"
+            values = partition.slope_norms(None if window is None else keep)
+            label = "slope norm"
         except ValueError:  # intermediate layers: the output is not affine on their regions
             color = "pattern"
     if isinstance(color, str) and color == "pattern":

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from splinecam import _core
-from splinecam.geometry import polygon_areas
+from splinecam.geometry import polygon_areas, take
 from splinecam.network.model import Network
 from splinecam.slice import Slice
 
@@ -259,22 +259,31 @@ class Partition:
 
     @cached_property
     def _affine_all(self):
+        return self._affine_fit(np.arange(self.num_regions))
+
+    def _affine_fit(self, regions: np.ndarray, batch: int = 1 << 16):
+        """``A`` (n, C, 2), ``c`` (n, C) of ``regions``, fitted to the outputs at their
+        vertices (exact: the output is affine on a region), a batch of regions at a time."""
         self._require_outputs()
         f = self._faces
-        verts, off = f.face_verts, f.face_offsets
-        u = self._xy[verts]
-        y = self._outputs[verts]
-        n = np.diff(off)
-        ubar = np.add.reduceat(u, off[:-1], axis=0) / n[:, None]
-        ybar = np.add.reduceat(y, off[:-1], axis=0) / n[:, None]
-        face = np.repeat(np.arange(len(n)), n)
-        du = u - ubar[face]
-        dy = y - ybar[face]
-        # Normal equations on centred vertices, one 2x2 system per region.
-        G = np.add.reduceat(du[:, :, None] * du[:, None, :], off[:-1], axis=0)  # (F, 2, 2)
-        R = np.add.reduceat(du[:, :, None] * dy[:, None, :], off[:-1], axis=0)  # (F, 2, C)
-        A = np.linalg.solve(G, R).transpose(0, 2, 1)                            # (F, C, 2)
-        c = ybar - np.einsum("fcd,fd->fc", A, ubar)
+        C = self._outputs.shape[1]
+        A = np.empty((len(regions), C, 2))
+        c = np.empty((len(regions), C))
+        for a in range(0, len(regions), batch):
+            verts, off = take(f.face_verts, f.face_offsets, regions[a:a + batch])
+            u = self._xy[verts]
+            y = self._outputs[verts]
+            n = np.diff(off)
+            ubar = np.add.reduceat(u, off[:-1], axis=0) / n[:, None]
+            ybar = np.add.reduceat(y, off[:-1], axis=0) / n[:, None]
+            face = np.repeat(np.arange(len(n)), n)
+            du = u - ubar[face]
+            dy = y - ybar[face]
+            # Normal equations on centred vertices, one 2x2 system per region.
+            G = np.add.reduceat(du[:, :, None] * du[:, None, :], off[:-1], axis=0)  # (n, 2, 2)
+            R = np.add.reduceat(du[:, :, None] * dy[:, None, :], off[:-1], axis=0)  # (n, 2, C)
+            A[a:a + batch] = np.linalg.solve(G, R).transpose(0, 2, 1)
+            c[a:a + batch] = ybar - np.einsum("fcd,fd->fc", A[a:a + batch], ubar)
         return A, c
 
     def affine(self, region: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -290,9 +299,10 @@ class Partition:
         A, c = self._affine_all
         return A.copy(), c.copy()
 
-    def slope_norms(self) -> np.ndarray:
-        """(F,) Frobenius norm of each region's slope ``A`` (the figures' colouring)."""
-        A, _ = self._affine_all
+    def slope_norms(self, regions=None) -> np.ndarray:
+        """(F,) Frobenius norm of each region's slope ``A`` (the figures' colouring); of
+        the ``regions`` given only, if any."""
+        A, _ = self._affine_all if regions is None else self._affine_fit(np.asarray(regions, np.int64))
         return np.sqrt((A ** 2).sum(axis=(1, 2)))
 
     # -- point location ------------------------------------------------------------------
