@@ -49,6 +49,11 @@ MODELS = textwrap.dedent('''
         torch.manual_seed(0)
         return nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 2))
 
+    def grey_cnn():
+        """Takes (1, 6, 6): the 3x3 convolution leaves 2 x 4 x 4 values for the Linear layer."""
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 4 * 4, 2))
+
     def tanh_mlp():
         return nn.Sequential(nn.Linear(12, 8), nn.Tanh(), nn.Linear(8, 1))
 
@@ -86,6 +91,10 @@ def work(tmp_path_factory):
     for name in "abc":
         np.save(d / f"{name}.npy", g.standard_normal(12))
     np.save(d / "long.npy", g.standard_normal(13))
+    for name in "abc":  # points of the wrong size for mlp() (13 values) and grey_cnn() ((1, 4, 4)); flat (1, 6, 6)
+        np.save(d / f"long_{name}.npy", g.standard_normal(13))
+        np.save(d / f"small_{name}.npy", g.standard_normal((1, 4, 4)))
+        np.save(d / f"flat36_{name}.npy", g.standard_normal(36))
     np.save(d / "on_line.npy", 2 * np.load(d / "b.npy") - np.load(d / "a.npy"))  # on the line through a, b
     import matplotlib
     matplotlib.use("Agg")
@@ -141,6 +150,22 @@ def test_help_explains_the_commands(work):
         assert word in res.stdout, word
 
 
+def test_version(work):
+    res = splinecam(work, "--version")
+    assert res.returncode == 0 and res.stdout == f"splinecam {_splinecam.__version__}\n", (res.stdout, res.stderr)
+
+
+def test_info_says_compiled_and_available_apart(work):
+    # "cuda: True" on a machine without a GPU read as "a GPU is used": the two facts are named apart.
+    res = splinecam(work, "info")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert not any(l.startswith("cuda:") for l in lines), lines
+    compiled = lines.index(f"cuda_compiled: {_splinecam.build_info()['cuda']}")
+    assert lines[compiled + 1] == f"cuda_available: {_splinecam.cuda_available()}"
+    assert f"version: {_splinecam.__version__}" in lines
+
+
 def test_console_script(work):
     exe = os.path.join(os.path.dirname(sys.executable), "splinecam")
     if not os.path.exists(exe):
@@ -187,7 +212,8 @@ def test_geojson(work):
 
 
 def test_png_with_state_dict_and_pad(work):
-    out = work / "figs" / "mlp.png"  # the folder is created
+    (work / "figs").mkdir(exist_ok=True)  # splinecam creates no folders (test_missing_out_folder_is_refused)
+    out = work / "figs" / "mlp.png"
     res = splinecam(work, "slice", "cli_models:mlp", "--state-dict", "other_weights.pt", "--points", "a.npy",
                     "b.npy", "c.npy", "--pad", "0.2", "--out", out, "--dpi", "60", "--no-progress")
     s = summary(res)
@@ -273,7 +299,28 @@ ERRORS = {
     "points of different shapes": (["cli_models:mlp", "--points", "a.npy", "b.npy", "long.npy", "--out", "x.png"],
                                    ["different shapes", "(12,)", "(13,)"]),
     "points the model cannot take": (["cli_models:cnn", "--points", "a.npy", "b.npy", "c.npy", "--out", "x.png"],
-                                     ["cannot take inputs of shape (12,)"]),
+                                     ["cannot take inputs of shape (12,)", "it expects inputs of shape (3, 8, 8)",
+                                      "Conv2d, takes 3 channels", "give points of 192 values each (these have 12)"]),
+    "points of the wrong size for a Linear": (["cli_models:mlp", "--points", "long_a.npy", "long_b.npy", "long_c.npy",
+                                               "--out", "x.png"],
+                                              ["inputs of shape (13,)", "it expects inputs of shape (12,)",
+                                               "Linear, takes 12 values", "give points of 12 values each",
+                                               "--input-shape"]),
+    "points too small for a CNN": (["cli_models:grey_cnn", "--points", "small_a.npy", "small_b.npy", "small_c.npy",
+                                    "--out", "x.png"],
+                                   ["inputs of shape (1, 4, 4)", "it expects inputs of shape (1, 6, 6)",
+                                    "Conv2d, takes 1 channel)", "give points of 36 values each (these have 16)"]),
+    "flat points for a CNN": (["cli_models:grey_cnn", "--points", "flat36_a.npy", "flat36_b.npy", "flat36_c.npy",
+                               "--out", "x.png"], ["inputs of shape (36,)", "try --input-shape 1,6,6"]),
+    "colour images for a grey MLP": (["cli_models:grey_mlp", "--points", "rgb_a.png", "rgb_b.png", "rgb_c.png",
+                                      "--out", "x.png"],
+                                     ["inputs of shape (3, 8, 8)", "it expects inputs of shape (64,)",
+                                      "try --input-shape 64"]),
+    "missing output folder": (["cli_models:mlp", "--points", "a.npy", "b.npy", "c.npy", "--out",
+                               os.path.join("no_such_folder", "sub", "y.png")],
+                              [f"the folder '{os.path.join('no_such_folder', 'sub')}' does not exist"]),
+    "output folder is a file": (["cli_models:mlp", "--points", "a.npy", "b.npy", "c.npy", "--out",
+                                 os.path.join("a.npy", "y.png")], ["'a.npy' is a file, not a folder"]),
     "collinear points": (["cli_models:mlp", "--points", "a.npy", "b.npy", "on_line.npy", "--out", "x.png"],
                          ["collinear"]),
     "weights of another model": (["cli_models:cnn", "--state-dict", "other_weights.pt", "--points", "rgb_a.png",
@@ -289,7 +336,7 @@ ERRORS = {
 }
 if not _splinecam.cuda_available():
     ERRORS["cuda without a gpu"] = (["cli_models:mlp", "--points", "a.npy", "b.npy", "c.npy", "--out", "x.png",
-                                     "--device", "cuda"], ["--device cuda", "device='cpu'"])
+                                     "--device", "cuda"], ["--device cuda", "pass --device cpu"])
 
 
 @pytest.mark.parametrize("case", list(ERRORS))
@@ -303,7 +350,33 @@ def test_errors_are_one_clear_line(work, case):
     assert err.startswith("splinecam: error: "), err
     for w in words:
         assert w in err, (w, err)
+    assert "device='" not in err and "mat1 and mat2" not in err, err  # flags, not Python; no torch internals
     assert not (work / "x.png").exists()
+
+
+def test_missing_out_folder_is_refused(work):
+    # A typo in --out must not leave new folders behind, nor waste the computation.
+    res = splinecam(work, "slice", "cli_models:mlp", "--points", "a.npy", "b.npy", "c.npy", "--out",
+                    work / "typo" / "deeper" / "y.npz", "--no-progress")
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert str(work / "typo" / "deeper") in res.stderr
+    assert not (work / "typo").exists()
+
+
+def test_progress_bar_names_each_step_and_stays(capsys):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 8), nn.LeakyReLU(), nn.Linear(8, 3)).eval()
+    sl = _splinecam.Slice.through(torch.tensor([-1.0, -1.0]), torch.tensor([1.0, -1.0]), torch.tensor([0.0, 1.0]))
+    P = _splinecam.partition(model, sl, progress=True)
+    err = capsys.readouterr().err
+    for step in ("layer 1/2 ReLU (1)", "layer 2/2 LeakyReLU (3)", "decision boundary"):
+        assert step in err, (step, err)
+    # The bar stays: its last state ends the output (a newline, not cleared) and says what came out.
+    assert err.endswith("\n"), repr(err)
+    final = err.rstrip("\n").split("\r")[-1]
+    assert "100%" in final and re.search(rf"regions={P.num_regions} in [\d.]+ s\]", final), repr(final)
+    _splinecam.partition(model, sl, progress=False)
+    assert capsys.readouterr().err == ""
 
 
 def test_usage_errors_exit_2(work):

@@ -2,7 +2,7 @@
 
 Models: a CNN with BatchNorm and MaxPool, residual MLPs and CNN blocks, the functional
 forms of the piecewise-linear nonlinearities, maxout, ``torch.maximum``, ``torch.cat``,
-slicing, AdaptiveAvgPool and a final softmax.
+slicing, AdaptiveAvgPool, a final softmax and a final sigmoid.
 
 None of the evidence comes from the engine or from its traced copy of the model:
 
@@ -893,6 +893,120 @@ def test_final_softmax_is_dropped(name):
     assert lq > 0 and abs(lp - lq) <= 1e-12 * lq
     sp, sq = P.decision_boundary.reshape(-1, 4), Q.decision_boundary.reshape(-1, 4)
     np.testing.assert_allclose(sp[np.lexsort(sp.T)], sq[np.lexsort(sq.T)], rtol=0, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- #
+# sigmoid dropped: a final sigmoid changes no decision. On one output its 0.5 level
+# set is the logit's zero level set (splinecam's decision boundary of one output);
+# on several outputs (multi-label) it is increasing in every output, so the arg-max
+# is unchanged. Anywhere else it is refused.
+# --------------------------------------------------------------------------- #
+def _sigmoid_body(outputs=1):
+    torch.manual_seed(300 + outputs)
+    body = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, outputs)).eval()
+    with torch.no_grad():  # the logits vanish at the origin: the decision boundary crosses the slice
+        body[-1].bias -= body(torch.zeros(1, 2))[0]
+    return body
+
+
+SIGMOIDS = {
+    "sigmoid-module": lambda: nn.Sigmoid(),
+    "torch.sigmoid": lambda: torch.sigmoid,
+    "F.sigmoid": lambda: F.sigmoid,
+    "y.sigmoid()": lambda: (lambda y: y.sigmoid()),
+}
+
+
+def _sigmoid_model(kind, outputs=1):
+    final = SIGMOIDS[kind]()
+    if isinstance(final, nn.Module):
+        return nn.Sequential(_sigmoid_body(outputs), final).eval()
+    return FunctionalSoftmax(_sigmoid_body(outputs), final).eval()
+
+
+def _assert_same_partition(P, Q):
+    check_partition(P)
+    assert P.num_layers == Q.num_layers == 2
+    assert P.num_regions == Q.num_regions
+    match = np.asarray(Q.locate(P.centroids()))
+    assert sorted(match.tolist()) == list(range(Q.num_regions))
+    np.testing.assert_allclose(P.areas(), Q.areas()[match], rtol=1e-12, atol=0)
+    Ap, cp = P.affine_maps()
+    Aq, cq = Q.affine_maps()
+    np.testing.assert_allclose(Ap, Aq[match], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(cp, cq[match], rtol=1e-9, atol=1e-12)
+    lp, lq = P.decision_boundary_length(), Q.decision_boundary_length()
+    assert lq > 0 and abs(lp - lq) <= 1e-12 * lq
+    sp, sq = P.decision_boundary.reshape(-1, 4), Q.decision_boundary.reshape(-1, 4)
+    assert sp.shape == sq.shape
+    np.testing.assert_allclose(sp[np.lexsort(sp.T)], sq[np.lexsort(sq.T)], rtol=0, atol=1e-12)
+
+
+@functools.lru_cache(maxsize=None)
+def _sigmoid_logits_partition(outputs=1):
+    sl = splinecam.Slice.plane2d(1.5 * SQUARE)
+    return splinecam.partition(_sigmoid_body(outputs), sl, decision_boundary=True, progress=False)
+
+
+@pytest.mark.parametrize("name", list(SIGMOIDS))
+def test_final_sigmoid_is_dropped(name):
+    """A 2-16-16-1 binary classifier ending in a sigmoid: the same regions, affine maps
+    (of the logit) and decision boundary as the model without it, and the model's
+    output on that boundary is 0.5."""
+    model = _sigmoid_model(name)
+    sl = splinecam.Slice.plane2d(1.5 * SQUARE)
+    P = splinecam.partition(model, sl, decision_boundary=True, progress=False)
+    _assert_same_partition(P, _sigmoid_logits_partition())
+    _, x = P.sample_decision_boundary(50)
+    with torch.no_grad():
+        y = copy.deepcopy(model).double()(torch.as_tensor(x, dtype=torch.float64)).numpy()
+    assert y.shape == (50, 1)
+    np.testing.assert_allclose(y, 0.5, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", ["sigmoid-module", "torch.sigmoid"])
+def test_final_sigmoid_on_several_outputs_is_dropped(name):
+    """Multi-label: a sigmoid on each of 3 outputs is increasing in every output, so
+    the arg-max, and the decision boundary, are those of the logits."""
+    sl = splinecam.Slice.plane2d(1.5 * SQUARE)
+    P = splinecam.partition(_sigmoid_model(name, outputs=3), sl, decision_boundary=True, progress=False)
+    _assert_same_partition(P, _sigmoid_logits_partition(3))
+
+
+class MidSigmoid(nn.Module):
+    def __init__(self, how):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(2, 8), nn.Linear(8, 1)
+        self.how = how
+
+    def forward(self, x):
+        h = self.fc1(x)
+        h = torch.sigmoid(h) if self.how == "torch.sigmoid" else h.sigmoid()
+        return self.fc2(h)
+
+
+@pytest.mark.parametrize("how, match", [
+    ("module", r"'1' \(Sigmoid\).*only dropped as the final op"),
+    ("torch.sigmoid", r"sigmoid.*test_models\.py.*torch\.sigmoid\(h\).*only dropped as the final op"),
+    ("y.sigmoid()", r"sigmoid.*test_models\.py.*h\.sigmoid\(\).*only dropped as the final op"),
+])
+def test_sigmoid_inside_the_network_is_refused(how, match):
+    torch.manual_seed(310)
+    if how == "module":
+        model = nn.Sequential(nn.Linear(2, 8), nn.Sigmoid(), nn.Linear(8, 1))
+    else:
+        model = MidSigmoid(how)
+    with pytest.raises(splinecam.UnsupportedModelError, match=match):
+        splinecam.partition(model.eval(), splinecam.Slice.plane2d(SQUARE), progress=False)
+
+
+def test_sigmoid_before_the_final_layer_is_refused():
+    """Only the op whose output is the model's output is dropped: a sigmoid followed
+    by a ReLU (or anything else) is a hidden nonlinearity and is refused."""
+    torch.manual_seed(311)
+    model = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 1), nn.Sigmoid(), nn.ReLU()).eval()
+    with pytest.raises(splinecam.UnsupportedModelError, match=r"'3' \(Sigmoid\).*only dropped as the final op"):
+        splinecam.partition(model, splinecam.Slice.plane2d(SQUARE), progress=False)
 
 
 # --------------------------------------------------------------------------- #

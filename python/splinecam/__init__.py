@@ -6,14 +6,46 @@ piecewise-linear neural networks.
     P = splinecam.partition(model.eval(), sl)
     P.num_regions, P.polygons(), P.decision_boundary, P.plot()
 """
-from splinecam._core import build_info as _core_build_info
-from splinecam._core import cuda_device_count as _cuda_device_count
+import importlib.util as _importlib_util
+
+# torch is needed by nearly every module here, but is deliberately not a declared
+# dependency (see pyproject.toml): say so plainly instead of failing deep inside.
+if _importlib_util.find_spec("torch") is None:
+    raise ImportError(
+        "splinecam needs PyTorch (torch >= 2.0), which is not installed.\n"
+        "PyTorch is not a declared dependency of splinecam on purpose, so that pip does not "
+        "pull in a multi-GB CUDA build you may not want. Install the build you want first:\n"
+        "  CPU only:  pip install torch --index-url https://download.pytorch.org/whl/cpu\n"
+        "  CUDA:      the command for your CUDA version from https://pytorch.org/get-started/locally/"
+    )
+
+try:
+    from splinecam._core import build_info as _core_build_info
+    from splinecam._core import cuda_device_count as _cuda_device_count
+except ModuleNotFoundError as _e:
+    if _e.name != __name__ + "._core":
+        raise
+    raise ImportError(
+        "splinecam's compiled extension (splinecam._core) is missing: this looks like a source "
+        "checkout that has not been built. Build and install it from the repository root with\n"
+        "  pip install -e .     (needs CMake and a C++17 compiler; nvcc too for the CUDA launchers)\n"
+        "or\n"
+        "  make build           (sets up .venv and does the editable install)"
+    ) from None
+
 from splinecam.slice import Slice
 from splinecam.network import SUPPORTED_MODULES, UnsupportedModelError
 from splinecam.driver import MemoryLimitExceeded, partition, partition_tiled
 from splinecam.result import Partition
 
-__version__ = "0.1.0"
+# The version is written once, in pyproject.toml; read it from the installed metadata.
+try:
+    from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
+    from importlib.metadata import version as _metadata_version
+
+    __version__ = _metadata_version("splinecam")
+except _PackageNotFoundError:  # pragma: no cover - running from an uninstalled source tree
+    __version__ = "0+unknown"
 
 __all__ = ["Slice", "partition", "Partition", "partition_tiled", "MemoryLimitExceeded",
            "build_info", "cuda_available", "SUPPORTED_MODULES", "UnsupportedModelError"]

@@ -64,7 +64,7 @@ another shape, e.g. --input-shape 784 for a flattened 28x28 grey image.
 
 The model must be piecewise linear: affine layers (Linear, Conv, BatchNorm, average
 pooling, Flatten, Dropout, ...) and piecewise-linear nonlinearities (ReLU, LeakyReLU,
-PReLU, Hardtanh/ReLU6, MaxPool, abs, max); a final softmax is ignored. A factory's model
+PReLU, Hardtanh/ReLU6, MaxPool, abs, max); a final softmax or sigmoid is ignored. A factory's model
 may have its own forward() if torch.fx can trace it; a TorchScript model must be a
 (nested) nn.Sequential of torch.nn layers.
 
@@ -171,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="splinecam",
         description="Exact linear regions and decision boundaries of 2-D slices of piecewise-linear networks.",
         epilog=_MAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from splinecam import __version__
+    parser.add_argument("--version", action="version", version=f"splinecam {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="train a small MLP on two moons and draw its exact partition (CPU)")
@@ -178,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--steps", type=int, default=600, help="training steps (default: 600)")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
-    sub.add_parser("info", help="print how the extension was built")
+    sub.add_parser("info", help="print how the extension was built and whether a GPU is usable now")
 
     sl = sub.add_parser(
         "slice", help="partition a saved model on the plane through three inputs",
@@ -235,8 +237,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     if args.command == "info":
         import splinecam
-        for k, v in splinecam.build_info().items():
+        info = splinecam.build_info()
+        compiled = info.pop("cuda")  # "built with CUDA", which says nothing about a GPU being there
+        for k, v in info.items():
             print(f"{k}: {v}")
+        print(f"cuda_compiled: {compiled}")
         print(f"cuda_available: {splinecam.cuda_available()}")
         return 0
     if args.command == "slice":
@@ -610,30 +615,121 @@ def load_points(paths: Sequence[str], shape: Optional[Tuple[int, ...]] = None):
 
 # ----------------------------------------------------------------------------- checks
 
-def _shape_hint(model, shape: Tuple[int, ...]) -> str:
-    """Advice on --input-shape from the model's first layer."""
+_SPATIAL = {1: "L", 2: "H, W", 3: "D, H, W"}
+
+
+def _probe(model, x):
+    """Run ``model`` on ``x``, recording the Linear/Conv layers it reaches in order as
+    [module, shape of its input, finished]. Returns (records, the exception or None)."""
+    import torch
+    from torch import nn
+
+    rec, hooks = [], []
+
+    def pre(m, args):
+        rec.append([m, tuple(args[0].shape) if args and isinstance(args[0], torch.Tensor) else None, False])
+
+    def post(m, args, out):
+        next(r for r in reversed(rec) if r[0] is m)[2] = True
+
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd)):
+            hooks += [m.register_forward_pre_hook(pre), m.register_forward_hook(post)]
+    try:
+        with torch.no_grad():
+            model(x)
+        return rec, None
+    except Exception as e:
+        return rec, e
+    finally:
+        for h in hooks:
+            h.remove()
+
+
+def _expected_shape(model, dtype, first, shape: Tuple[int, ...]) -> Optional[Tuple[int, ...]]:
+    """The input shape the model takes, guessed from its first Linear/Conv layer ``first``
+    (and the points' ``shape``) and confirmed by running the model on zeros; None if unknown."""
+    import numpy as np
+    import torch
+    from torch import nn
+
+    def probe(s):
+        return _probe(model, torch.zeros((1,) + s, dtype=dtype))
+
+    if isinstance(first, nn.Linear):
+        s = (first.in_features,)
+        return s if probe(s)[1] is None else None
+    c, k = first.in_channels, len(first.kernel_size)
+    guesses = [(c,) + shape[1:]] if len(shape) == k + 1 else []
+    per = int(np.prod(shape)) // c
+    side = int(round(per ** (1 / k)))
+    if side ** k * c == int(np.prod(shape)):
+        guesses.append((c,) + (side,) * k)
+    for s in guesses:
+        if probe(s)[1] is None:
+            return s
+    # A square size: the first Linear that does not fit says whether it is too small or too large.
+    lo, hi = 1, {1: 65536, 2: 1024}.get(k, 128)
+    while lo <= hi:
+        side = (lo + hi) // 2
+        rec, err = probe((c,) + (side,) * k)
+        if err is None:
+            return (c,) + (side,) * k
+        last = rec[-1] if rec else None
+        if last is not None and isinstance(last[0], nn.Linear) and not last[2] and last[1]:
+            if last[1][-1] == last[0].in_features:
+                return None  # not a size problem
+            lo, hi = (side + 1, hi) if last[1][-1] < last[0].in_features else (lo, side - 1)
+        else:  # e.g. a kernel larger than the input
+            lo = side + 1
+    return None
+
+
+def _shape_message(model, dtype, x, shape: Tuple[int, ...], e: BaseException, pts, paths) -> str:
+    """Why the model cannot take the points: the input shape it expects (from its first
+    Linear/Conv layer) against the points' shape, and what to pass instead."""
     import numpy as np
     from torch import nn
 
-    numel = int(np.prod(shape))
-    first = next((m for m in model.modules() if not isinstance(m, (nn.Sequential, nn.Identity, nn.Dropout))), None)
-    if isinstance(first, nn.Linear):
-        if first.in_features == numel and shape != (numel,):
-            return f"; try --input-shape {numel}"
-        return f" (its first layer, Linear, takes {first.in_features} values)"
-    if isinstance(first, nn.Conv2d):
-        c = first.in_channels
-        hw = numel // c if numel % c == 0 else 0
-        side = int(round(hw ** 0.5)) if hw else 0
-        if side and side * side == hw and shape != (c, side, side):
-            return f"; try --input-shape {c},{side},{side}"
-        return f" (its first layer, Conv2d, takes {c} channels)"
-    return ""
+    head = f"the model cannot take inputs of shape {shape} (the shape of the points)"
+    layers = (nn.Linear, nn.modules.conv._ConvNd)
+    try:
+        rec, _ = _probe(model, x)
+        first = rec[0][0] if rec else next((m for m in model.modules() if isinstance(m, layers)), None)
+        expected = None if first is None else _expected_shape(model, dtype, first, shape)
+    except Exception:  # the diagnosis must never hide the error itself
+        first = expected = None
+    if first is None:
+        return f"{head}: {_first_line(e)}"
+    linear = isinstance(first, nn.Linear)
+    takes = (f"its first layer, {type(first).__name__}, takes "
+             f"{f'{first.in_features} values' if linear else f'{first.in_channels} channel'}"
+             f"{'s' if linear or first.in_channels != 1 else ''}")
+    if expected is None:  # torch's own words are all there is to say
+        if linear:
+            return f"{head}: {_first_line(e)} ({takes})"
+        dims = _SPATIAL.get(len(first.kernel_size), "...")
+        return f"{head}: it expects inputs of shape ({first.in_channels}, {dims}) ({takes}); {_first_line(e)}"
+    need, have = int(np.prod(expected)), int(np.prod(shape))
+    flag = f"--input-shape {','.join(map(str, expected))}"
+    if need == have:
+        hint = f"; try {flag}"
+    else:
+        try:  # an image may become grey or three-channel (see _fit_shape)
+            converts = bool(paths) and pts[0].ndim == 3 and all(
+                os.path.splitext(p)[1].lower() in IMAGE_SUFFIXES for p in paths) and all(
+                _fit_shape(a, expected, p, True) is not None for a, p in zip(pts, paths))
+        except (CliError, ValueError):
+            converts = False
+        hint = (f"; try {flag} (it converts these images)" if converts else
+                f"; give points of {need} values each (these have {have}): --input-shape only reshapes them")
+    return f"{head}: it expects inputs of shape {expected} ({takes}){hint}"
 
 
-def check_forward(lm: LoadedModel, pts) -> "object":
-    """Run the model on the points (a clear error for a shape mismatch); for a rebuilt
-    TorchScript model also compare with the file's own forward. Returns the outputs."""
+def check_forward(lm: LoadedModel, pts, paths: Optional[Sequence[str]] = None) -> "object":
+    """Run the model on the points (a clear error for a shape mismatch: the shape the model
+    expects, the points' shape, what to pass; ``paths``: the points' files, for the advice);
+    for a rebuilt TorchScript model also compare with the file's own forward. Returns the outputs."""
     import numpy as np
     import torch
 
@@ -643,8 +739,7 @@ def check_forward(lm: LoadedModel, pts) -> "object":
     x = torch.from_numpy(np.stack(pts)).to(dtype)
     shape = tuple(pts[0].shape)
     def shape_error(e):
-        return CliError(f"the model cannot take inputs of shape {shape} (the shape of the points): "
-                        f"{_first_line(e)}{_shape_hint(model, shape)}")
+        return CliError(_shape_message(model, dtype, x, shape, e, pts, paths))
 
     with torch.no_grad():
         if lm.script is None:
@@ -740,6 +835,17 @@ def save_figure(P, path: str, *, lm: LoadedModel, pts, point_paths, outputs, col
 
 # ----------------------------------------------------------------------------- slice
 
+def _check_out_folder(out: str) -> None:
+    """Refuse an --out whose folder is missing before any work: splinecam creates no folders
+    (a typo in the path would otherwise leave new folders behind)."""
+    folder = os.path.dirname(out)
+    if folder and os.path.exists(folder) and not os.path.isdir(folder):
+        raise CliError(f"cannot write '{out}': '{folder}' is a file, not a folder; give another --out")
+    if folder and not os.path.isdir(folder):
+        raise CliError(f"cannot write '{out}': the folder '{folder}' does not exist; create it first or give "
+                       f"another --out")
+
+
 def run_slice(args) -> int:
     import numpy as np
     import torch
@@ -758,9 +864,10 @@ def run_slice(args) -> int:
             raise CliError("writing .gt needs graph-tool, which is not on PyPI: on Debian/Ubuntu `apt-get install "
                            "python3-graph-tool` (and a venv with --system-site-packages), or conda-forge's "
                            "graph-tool; .npz and .geojson need nothing extra") from None
+    _check_out_folder(out)
     lm = load_model(args.model, args.state_dict)
     pts = load_points(args.points, args.input_shape)
-    outputs = check_forward(lm, pts)
+    outputs = check_forward(lm, pts, args.points)
     try:
         sl = splinecam.Slice.through(*(torch.from_numpy(p) for p in pts), pad=args.pad)
     except ValueError as e:
@@ -772,8 +879,9 @@ def run_slice(args) -> int:
     limit = None if args.memory_limit is None else max(1, int(args.memory_limit * 2 ** 30))
     try:
         device = splinecam.driver.engine.resolve_device(lm.module, args.device)
-    except (ValueError, RuntimeError) as e:
-        raise CliError(f"--device {args.device}: {e}") from None
+    except (ValueError, RuntimeError) as e:  # its hints name the Python argument: name the flag
+        msg = re.sub(r"device=(['\"])(.*?)\1", r"--device \2", str(e))  # device='cpu' -> --device cpu
+        raise CliError(f"--device {args.device}: {msg}") from None
     t = time.perf_counter()
     if args.scheduler and args.workers:
         raise CliError("--scheduler and --workers exclude each other: use a running cluster or start a local one")
@@ -795,8 +903,6 @@ def run_slice(args) -> int:
                 cluster.close()
     seconds = time.perf_counter() - t
 
-    folder = os.path.dirname(os.path.abspath(out))
-    os.makedirs(folder, exist_ok=True)
     from splinecam.analysis import export
     if ext in FIGURE_SUFFIXES:
         save_figure(P, out, lm=lm, pts=pts, point_paths=args.points, outputs=outputs, color=args.color, dpi=args.dpi)

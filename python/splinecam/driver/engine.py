@@ -43,13 +43,17 @@ def default_memory_limit() -> int:
 
 
 def _progress(total, enabled, desc):
+    """A bar over the steps of one pass (``None`` when disabled). It is made with
+    ``leave=False`` so that a pass that fails (e.g. too big, retried in tiles) leaves
+    no stale bar; the caller sets ``leave = True`` before closing a finished pass, so
+    the final regions and time stay on screen."""
     if not enabled:
         return None
     try:
         from tqdm.auto import tqdm
     except ImportError:  # pragma: no cover - tqdm is a dependency
         return None
-    return tqdm(total=total, desc=desc, unit="layer", leave=False)
+    return tqdm(total=total, desc=desc, unit="step", leave=False)
 
 
 def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool = True, progress: bool = True,
@@ -67,7 +71,7 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
         flow): Linear, Conv1d/2d, BatchNorm, AvgPool, AdaptiveAvgPool, Flatten, reshapes,
         indexing, residual ``+``, ``torch.cat``; ReLU, LeakyReLU, PReLU, Hardtanh, ReLU6,
         ``abs``, ``clamp``, MaxPool1d/2d, ``torch.maximum``, ``x.max(dim)``. A final
-        softmax / log-softmax is dropped. The model must be in eval mode; it is copied and
+        softmax / log-softmax / sigmoid is dropped. The model must be in eval mode; it is copied and
         evaluated in float64 on ``device``, the caller's model is untouched.
     slice : Slice
         The convex polygon in a plane of the input space.
@@ -253,6 +257,10 @@ def _partition_polygon(net, tols, whole: Slice, polygon, *, decision_boundary, r
     use_lean, lean = lean, False  # lean: once a layer's rows exceed the limit, units in chunks
     for l in range(1, net.num_layers + 1):
         nl = net.layers[l - 1]
+        if bar is not None:  # name the step before it runs: a slow layer shows which one it is
+            what = f"{type(net.gm.get_submodule(nl.node.target)).__name__} ({nl.name})" \
+                if nl.node.op == "call_module" else nl.name
+            bar.set_postfix_str(f"layer {l}/{net.num_layers} {what}, regions={layers[-1].num_faces if layers else 1}")
         budget = (limit, net.layout(l + 1).n_cols)
         if not lean:
             try:
@@ -301,7 +309,6 @@ def _partition_polygon(net, tols, whole: Slice, polygon, *, decision_boundary, r
             rows, lay = clock("forward", net.rows_for, l + 1, (blocks, lay, l), chunk, gpu)
             check_finite_rows(rows, values_at(net, l + 1))
         if bar is not None:
-            bar.set_postfix(regions=layer.num_faces, refresh=False)
             bar.update(1)
     if lean:
         C = net.num_outputs
@@ -314,12 +321,16 @@ def _partition_polygon(net, tols, whole: Slice, polygon, *, decision_boundary, r
         layers.append(Layer(*faces, np.zeros(1, np.int32), len(xy)))
     decision = None
     if decision_boundary:
+        if bar is not None:
+            bar.set_postfix_str(f"decision boundary, regions={layers[-1].num_faces}")
         xy, outputs, decision = clock("geometry", _decision, backend, xy, outputs, faces, net.num_layers + 1, rtol,
                                       threads, validate, tols)
         stats["degenerate"] += decision.pop("degenerate")
         if bar is not None:
             bar.update(1)
-    if bar is not None:
+    if bar is not None:  # the final state stays: regions and the time of the whole pass
+        bar.set_postfix_str(f"regions={layers[-1].num_faces} in {time.perf_counter() - t0:.2f} s", refresh=False)
+        bar.leave = True
         bar.close()
     stats["seconds"] = time.perf_counter() - t0
     stats.update({f"{k}_seconds": v for k, v in clock.seconds.items()})

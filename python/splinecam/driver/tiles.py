@@ -241,8 +241,9 @@ def run_tiles(run, net, slice: Slice, grid, max_depth: int, progress: bool, stor
     bar = _tile_bar(progress)
     done: List[Tuple[Tile, object]] = []
     pieces = 0
-    if store is not None and store.done and bar is not None:
-        bar.update(100.0 * sum(polygon_area(t.polygon) for t, _ in store.done) / total)
+    area_done = sum(polygon_area(t.polygon) for t, _ in store.done) if store is not None else 0.0
+    if area_done and bar is not None:
+        bar.n = min(100.0, 100.0 * area_done / total)
         bar.set_postfix_str(f"tiles={len(store.done)} (resumed)")
     try:
         for tile, P in executor.results(queue):
@@ -264,8 +265,9 @@ def run_tiles(run, net, slice: Slice, grid, max_depth: int, progress: bool, stor
                 store.add(tile, P, queue, splits)  # on disk, out of memory
             else:
                 done.append((tile, P))
+            area_done += polygon_area(tile.polygon)
             if bar is not None:
-                bar.update(100.0 * polygon_area(tile.polygon) / total)
+                bar.n = min(100.0, 100.0 * area_done / total)  # the tiles' areas may round past 100
                 n = len(done) if store is None else len(store.done)
                 bar.set_postfix_str(f"tiles={n}, pieces={pieces:,}")
         if store is not None:

@@ -11,8 +11,10 @@ pooling by averaging, reshaping, indexing, ``+``, ``torch.cat``, ...) or a
   each output is the maximum of a window of candidates.
 
 Hidden layer ``l`` is the ``l``-th nonlinearity in topological order. A monotone final
-op (softmax, log-softmax) is dropped: it changes no decision. Anything else is refused
-before any work, naming the node and the line of the model's source that made it.
+op (softmax, log-softmax, sigmoid) is dropped: it changes no decision (a sigmoid's 0.5
+level set is its logit's zero level set, and an increasing map of every output keeps
+the arg-max). The same ops anywhere else are refused, like anything else, before any
+work, naming the node and the line of the model's source that made it.
 
 Between nonlinearities the driver evaluates the glue on batches of vertex values. For
 layer ``l`` it lays out one row per vertex (:class:`RowLayout`): first the breakpoint
@@ -47,7 +49,7 @@ AFFINE_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2
                   nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Unflatten, nn.Dropout, nn.Identity)
 ELEMENTWISE_MODULES = (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.Hardtanh)  # ReLU6 is a Hardtanh
 MAX_MODULES = (nn.MaxPool1d, nn.MaxPool2d)
-FINAL_MODULES = (nn.Softmax, nn.LogSoftmax)
+FINAL_MODULES = (nn.Softmax, nn.LogSoftmax, nn.Sigmoid)  # dropped when final only
 SUPPORTED_MODULES = (nn.Sequential,) + AFFINE_MODULES + ELEMENTWISE_MODULES + (nn.ReLU6,) + MAX_MODULES
 
 _AFFINE_FUNCTIONS = {
@@ -65,8 +67,9 @@ _SCALAR_METHODS = {"mul", "div", "__mul__", "__truediv__"}
 _KEEP_DTYPE_METHODS = {"double", "float", "half", "to", "cpu", "cuda", "type"}
 _META_METHODS = {"size", "dim", "numel"}
 _META_FUNCTIONS = {builtins.getattr, len}
-_FINAL_FUNCTIONS = {F.softmax, F.log_softmax, torch.softmax, torch.log_softmax}
-_FINAL_METHODS = {"softmax", "log_softmax"}
+_FINAL_FUNCTIONS = {F.softmax, F.log_softmax, torch.softmax, torch.log_softmax, torch.sigmoid, F.sigmoid,
+                    torch.special.expit}
+_FINAL_METHODS = {"softmax", "log_softmax", "sigmoid", "sigmoid_"}
 _RELU_FUNCTIONS = {F.relu, torch.relu, F.leaky_relu, F.prelu, torch.abs, F.relu6}
 _RELU_METHODS = {"relu", "abs", "relu_", "abs_"}
 
@@ -74,7 +77,9 @@ _RELU_METHODS = {"relu", "abs", "relu_", "abs_"}
 def _supported_list() -> str:
     fns = "F.relu, torch.relu, x.relu(), F.leaky_relu, F.prelu, torch.abs, F.hardtanh, F.relu6, torch.clamp, " \
           "torch.maximum, x.max(dim), x.amax(dim), F.max_pool1d/2d, +, -, torch.cat, indexing, view/reshape/flatten"
-    return ", ".join(m.__name__ for m in SUPPORTED_MODULES + (nn.Softmax, nn.LogSoftmax)) + "; functions: " + fns
+    final = ", ".join(m.__name__ for m in FINAL_MODULES) + ", torch.softmax, F.log_softmax, torch.sigmoid, x.sigmoid()"
+    return ", ".join(m.__name__ for m in SUPPORTED_MODULES) + "; functions: " + fns + \
+        "; as the final op only (dropped): " + final
 
 
 def _where(node: fx.Node) -> str:
@@ -319,7 +324,9 @@ class Network:
         out = outputs[0].args[0]
         if not isinstance(out, fx.Node):
             raise UnsupportedModelError("the model must return a single tensor")
-        # A monotone final op changes no decision: drop it.
+        # A monotone final op changes no decision: drop it (softmax / log-softmax keep the
+        # arg-max; a sigmoid keeps each output's 0.5 level set at its logit's zero level set
+        # and, being increasing, the arg-max of several outputs).
         while isinstance(out, fx.Node) and self._is_final(out):
             out = out.args[0]
         self.output_node = out
@@ -345,7 +352,8 @@ class Network:
             elif self._is_affine(n):
                 self.kind[n] = "affine"
             elif self._is_final(n):
-                raise self._unsupported(n, " inside the network (softmax is only dropped as the final op)")
+                raise self._unsupported(n, " inside the network (softmax, log-softmax and sigmoid are only "
+                                           "dropped as the final op)")
             else:
                 raise self._unsupported(n)
 

@@ -1,0 +1,88 @@
+"""Packaging: one version, clear import errors, license and citation files, extras."""
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+import splinecam
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+try:
+    import tomllib
+except ImportError:  # Python < 3.11
+    tomllib = pytest.importorskip("tomli")
+
+
+def _pyproject():
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        return tomllib.load(f)
+
+
+def test_version_matches_pyproject():
+    assert splinecam.__version__ == _pyproject()["project"]["version"]
+
+
+def _import_with_hidden(module: str) -> subprocess.CompletedProcess:
+    """``import splinecam`` in a fresh interpreter in which ``module`` cannot be imported."""
+    code = f"import sys; sys.modules[{module!r}] = None; import splinecam"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+def _frames(stderr: str):
+    return [line.strip() for line in stderr.splitlines() if line.strip().startswith('File "')]
+
+
+def test_import_without_torch_says_how_to_install_it():
+    r = _import_with_hidden("torch")
+    assert r.returncode != 0
+    err = r.stderr
+    assert "ImportError: splinecam needs PyTorch" in err
+    assert "torch >= 2.0" in err
+    assert "pip install torch --index-url https://download.pytorch.org/whl/cpu" in err
+    assert "not a declared dependency" in err
+    assert "ModuleNotFoundError" not in err
+    # Raised at the top of splinecam/__init__.py, not from deep inside a submodule.
+    frames = [f for f in _frames(err) if '"<string>"' not in f]
+    assert len(frames) == 1 and frames[0].replace("\\", "/").count("splinecam/__init__.py") == 1, err
+
+
+def test_import_without_extension_says_how_to_build_it():
+    r = _import_with_hidden("splinecam._core")
+    assert r.returncode != 0
+    err = r.stderr
+    assert "ImportError: splinecam's compiled extension (splinecam._core) is missing" in err
+    assert "pip install -e ." in err and "make build" in err
+    assert "ModuleNotFoundError" not in err
+
+
+def test_license_and_citation_files():
+    license_text = (ROOT / "LICENSE").read_text()
+    assert "MIT License" in license_text and "the splinecam authors" in license_text
+    assert (ROOT / "CITATION.cff").is_file()
+    assert (ROOT / "CHANGELOG.md").is_file()
+
+
+def test_citation_cff_parses():
+    yaml = pytest.importorskip("yaml")
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert cff["cff-version"] == "1.2.0"
+    assert str(cff["version"]) == _pyproject()["project"]["version"]
+    paper = cff["references"][0]
+    assert paper["title"].startswith("SplineCam")
+    assert paper["year"] == 2023
+    assert [a["family-names"] for a in paper["authors"]] == [
+        "Humayun", "Balestriero", "Balakrishnan", "Baraniuk"]
+
+
+def test_pyproject_metadata_and_extras():
+    project = _pyproject()["project"]
+    extras = project["optional-dependencies"]
+    for name in ("test", "dask", "notebook"):
+        assert name in extras
+    assert "ipywidgets" in extras["notebook"] and "ipykernel" in extras["notebook"]
+    assert project["license"] == {"file": "LICENSE"}
+    assert "License :: OSI Approved :: MIT License" in project["classifiers"]
+    # torch stays undeclared on purpose (see pyproject.toml and splinecam/__init__.py).
+    assert not any(d.split(";")[0].strip().lower().startswith("torch") for d in project["dependencies"])
