@@ -876,10 +876,10 @@ def test_maxpool2d_2x2_coarsens_its_relu_chain():
 # --------------------------------------------------------------------------- #
 # softmax dropped: same partition and decision boundary as the logits
 # --------------------------------------------------------------------------- #
-@pytest.mark.parametrize("name", list(SOFTMAXES))
-def test_final_softmax_is_dropped(name):
-    P = engine(name, decision_boundary=True)
-    Q = engine("softmax-logits", decision_boundary=True)
+def _assert_same_partition(P, Q):
+    """P (final op dropped) and Q (the logits): the same regions, areas, affine maps and
+    decision boundary; P a valid partition."""
+    check_partition(P)
     assert P.num_layers == Q.num_layers == 2
     assert P.num_regions == Q.num_regions
     match = np.asarray(Q.locate(P.centroids()))
@@ -892,7 +892,15 @@ def test_final_softmax_is_dropped(name):
     lp, lq = P.decision_boundary_length(), Q.decision_boundary_length()
     assert lq > 0 and abs(lp - lq) <= 1e-12 * lq
     sp, sq = P.decision_boundary.reshape(-1, 4), Q.decision_boundary.reshape(-1, 4)
+    assert sp.shape == sq.shape
     np.testing.assert_allclose(sp[np.lexsort(sp.T)], sq[np.lexsort(sq.T)], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", list(SOFTMAXES))
+def test_final_softmax_is_dropped(name):
+    P = engine(name, decision_boundary=True)
+    Q = engine("softmax-logits", decision_boundary=True)
+    _assert_same_partition(P, Q)
 
 
 # --------------------------------------------------------------------------- #
@@ -922,24 +930,6 @@ def _sigmoid_model(kind, outputs=1):
     if isinstance(final, nn.Module):
         return nn.Sequential(_sigmoid_body(outputs), final).eval()
     return FunctionalSoftmax(_sigmoid_body(outputs), final).eval()
-
-
-def _assert_same_partition(P, Q):
-    check_partition(P)
-    assert P.num_layers == Q.num_layers == 2
-    assert P.num_regions == Q.num_regions
-    match = np.asarray(Q.locate(P.centroids()))
-    assert sorted(match.tolist()) == list(range(Q.num_regions))
-    np.testing.assert_allclose(P.areas(), Q.areas()[match], rtol=1e-12, atol=0)
-    Ap, cp = P.affine_maps()
-    Aq, cq = Q.affine_maps()
-    np.testing.assert_allclose(Ap, Aq[match], rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(cp, cq[match], rtol=1e-9, atol=1e-12)
-    lp, lq = P.decision_boundary_length(), Q.decision_boundary_length()
-    assert lq > 0 and abs(lp - lq) <= 1e-12 * lq
-    sp, sq = P.decision_boundary.reshape(-1, 4), Q.decision_boundary.reshape(-1, 4)
-    assert sp.shape == sq.shape
-    np.testing.assert_allclose(sp[np.lexsort(sp.T)], sq[np.lexsort(sq.T)], rtol=0, atol=1e-12)
 
 
 @functools.lru_cache(maxsize=None)

@@ -35,6 +35,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from splinecam import _core
+from splinecam.geometry import face_ids, next_index
 from splinecam.result.partition import Layer, Partition, _Inputs
 
 __all__ = ["stitch"]
@@ -89,8 +90,7 @@ def _boundary_on_lines(xy, level, lines):
     """Half-edges of a level's cycles on the domain boundary that lie on a seam line:
     ``(h, a, b, line index)``."""
     off, verts, lay, _ = level
-    nxt = np.roll(verts, -1)
-    nxt[off[1:] - 1] = verts[off[:-1]]
+    nxt = verts[next_index(off)]
     h = np.flatnonzero(lay == -1)
     a, b = verts[h], nxt[h]
     line = np.full(len(h), -1, np.int64)
@@ -211,8 +211,7 @@ def _splice(level, xy, candidates, keep):
     """Remove from the cycles the ``candidates`` vertices left with two edges (collinear
     pieces of one edge), except those in ``keep``."""
     off, verts, lay, unit = level
-    nxt = np.roll(verts, -1)
-    nxt[off[1:] - 1] = verts[off[:-1]]
+    nxt = verts[next_index(off)]
     lo, hi = np.minimum(verts, nxt), np.maximum(verts, nxt)
     key = np.unique(lo.astype(np.int64) * len(xy) + hi)
     deg = np.bincount(np.concatenate([key // len(xy), key % len(xy)]), minlength=len(xy))
@@ -222,7 +221,7 @@ def _splice(level, xy, candidates, keep):
         return level
     # the half-edge into a removed vertex now ends at the next kept one: labels of the
     # first piece (both pieces lie on one line and carry its label)
-    face = np.repeat(np.arange(len(off) - 1), np.diff(off))
+    face = face_ids(off)
     new_off = np.concatenate([[0], np.cumsum(np.bincount(face[~gone], minlength=len(off) - 1))])
     return new_off.astype(np.int64), verts[~gone], lay[~gone], unit[~gone]
 
