@@ -6,8 +6,14 @@ to (a) one plain forward pass of the final vertex set through the model in float
 and (b) the slow reference implementation (splinecam.reference, one region at a time
 clipped by half-planes), where the reference finishes in reasonable time.
 
+Then the fixed cost of a call on small models, where it dominates (warm calls, mean of
+20): per-call times and regions per second, and a training run of 1,000 checkpoints of
+2-10^5-1 through :func:`splinecam.partition_many`, against the same checkpoints one
+``partition`` call each.
+
     python benchmarks/bench_mlp.py            # full table
     python benchmarks/bench_mlp.py --quick    # small cases only
+    python benchmarks/bench_mlp.py --small    # the small-model section only
 """
 from __future__ import annotations
 
@@ -71,10 +77,17 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small cases only")
     ap.add_argument("--threads", type=int, default=None, help="engine threads (default: all)")
+    ap.add_argument("--small", action="store_true", help="only the small models' per-call times and training run")
     args = ap.parse_args(argv)
     print(f"splinecam {splinecam.__version__} | {platform.processor() or platform.machine()} | "
           f"{os.cpu_count()} CPUs | torch {torch.__version__} ({torch.get_num_threads()} threads) | float64")
     header = f"{'case':42s} {'regions':>9s} {'seconds':>8s} {'regions/s':>10s} {'x forward':>9s} {'ref s':>7s} {'ref/eng':>8s}"
+    if not args.small:
+        big_table(args, header)
+    small_models(args)
+
+
+def big_table(args, header):
     print(header)
     print("-" * len(header))
     from splinecam.reference import reference_partition
@@ -93,6 +106,54 @@ def main(argv=None):
               f"{ratio:>8s}", flush=True)
     print("\nx forward: engine time / one float64 forward pass of the final vertex set through the model.")
     print("ref/eng: reference implementation time / engine time (same region count asserted).")
+
+
+def training_checkpoints(widths, n, seed=0):
+    """``n`` state dicts of an MLP along full-batch Adam steps on two moons."""
+    import copy
+    from splinecam.demo import two_moons
+    X, y = (torch.from_numpy(a) for a in two_moons(256, noise=0.2))
+    model = mlp(widths, seed=seed).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    states = []
+    for _ in range(n):
+        opt.zero_grad()
+        torch.nn.functional.binary_cross_entropy_with_logits(model(X)[:, 0], y).backward()
+        opt.step()
+        states.append(copy.deepcopy(model.state_dict()))
+    return model.eval(), states
+
+
+def small_models(args, repeat=20):
+    print("\nSmall models on [-2,2]^2: the fixed cost of a call (warm, mean of "
+          f"{repeat} calls, decision boundary included)")
+    print(f"{'model':22s} {'regions':>8s} {'ms/call':>8s} {'regions/s':>10s}")
+    for widths in [(2,) + (10,) * 5 + (1,), (2,) + (32,) * 8 + (1,), (2,) + (64,) * 3 + (1,)]:
+        model, sl = mlp(widths), square(2)
+        for _ in range(3):
+            P = splinecam.partition(model, sl, progress=False, threads=args.threads)
+        t = time.perf_counter()
+        for _ in range(repeat):
+            P = splinecam.partition(model, sl, progress=False, threads=args.threads)
+        sec = (time.perf_counter() - t) / repeat
+        name = f"2-{widths[1]}^{len(widths) - 2}-1"
+        print(f"{name:22s} {P.num_regions:8d} {1e3 * sec:8.2f} {P.num_regions / sec:10.0f}", flush=True)
+    widths, n = (2,) + (10,) * 5 + (1,), 1000
+    model, states = training_checkpoints(widths, n)
+    sl = square(2)
+    splinecam.partition_many(states[:5], sl, model=model, progress=False, threads=args.threads)  # warm-up
+    t = time.perf_counter()
+    parts = splinecam.partition_many(states, sl, model=model, progress=False, threads=args.threads)
+    many = time.perf_counter() - t
+    t = time.perf_counter()
+    for sd in states:
+        model.load_state_dict(sd)
+        splinecam.partition(model, sl, progress=False, threads=args.threads)
+    single = time.perf_counter() - t
+    counts = [P.num_regions for P in parts]
+    print(f"\n{n} checkpoints of 2-10^5-1 (Adam on two moons), regions {min(counts)}..{max(counts)}:")
+    print(f"  partition_many       {many:6.2f} s  ({1e3 * many / n:.2f} ms per checkpoint)")
+    print(f"  partition, one each  {single:6.2f} s  ({single / many:.2f}x partition_many)")
 
 
 if __name__ == "__main__":

@@ -662,10 +662,11 @@ KNOWN_RELU6_SCALE_VERTEX = MLPSpec(seed=0, widths=(6, 6), acts=("relu", "relu6")
 #   the whole partition has neighbours with one pattern (5 regions; tiles: 4)
 KNOWN_TWO_BREAKPOINTS_FAR = MLPSpec(seed=1, widths=(1, 1, 1), acts=("relu", "relu", "relu6"), scale_exp=4,
                                     domain="far")
-# known: host-batched vs CPU: region corners of layer 3 differ by 1 ulp (2.8e-17)
+# were known: host-batched vs CPU: region corners of layer 3 differed by 1 ulp (2.8e-17); the two paths
+# now run the glue on the same batches of rows (so the same matmul rounding)
 KNOWN_BITWISE_HARDTANH = MLPSpec(seed=385, widths=(4, 9, 2), acts=("hardtanh", "hardtanh", "relu"),
                                  zero_bias=True, scale_exp=1)
-# known: host-batched vs CPU: decision-boundary vertices differ by 1 ulp (2.2e-16)
+# were known: host-batched vs CPU: decision-boundary vertices differed by 1 ulp (2.2e-16)
 KNOWN_BITWISE_CNN = CNNSpec(seed=805, size=6, channels=1, batchnorm=True, residual=True, pool="avg", act="relu",
                             n_out=1, zero_bias=True)
 
@@ -845,8 +846,8 @@ def test_tiled_two_breakpoints_far_known():
 
 
 @given(spec=any_specs)
-@example(spec=KNOWN_BITWISE_HARDTANH).xfail(raises=AssertionError, reason='the host-batched driver path rounds 1 ulp differently from the numpy path (open)')
-@example(spec=KNOWN_BITWISE_CNN).xfail(raises=AssertionError, reason='the host-batched driver path rounds 1 ulp differently from the numpy path (open)')
+@example(spec=KNOWN_BITWISE_HARDTANH)
+@example(spec=KNOWN_BITWISE_CNN)
 def test_host_batched_launcher_is_bitwise_cpu(spec):
     """The GPU's code path on the host (torch tensors through the driver, the batched
     launcher with a small scratch pool) gives the CPU partition bit for bit: regions

@@ -35,7 +35,7 @@ except ModuleNotFoundError as _e:
 
 from splinecam.slice import Slice
 from splinecam.network import SUPPORTED_MODULES, UnsupportedModelError
-from splinecam.driver import MemoryLimitExceeded, partition, partition_tiled
+from splinecam.driver import MemoryLimitExceeded, partition, partition_many, partition_tiled
 from splinecam.result import Partition
 
 # The version is written once, in pyproject.toml; read it from the installed metadata.
@@ -47,7 +47,7 @@ try:
 except _PackageNotFoundError:  # pragma: no cover - running from an uninstalled source tree
     __version__ = "0+unknown"
 
-__all__ = ["Slice", "partition", "Partition", "partition_tiled", "MemoryLimitExceeded",
+__all__ = ["Slice", "partition", "partition_many", "Partition", "partition_tiled", "MemoryLimitExceeded",
            "build_info", "cuda_available", "SUPPORTED_MODULES", "UnsupportedModelError"]
 
 

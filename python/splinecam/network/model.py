@@ -28,6 +28,7 @@ import builtins
 import copy
 import math
 import operator
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -136,7 +137,7 @@ class Nonlinearity:
     @property
     def width(self) -> int:
         """Units (output elements) of the layer: the labels of its edges."""
-        return int(np.prod(self.out_shape))
+        return int(math.prod(self.out_shape))
 
     @property
     def zero_breakpoint(self) -> Optional[int]:
@@ -206,7 +207,7 @@ def _pool_indices(in_shape, kernel, stride, padding, dilation, ceil_mode, dims: 
     else:
         k, s, p, d = as2(kernel), as2(stride if stride is not None else kernel), as2(padding), as2(dilation)
         shape = tuple(in_shape)
-    n = int(np.prod(shape))
+    n = int(math.prod(shape))
     ids = torch.arange(n, dtype=torch.float64).reshape(1, *shape)
     ids = F.pad(ids, (p[1], p[1], p[0], p[0]), value=-1.0)
     cols = F.unfold(ids, kernel_size=k, dilation=d, stride=s)  # (1, C*kk, L)
@@ -224,7 +225,7 @@ def _pool_indices(in_shape, kernel, stride, padding, dilation, ceil_mode, dims: 
 
 
 def _reduce_indices(in_shape, dim, keepdim) -> Tuple[np.ndarray, tuple]:
-    n = int(np.prod(in_shape))
+    n = int(math.prod(in_shape))
     ids = np.arange(n).reshape(in_shape)
     if dim is None:
         return ids.reshape(1, n), ((1,) * len(in_shape) if keepdim else ())
@@ -233,12 +234,52 @@ def _reduce_indices(in_shape, dim, keepdim) -> Tuple[np.ndarray, tuple]:
     dims = tuple(d % len(in_shape) for d in dims)
     moved = np.moveaxis(ids, dims, tuple(range(-len(dims), 0)))
     keep_shape = moved.shape[: len(in_shape) - len(dims)]
-    idx = moved.reshape(int(np.prod(keep_shape)) if keep_shape else 1, -1)
+    idx = moved.reshape(int(math.prod(keep_shape)) if keep_shape else 1, -1)
     if keepdim:
         out_shape = tuple(1 if i in dims else s for i, s in enumerate(in_shape))
     else:
         out_shape = keep_shape
     return idx, out_shape
+
+
+# -- traced structures, reused -----------------------------------------------------------
+#: Traced networks by the structure of their model (:func:`_structure_key`), most recent
+#: last: a model partitioned again (a training run, many slices) is not traced again.
+_TRACED: "OrderedDict[tuple, Network]" = OrderedDict()
+_TRACED_SIZE = 32
+_PLAIN = (bool, int, float, str, type(None))
+
+
+def _structure_key(model: nn.Module, input_shape: Sequence[int]) -> Optional[tuple]:
+    """What tracing ``model`` depends on besides its weights' values: every module's
+    path, class (and its ``forward``), plain attributes (sizes, strides, slopes, flags)
+    and the shapes and dtypes of its parameters and buffers. ``None`` (never reused)
+    when a module has hooks, its own ``forward`` or attributes of other kinds, since
+    the traced graph may then depend on something this key cannot see."""
+    parts = [tuple(int(s) for s in input_shape)]
+    for name, m in model.named_modules():
+        if m._forward_hooks or m._forward_pre_hooks or getattr(m, "_forward_hooks_with_kwargs", None):
+            return None
+        attrs = []
+        for k, v in vars(m).items():
+            if k in ("_parameters", "_buffers", "_modules") or "hook" in k or k in _MODULE_INTERNALS:
+                continue
+            if k == "forward":
+                return None
+            if isinstance(v, _PLAIN):
+                attrs.append((k, v))
+            elif isinstance(v, (tuple, list)) and all(isinstance(e, _PLAIN) for e in v):
+                attrs.append((k, type(v), tuple(v)))
+            else:
+                return None
+        tensors = tuple((k, None if t is None else (tuple(t.shape), t.dtype))
+                        for store in (m._parameters, m._buffers) for k, t in store.items())
+        parts.append((name, type(m), getattr(type(m), "forward", None), tuple(attrs), tensors))
+    return tuple(parts)
+
+
+_MODULE_INTERNALS = {"_non_persistent_buffers_set", "_state_dict_pre_hooks", "_load_state_dict_pre_hooks",
+                     "_is_full_backward_hook", "_compiled_call_impl", "_version"}
 
 
 # -- row layouts -------------------------------------------------------------------------------
@@ -265,6 +306,9 @@ class Network:
         self.pos = {n: i for i, n in enumerate(self.nodes)}
         #: per hidden layer, the rounding floors of activation patterns (splinecam.driver.tolerance)
         self.pattern_floors: Optional[List[np.ndarray]] = None
+        #: layouts and segments by layer: they depend on the structure only, so the copies
+        #: of a traced template (:meth:`_with_weights_of`) share them
+        self._memo: Dict[tuple, object] = {}
         self._classify()
         self._propagate_shapes()
         self._liveness()
@@ -286,6 +330,25 @@ class Network:
         for name, t in list(model.named_parameters()) + list(model.named_buffers()):
             if t.is_floating_point() and not torch.isfinite(t).all():
                 raise ValueError(f"the model's tensor '{name}' contains NaN or infinite values")
+        key = _structure_key(model, input_shape)
+        template = _TRACED.get(key) if key is not None else None
+        if template is not None:
+            net = template._with_weights_of(model)
+            if net is not None:
+                _TRACED.move_to_end(key)
+                return net
+        net = cls._trace(model, input_shape)
+        if key is not None and not any(isinstance(v, torch.Tensor) for v in net.static.values()):
+            # weights that live outside modules' parameters and buffers (constants the
+            # graph computes with) are not refreshed by _with_weights_of: such models
+            # are traced at every call
+            _TRACED[key] = net
+            while len(_TRACED) > _TRACED_SIZE:
+                _TRACED.popitem(last=False)
+        return net
+
+    @classmethod
+    def _trace(cls, model: nn.Module, input_shape: Sequence[int]) -> "Network":
         tracer = fx.Tracer()
         tracer.record_stack_traces = True
         try:
@@ -300,6 +363,43 @@ class Network:
             if hasattr(m, "inplace"):
                 m.inplace = False
         return cls(gm, tuple(int(s) for s in input_shape))
+
+    def _with_weights_of(self, model: nn.Module) -> Optional["Network"]:
+        """This network (a traced template of ``model``'s structure) with ``model``'s
+        current weights: the graph, layouts and shapes are shared, every parameter and
+        buffer is a new float64 copy. ``None`` when a tensor of the template has no
+        counterpart in ``model``."""
+        def clone(t: nn.Module, path: str) -> nn.Module:
+            src = model.get_submodule(path) if path else model
+            c = object.__new__(type(t))
+            c.__dict__ = t.__dict__.copy()
+            for store in ("_parameters", "_buffers"):
+                mine, theirs = getattr(t, store), getattr(src, store)
+                fresh = {}
+                for k, v in mine.items():
+                    w = theirs.get(k) if isinstance(theirs, dict) else None
+                    if v is None or w is None or w.shape != v.shape:
+                        if v is None and w is None:
+                            fresh[k] = None
+                            continue
+                        raise LookupError(k)
+                    w = w.detach().to(device="cpu", dtype=torch.float64 if w.is_floating_point() else w.dtype,
+                                      copy=True)
+                    fresh[k] = nn.Parameter(w, requires_grad=False) if isinstance(v, nn.Parameter) else w
+                c.__dict__[store] = fresh
+            c.__dict__["_modules"] = {k: None if m is None else clone(m, f"{path}.{k}" if path else k)
+                                      for k, m in t._modules.items()}
+            return c
+
+        if self.device.type != "cpu":
+            return None
+        try:
+            gm = clone(self.gm, "")
+        except (LookupError, AttributeError):
+            return None
+        net = copy.copy(self)
+        net.gm, net.static, net.pattern_floors = gm, dict(self.static), None
+        return net
 
     def to(self, device) -> "Network":
         """Move the float64 copy (and its constant tensors) to ``device``: the vertex
@@ -509,7 +609,7 @@ class Network:
             if self.shape[a] != self.shape[b]:
                 raise self._unsupported(n, f" (maximum of tensors of shapes {self.shape[a]} and {self.shape[b]}; "
                                            "broadcasting is not supported)")
-            N = int(np.prod(self.shape[a]))
+            N = int(math.prod(self.shape[a]))
             nl.idx = np.stack([np.arange(N), N + np.arange(N)], axis=1)
             nl.out_shape = self.shape[a]
             nl.inputs = [a, b]
@@ -529,7 +629,7 @@ class Network:
                 if u.op == "call_function" and u.target is builtins.getattr and u.args[1] == "indices" and u.users:
                     raise self._unsupported(u, " (the indices of a maximum)")
         if nl.kind == "max":
-            nl.in_numel = sum(int(np.prod(self.shape[t])) for t in nl.inputs)
+            nl.in_numel = sum(int(math.prod(self.shape[t])) for t in nl.inputs)
 
     def _two_operand_max(self, n: fx.Node) -> bool:
         """torch.maximum(a, b), torch.max(a, b), a.maximum(b): not a reduction."""
@@ -582,6 +682,12 @@ class Network:
 
     def layout(self, l: int) -> RowLayout:
         """Row layout of hidden layer ``l``; ``l = L + 1`` is the output (its values)."""
+        key = ("layout", l)
+        if key not in self._memo:
+            self._memo[key] = self._layout(l)
+        return self._memo[key]
+
+    def _layout(self, l: int) -> RowLayout:
         if l == self.num_layers + 1:
             C = self.num_outputs
             return RowLayout(0, C, {self.output_node: (0, C)})
@@ -599,20 +705,20 @@ class Network:
             for n in live:
                 if n is z and not needed_later:
                     continue
-                w = int(np.prod(self.shape[n]))
+                w = int(math.prod(self.shape[n]))
                 carry[n] = (col, col + w)
                 col += w
         else:
             n_cut = nl.idx.shape[0]
             col = n_cut
             for n in nl.inputs:  # the candidates, in order: their concatenation is X
-                w = int(np.prod(self.shape[n]))
+                w = int(math.prod(self.shape[n]))
                 carry[n] = (col, col + w)
                 col += w
             for n in live:
                 if n in carry:
                     continue
-                w = int(np.prod(self.shape[n]))
+                w = int(math.prod(self.shape[n]))
                 carry[n] = (col, col + w)
                 col += w
         return RowLayout(n_cut, col, carry)
@@ -675,18 +781,21 @@ class Network:
         width = max(lay.n_cols, max((bk.shape[1] for bk in blocks), default=1), 1)
         chunk = max(64, min(chunk, (1 << 20) // width))
         i = 0
-        for bk in blocks:
-            for s in range(0, bk.shape[0], chunk):
-                part = bk[s:s + chunk].contiguous() if on_device else np.ascontiguousarray(bk[s:s + chunk])
-                m = part.shape[0]
-                env = self._segment_env(l, seg, prev_l, prev_lay, part if on_device or l > 1 else
-                                        torch.from_numpy(part))
-                self._write_row(l, lay, env, out[i:i + m])
-                i += m
+        for part in _batches(blocks, chunk, on_device):
+            m = part.shape[0]
+            env = self._segment_env(l, seg, prev_l, prev_lay, part if on_device or l > 1 else torch.from_numpy(part))
+            self._write_row(l, lay, env, out[i:i + m])
+            i += m
         return out, lay
 
     def _segment(self, l: int) -> List[fx.Node]:
         """The nodes evaluated between hidden layer ``l - 1`` and hidden layer ``l``."""
+        key = ("segment", l)
+        if key not in self._memo:
+            self._memo[key] = self._segment_nodes(l)
+        return self._memo[key]
+
+    def _segment_nodes(self, l: int) -> List[fx.Node]:
         start = self._boundary(l - 1) + 1 if l > 1 else 0
         stop = self._boundary(l)
         return [n for n in self.nodes[start:stop] if n in self.shape or (n not in self.static and n.op != "output"
@@ -889,6 +998,31 @@ class Network:
     def forward(self, x: torch.Tensor) -> np.ndarray:
         """The (float64) model's outputs (n, C) at inputs ``x``, final monotone op dropped."""
         return self.all_preactivations(x)[-1]
+
+
+def _batches(blocks, chunk: int, tensors: bool):
+    """Contiguous batches of at most ``chunk`` rows of the row blocks taken in order:
+    long blocks are sliced, runs of short ones (the engine returns the rows of its new
+    vertices in many small blocks) are joined, so the glue runs once per ``chunk`` rows
+    rather than once per block."""
+    join = torch.cat if tensors else np.concatenate
+    pending, n = [], 0
+    for bk in blocks:
+        s, size = 0, bk.shape[0]
+        while s < size:
+            take = min(chunk - n, size - s)
+            pending.append(bk[s:s + take])
+            n += take
+            s += take
+            if n == chunk:
+                yield _contiguous(pending[0], tensors) if len(pending) == 1 else join(pending)
+                pending, n = [], 0
+    if pending:
+        yield _contiguous(pending[0], tensors) if len(pending) == 1 else join(pending)
+
+
+def _contiguous(a, tensors: bool):
+    return a.contiguous() if tensors else np.ascontiguousarray(a)
 
 
 class _MaxResult(tuple):
