@@ -4,7 +4,8 @@
 #   - a virtual environment at .venv from Debian's /usr/bin/python3 that sees graph-tool
 #     (--system-site-packages);
 #   - the pinned CPU build of torch, installed before anything that depends on torch;
-#   - the build and test tools.
+#   - the build and test tools, Bokeh (the explorer) and, for the explorer's page test,
+#     Selenium with Debian's Chromium and its driver.
 # The package itself is built by `make build` (see Makefile).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,9 @@ TORCH_PIN="torch==2.13.0"
 need_apt=()
 "$SYS_PY" -c "import graph_tool" 2>/dev/null || need_apt+=(python3-graph-tool)
 "$SYS_PY" -c "import ensurepip" 2>/dev/null || need_apt+=(python3-venv)
+# a real browser for the explorer's page test (tests/test_explorer.py skips it without one)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 inc=$("$SYS_PY" -c "import sysconfig; print(sysconfig.get_paths()['include'])")
 [ -f "$inc/Python.h" ] || need_apt+=(python3-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -24,7 +28,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq "${need_apt[@]}" >/dev/null
   else
-    echo "setup: cannot install ${need_apt[*]} (needs apt-get as root); graph-tool export will be unavailable" >&2
+    echo "setup: cannot install ${need_apt[*]} (needs apt-get as root); graph-tool export and the browser test" \
+      "will be unavailable" >&2
   fi
 fi
 
@@ -39,4 +44,4 @@ if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+
   "${PIP[@]}" install -c scripts/constraints.txt "$TORCH_PIN"
 fi
 "${PIP[@]}" install -c scripts/constraints.txt "numpy<2" pybind11 scikit-build-core ninja pytest tqdm matplotlib hypothesis \
-  distributed
+  distributed bokeh selenium

@@ -400,3 +400,40 @@ def test_workers_give_the_local_partition(work):
     assert np.array_equal(a["vertices"], b["vertices"]) and np.array_equal(a["edges"], b["edges"])
     bad = splinecam(work, *args, "--scheduler", "tcp://127.0.0.1:1", "--out", work / "x.npz")
     assert bad.returncode == 1 and "--scheduler" in bad.stderr and "Traceback" not in bad.stderr
+
+
+# ----------------------------------------------------------------------------- explore
+
+def test_explore_errors_come_before_any_server(work):
+    for args, words in [(["cli_models:tanh_mlp", "--points", "a.npy", "b.npy", "c.npy"], ["Tanh", "not supported"]),
+                        (["cli_models:mlp", "--points", "a.npy", "b.npy", "on_line.npy"], ["collinear"])]:
+        res = splinecam(work, "explore", *args, "--no-browser", "--port", "0", timeout=120)
+        assert res.returncode == 1, (res.stdout, res.stderr)
+        err = res.stderr.strip()
+        assert len(err.splitlines()) == 1 and err.startswith("splinecam: error: "), err
+        assert all(w in err for w in words), err
+        assert "explorer at" not in res.stdout
+
+
+def test_explore_serves_on_localhost_and_stops_on_ctrl_c(work):
+    pytest.importorskip("bokeh")
+    import signal
+    import urllib.request
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(work)] + [p for p in [env.get("PYTHONPATH")] if p])
+    p = subprocess.Popen([sys.executable, "-m", "splinecam", "explore", "cli_models:mlp", "--points", "a.npy",
+                          "b.npy", "c.npy", "--pad", "0.2", "--port", "0", "--no-browser"], cwd=work, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = p.stdout.readline()
+        m = re.search(r"splinecam explorer at (http://localhost:\d+/) \(Ctrl-C stops it\)", line)
+        assert m, (line, p.stderr.read() if p.poll() is not None else "")
+        page = urllib.request.urlopen(m[1], timeout=60).read().decode()
+        assert "Bokeh" in page and "<title>splinecam explorer: cli_models:mlp</title>" in page
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+        assert "stopped" in out
+    finally:
+        if p.poll() is None:
+            p.kill()

@@ -47,7 +47,7 @@ try:
 except _PackageNotFoundError:  # pragma: no cover - running from an uninstalled source tree
     __version__ = "0+unknown"
 
-__all__ = ["Slice", "partition", "partition_many", "Partition", "partition_tiled", "MemoryLimitExceeded",
+__all__ = ["Slice", "partition", "partition_many", "explore", "Partition", "partition_tiled", "MemoryLimitExceeded",
            "build_info", "cuda_available", "SUPPORTED_MODULES", "UnsupportedModelError"]
 
 
@@ -65,8 +65,11 @@ def cuda_available() -> bool:
 def __getattr__(name):
     # Subpackages and the original SplineCam's modules (utils, wrappers, compute, plot)
     # load on first use.
+    if name == "explore":  # the function; its subpackage is splinecam.explorer
+        from splinecam.explorer import explore
+        return explore
     if name in ("utils", "wrappers", "compute", "plot", "reference", "testing", "zoo", "cli", "geometry", "analysis",
-                "compat", "driver", "network", "result", "backends"):
+                "compat", "driver", "network", "result", "backends", "explorer"):
         import importlib
         if name == "backends":
             return importlib.import_module(".driver.backends", __name__)

@@ -222,6 +222,37 @@ def build_parser() -> argparse.ArgumentParser:
     sl.add_argument("--dpi", type=_positive_int, default=200, help="resolution of a .png figure (default: 200)")
     sl.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     sl.add_argument("--traceback", action="store_true", help="show the full Python traceback on errors (bug reports)")
+
+    ex = sub.add_parser(
+        "explore", help="pan and zoom the exact partition of a slice in the browser (a local Bokeh server)",
+        description="Serve an interactive page of the slice through three inputs: every view is computed exactly "
+                    "(as tiles that are kept), hover a region for its class, slope and activation pattern, click it "
+                    "for its affine map, slide through the layers, export the view.",
+        epilog="example:\n  splinecam explore mymodels:mnist_mlp --points 3.png 5.png 8.png --input-shape 784 --pad 0.2",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ex.add_argument("model", metavar="MODEL",
+                    help="TorchScript file, or package.module:factory (factory() returns the nn.Module)")
+    ex.add_argument("--points", nargs=3, metavar=("A", "B", "C"), required=True,
+                    help="three inputs (.npy, .png, .jpg) spanning the plane")
+    ex.add_argument("--pad", type=_non_negative_float, default=None, metavar="P",
+                    help="explore the rectangle around A, B, C enlarged by P times its larger side on every side "
+                         "(default: the triangle A, B, C itself)")
+    ex.add_argument("--scale", type=_positive_float, default=None, metavar="S",
+                    help="scale the slice by S about the centroid of A, B, C (S < 1 zooms in)")
+    ex.add_argument("--state-dict", metavar="FILE", default=None,
+                    help="weights for a package.module:factory model (torch.save(model.state_dict(), FILE))")
+    ex.add_argument("--input-shape", type=_input_shape, default=None, metavar="SHAPE",
+                    help="shape of one model input without the batch dimension (default: the shape of the points)")
+    ex.add_argument("--port", type=int, default=5006, help="port of the page (default: 5006; 0: any free port)")
+    ex.add_argument("--address", default="localhost",
+                    help="address to bind (default: localhost; other machines can reach 0.0.0.0)")
+    ex.add_argument("--no-browser", action="store_true", help="do not open a browser tab")
+    ex.add_argument("--export-dir", default="splinecam_export", metavar="DIR",
+                    help="folder for the page's exports (default: splinecam_export)")
+    ex.add_argument("--memory-limit", type=_positive_float, default=None, metavar="GIB",
+                    help="memory the per-vertex values of one cell may take, in GiB (default: half of the "
+                         "available memory)")
+    ex.add_argument("--traceback", action="store_true", help="show the full Python traceback on errors (bug reports)")
     return parser
 
 
@@ -244,9 +275,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"cuda_compiled: {compiled}")
         print(f"cuda_available: {splinecam.cuda_available()}")
         return 0
-    if args.command == "slice":
+    if args.command in ("slice", "explore"):
         try:
-            return run_slice(args)
+            return run_slice(args) if args.command == "slice" else run_explore(args)
         except KeyboardInterrupt:
             print("splinecam: interrupted", file=sys.stderr)
             return 130
@@ -846,10 +877,45 @@ def _check_out_folder(out: str) -> None:
                        f"another --out")
 
 
-def run_slice(args) -> int:
+def _model_and_slice(args):
+    """The model, the three points, the model's outputs there and the slice of the
+    ``slice`` and ``explore`` commands."""
     import numpy as np
     import torch
 
+    import splinecam
+    lm = load_model(args.model, args.state_dict)
+    pts = load_points(args.points, args.input_shape)
+    outputs = check_forward(lm, pts, args.points)
+    try:
+        sl = splinecam.Slice.through(*(torch.from_numpy(p) for p in pts), pad=args.pad)
+    except ValueError as e:
+        names = ", ".join(f"{l}={os.path.basename(p)}" for l, p in zip("ABC", args.points))
+        raise CliError(f"no slice through the points {names}: {e}") from None
+    if args.scale is not None:
+        sl = sl.scaled(args.scale, about=sl.to_plane(torch.from_numpy(np.stack(pts))).mean(axis=0))
+    return lm, pts, outputs, sl
+
+
+def run_explore(args) -> int:
+    import numpy as np
+    import torch
+    try:
+        import bokeh  # noqa: F401
+    except ImportError:
+        raise CliError("the explorer needs Bokeh: pip install bokeh (or pip install 'splinecam[explore]')") from None
+    from splinecam.explorer.server import serve
+    lm, pts, _, sl = _model_and_slice(args)
+    uv = sl.to_plane(torch.from_numpy(np.stack(pts)))
+    names = [f"{l} ({os.path.basename(p)})" for l, p in zip("ABC", args.points)]
+    limit = None if args.memory_limit is None else max(1, int(args.memory_limit * 2 ** 30))
+    serve(lm.module, sl, port=args.port, address=args.address, open_browser=not args.no_browser,
+          points=dict(zip(names, uv)), export_dir=args.export_dir, title=f"splinecam explorer: {lm.name}",
+          memory_limit=limit)
+    return 0
+
+
+def run_slice(args) -> int:
     import splinecam
 
     out = args.out
@@ -865,17 +931,7 @@ def run_slice(args) -> int:
                            "python3-graph-tool` (and a venv with --system-site-packages), or conda-forge's "
                            "graph-tool; .npz and .geojson need nothing extra") from None
     _check_out_folder(out)
-    lm = load_model(args.model, args.state_dict)
-    pts = load_points(args.points, args.input_shape)
-    outputs = check_forward(lm, pts, args.points)
-    try:
-        sl = splinecam.Slice.through(*(torch.from_numpy(p) for p in pts), pad=args.pad)
-    except ValueError as e:
-        names = ", ".join(f"{l}={os.path.basename(p)}" for l, p in zip("ABC", args.points))
-        raise CliError(f"no slice through the points {names}: {e}") from None
-
-    if args.scale is not None:
-        sl = sl.scaled(args.scale, about=sl.to_plane(torch.from_numpy(np.stack(pts))).mean(axis=0))
+    lm, pts, outputs, sl = _model_and_slice(args)
     limit = None if args.memory_limit is None else max(1, int(args.memory_limit * 2 ** 30))
     try:
         device = splinecam.driver.engine.resolve_device(lm.module, args.device)

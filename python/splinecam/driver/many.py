@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from typing import Iterable, Iterator, List, Optional, Union
+from typing import TYPE_CHECKING, Iterable, Iterator, List, Optional, Union
 
 import torch
 
 from splinecam.slice import Slice
+
+if TYPE_CHECKING:  # pragma: no cover
+    from splinecam.result.partition import Partition
 
 __all__ = ["partition_many"]
 

@@ -488,6 +488,14 @@ class Partition:
                          for (a, b), l, u, d in zip(self.edges, self.edge_layer, self.edge_unit, self.edge_decision))
         return g
 
+    def explore(self, **kwargs):
+        """Pan and zoom this partition's slice interactively, every view computed exactly
+        (:func:`splinecam.explore`: a notebook cell inside Jupyter, else a page
+        on ``localhost``). Needs the model: a partition opened from a store without one
+        cannot be explored."""
+        from splinecam.explorer import explore
+        return explore(self._need_net().gm, self.slice, **kwargs)
+
     def plot(self, ax=None, **kwargs):
         """Draw the regions (coloured by slope norm, or by activation pattern for
         intermediate layers) with the decision boundary on top. See

@@ -1,0 +1,294 @@
+"""The exact partition of the part of a slice that is on screen, as tiles that are kept.
+
+The explorer's page shows a window of the slice's plane. :class:`Windows` computes what
+is visible at a level of a fixed quadtree over the slice's bounding box: at level ``z``
+the box is cut into ``2^z x 2^z`` cells (cut lines shifted off the even grid, as
+:func:`splinecam.driver.tiles.tile_polygons` does), the level chosen so that a cell is
+about half the window. Each visible cell, clipped to the slice, is partitioned with the
+tolerances of the whole slice (:func:`splinecam.driver.engine.tile_runner`) and kept;
+the visible block of cells is stitched into one exact :class:`~splinecam.Partition`
+(:func:`splinecam.driver.stitch.stitch`): the same regions at every zoom, never a
+resampled picture. Panning back, or zooming out and in again, reuses the kept cells.
+
+:func:`draw_data` turns a window's partition into what a page draws: one polygon per
+region large enough to see, and the density of the rest (regions far below a pixel) as
+an image.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from splinecam.driver.tiles import CUT_SHIFT
+from splinecam.geometry import clip_axis, polygon_area
+from splinecam.slice import Slice
+
+__all__ = ["Windows", "View", "draw_data", "COLORINGS"]
+
+#: What regions can be coloured by.
+COLORINGS = ("slope", "class", "pattern", "layer")
+
+
+@dataclass
+class View:
+    """One computed window: its partition (of ``polygon``, the visible block of cells
+    clipped to the slice), the quadtree level, how many cells were computed or reused,
+    and the seconds it took."""
+    partition: object
+    window: Tuple[float, float, float, float]
+    polygon: np.ndarray
+    level: int
+    computed: int
+    reused: int
+    seconds: float
+    cells: List[Tuple[int, int]] = field(default_factory=list)
+
+
+class Windows:
+    """Exact partitions of windows of ``slice`` for ``model`` (see the module doc).
+
+    ``cache_cells`` cells are kept (least recently used dropped first); ``max_level``
+    bounds the zoom (cells of ``2^-max_level`` of the slice's box). Options are those of
+    :func:`splinecam.partition` (``rtol``, ``threads``, ``memory_limit``, ...). Thread
+    safe: the page computes in a worker thread."""
+
+    def __init__(self, model, slice: Slice, *, max_level: int = 16, cache_cells: int = 256, **options):
+        from splinecam.driver.engine import tile_runner
+        if not isinstance(slice, Slice):
+            raise TypeError(f"slice must be a splinecam.Slice; got {type(slice).__name__}")
+        self.model, self.slice = model, slice
+        self.run = tile_runner(model, slice, **options)
+        self.net = self.run.net
+        self.lo, self.hi = slice.polygon.min(axis=0), slice.polygon.max(axis=0)
+        self.max_level = int(max_level)
+        self._cells: "OrderedDict[Tuple[int, int, int], Optional[object]]" = OrderedDict()
+        self._size = int(cache_cells)
+        self._lock = threading.Lock()
+
+    # -- the quadtree ----------------------------------------------------------------------
+    def level_for(self, window) -> int:
+        """The level whose cells are about half the window's larger side."""
+        x0, x1, y0, y1 = window
+        side = max(x1 - x0, y1 - y0, 1e-300)
+        box = float(max(self.hi - self.lo))
+        return int(min(self.max_level, max(0, math.floor(math.log2(box / side)) + 1)))
+
+    def _cut(self, axis: int, z: int, k: int) -> float:
+        n = 1 << z
+        if k <= 0:
+            return float(self.lo[axis])
+        if k >= n:
+            return float(self.hi[axis])
+        return float(self.lo[axis] + (self.hi[axis] - self.lo[axis]) * (k + CUT_SHIFT[axis]) / n)
+
+    def cells_for(self, window, z: int) -> Tuple[range, range]:
+        """The ranges of cell indices ``i`` (along x) and ``j`` (along y) at level ``z``
+        that meet ``window = (x0, x1, y0, y1)``."""
+        n = 1 << z
+        x0, x1, y0, y1 = window
+
+        def span(axis, a, b):
+            cuts = [self._cut(axis, z, k) for k in range(n + 1)]
+            i0 = max(0, int(np.searchsorted(cuts, a, side="right")) - 1)
+            i1 = min(n - 1, int(np.searchsorted(cuts, b, side="left")) - 1)
+            return range(i0, max(i0, i1) + 1)
+        return span(0, x0, x1), span(1, y0, y1)
+
+    def block_polygon(self, z: int, xs: range, ys: range) -> np.ndarray:
+        """The slice clipped to the rectangle of cells ``xs x ys`` at level ``z``."""
+        p = self.slice.polygon
+        for axis, r in ((0, xs), (1, ys)):
+            if len(p) and r.start > 0:
+                p = clip_axis(p, axis, self._cut(axis, z, r.start), keep_below=False)
+            if len(p) and r.stop < (1 << z):
+                p = clip_axis(p, axis, self._cut(axis, z, r.stop), keep_below=True)
+        if len(p):
+            p = p[np.any(p != np.roll(p, 1, axis=0), axis=1)]
+        return p
+
+    # -- computing -------------------------------------------------------------------------
+    def cell(self, z: int, i: int, j: int):
+        """``(polygon, partition, reused)`` of one cell (``None``s when the cell misses the
+        slice), from the cache or computed now."""
+        key = (z, i, j)
+        with self._lock:
+            if key in self._cells:
+                self._cells.move_to_end(key)
+                return self._cells[key] + (True,)
+        poly = self.block_polygon(z, range(i, i + 1), range(j, j + 1))
+        total = polygon_area(self.slice.polygon)
+        if len(poly) < 3 or polygon_area(poly) <= 1e-12 * total:
+            entry = (None, None)
+        else:
+            entry = (poly, self.run(poly))
+        with self._lock:
+            self._cells[key] = entry
+            while len(self._cells) > self._size:
+                self._cells.popitem(last=False)
+        return entry + (False,)
+
+    def compute(self, window, progress=None) -> View:
+        """The exact partition of the visible block of cells for ``window = (x0, x1, y0,
+        y1)`` in plane coordinates. ``progress(done, total)`` is called after each cell."""
+        t0 = time.perf_counter()
+        window = tuple(float(v) for v in window)
+        z = self.level_for(window)
+        xs, ys = self.cells_for(window, z)
+        polys, parts, computed, reused, cells = [], [], 0, 0, []
+        total = len(xs) * len(ys)
+        for n, (i, j) in enumerate((i, j) for i in xs for j in ys):
+            poly, P, hit = self.cell(z, i, j)
+            if P is not None:
+                polys.append(poly)
+                parts.append(P)
+                cells.append((i, j))
+                reused += hit
+                computed += not hit
+            if progress is not None:
+                progress(n + 1, total)
+        if not parts:
+            raise ValueError(f"the window {window} does not meet the slice")
+        block = self.block_polygon(z, xs, ys)
+        if len(parts) == 1:
+            P = parts[0]
+        else:
+            from splinecam.driver.stitch import stitch
+            sub = Slice(self.slice.origin, self.slice.basis, block)
+            P = stitch(self.net, sub, polys, parts, {})
+        return View(P, window, block, z, computed, reused, time.perf_counter() - t0, cells)
+
+
+# -- what a page draws -----------------------------------------------------------------------
+def region_layer(P) -> np.ndarray:
+    """Per region, the last hidden layer that cut it: the deepest ``l`` whose region
+    containing it came from splitting a region of layer ``l - 1``; 0 when no layer cut
+    the slice."""
+    out = np.zeros(P.num_regions, np.int64)
+    for l in range(1, P.num_layers + 1):
+        fp = P._layers[l - 1].face_parent  # layer l's regions -> layer l - 1's
+        cut = np.bincount(fp)[fp] > 1
+        out[cut[P.parents(l)]] = l
+    return out
+
+
+def draw_data(P, window, pixels: Tuple[int, int] = (800, 800), *, color: str = "slope",
+              min_pixels: float = 2.0, max_polygons: int = 40000) -> Dict[str, object]:
+    """What a page draws of partition ``P`` in ``window = (x0, x1, y0, y1)`` at
+    ``pixels = (width, height)``.
+
+    Returns ``regions``: columns for a patches glyph (``xs``, ``ys``, ``fill``, ``id``,
+    ``cls``, ``slope``, ``area``, ``pattern``, ``layer``) of the regions that meet the
+    window and cover at least ``min_pixels`` pixels (at most ``max_polygons``, largest
+    first); ``density``: ``None`` or an image (``image``, ``x``, ``y``, ``dw``, ``dh``)
+    of the regions per pixel of those left out; ``boundary``: ``xs``, ``ys`` of the
+    decision boundary's segments in the window; ``drawn``, ``hidden``: counts; ``vmax``:
+    the top of the slope colour scale (``color="slope"``; the 99th percentile); ``color``:
+    the colouring used. A partition after a hidden layer (``P.at_layer(l)``) has no class
+    or slope (the model is not affine on its regions): ``cls`` is -1, ``slope`` NaN,
+    and it is coloured by pattern instead."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    if color not in COLORINGS:
+        raise ValueError(f"color must be one of {', '.join(COLORINGS)}; got {color!r}")
+    x0, x1, y0, y1 = (float(v) for v in window)
+    coords, off = P.faces()
+    n = len(off) - 1
+    xmin = np.minimum.reduceat(coords[:, 0], off[:-1]) if n else np.zeros(0)
+    xmax = np.maximum.reduceat(coords[:, 0], off[:-1]) if n else np.zeros(0)
+    ymin = np.minimum.reduceat(coords[:, 1], off[:-1]) if n else np.zeros(0)
+    ymax = np.maximum.reduceat(coords[:, 1], off[:-1]) if n else np.zeros(0)
+    meets = (xmax >= x0) & (xmin <= x1) & (ymax >= y0) & (ymin <= y1)
+    px_area = ((x1 - x0) / max(pixels[0], 1)) * ((y1 - y0) / max(pixels[1], 1))
+    areas = P.areas()
+    big = meets & (areas >= min_pixels * px_area)
+    ids = np.flatnonzero(big)
+    if len(ids) > max_polygons:
+        ids = ids[np.argsort(-areas[ids], kind="stable")[:max_polygons]]
+        ids.sort()
+    small = np.flatnonzero(meets & ~np.isin(np.arange(n), ids))
+    full = P._outputs is not None  # at_layer(l) partitions: the model is not affine on their regions
+    cls = _classes(P) if full else np.full(n, -1, np.int64)
+    slopes = P.slope_norms() if full else np.full(n, np.nan)
+    if not full and color in ("slope", "class"):
+        color = "pattern"
+    layers = region_layer(P)
+    patterns = _pattern_summaries(P, ids)
+    vmax = None
+    if color == "slope":
+        vmax = float(np.percentile(slopes[meets], 99)) if meets.any() else 1.0
+        cmap = colormaps["viridis"]
+        fill = [to_hex(c) for c in cmap(np.clip(slopes[ids] / (vmax or 1.0), 0, 1))]
+    elif color == "class":
+        cmap = colormaps["tab10"]
+        fill = [to_hex(cmap(int(c) % 10)) for c in cls[ids]]
+    elif color == "layer":
+        cmap = colormaps["plasma"]
+        L = max(P.num_layers, 1)
+        fill = [to_hex(cmap(l / L)) for l in layers[ids]]
+    else:
+        cmap = colormaps["tab20"]
+        keys = _pattern_keys(P, ids)
+        fill = [to_hex(cmap(int(k) % 20)) for k in keys]
+    xs = [coords[off[r]:off[r + 1], 0].tolist() for r in ids]
+    ys = [coords[off[r]:off[r + 1], 1].tolist() for r in ids]
+    regions = dict(xs=xs, ys=ys, fill=fill, id=ids.tolist(), cls=cls[ids].tolist(),
+                   slope=np.round(slopes[ids], 6).tolist(), area=areas[ids].tolist(), pattern=patterns,
+                   layer=layers[ids].tolist())
+    density = None
+    if len(small):
+        c = P.centroids()[small]
+        w, h = max(1, pixels[0] // 4), max(1, pixels[1] // 4)
+        img, _, _ = np.histogram2d(c[:, 1], c[:, 0], bins=(h, w), range=((y0, y1), (x0, x1)))
+        img[img == 0] = np.nan  # no hidden region there: transparent
+        density = dict(image=[img], x=[x0], y=[y0], dw=[x1 - x0], dh=[y1 - y0])
+    seg = P.decision_boundary
+    bxs, bys = [], []
+    if len(seg):
+        inside = ((np.maximum(seg[:, 0, 0], seg[:, 1, 0]) >= x0) & (np.minimum(seg[:, 0, 0], seg[:, 1, 0]) <= x1) &
+                  (np.maximum(seg[:, 0, 1], seg[:, 1, 1]) >= y0) & (np.minimum(seg[:, 0, 1], seg[:, 1, 1]) <= y1))
+        seg = seg[inside]
+        bxs, bys = seg[:, :, 0].tolist(), seg[:, :, 1].tolist()
+    return dict(regions=regions, density=density, boundary=dict(xs=bxs, ys=bys), drawn=len(ids), hidden=len(small),
+                vmax=vmax, color=color)
+
+
+def _classes(P) -> np.ndarray:
+    from splinecam.analysis.plot import region_classes
+    try:
+        return np.asarray(region_classes(P), np.int64)
+    except Exception:  # no outputs (no decision): one class
+        return np.zeros(P.num_regions, np.int64)
+
+
+def _pattern_keys(P, ids) -> np.ndarray:
+    if P._net is None or not len(ids):
+        return np.zeros(len(ids), np.int64)
+    pats = P.activation_patterns()[ids]
+    packed = np.packbits(pats, axis=1)
+    return np.array([hash(row.tobytes()) & 0x7FFFFFFF for row in packed], np.int64)
+
+
+def _pattern_summaries(P, ids) -> List[str]:
+    """Per region, the active units of each layer as ``active/width`` (e.g. ``"5/16
+    3/16"``)."""
+    if P._net is None or not len(ids):
+        return [""] * len(ids)
+    pats = P.activation_patterns()[ids]
+    widths = [l.width * max(1, len(l.breakpoints)) if l.kind == "elementwise" else l.idx.size
+              for l in P._net.layers]
+    out, a = [], 0
+    cols = []
+    for w in widths:
+        cols.append((a, a + w))
+        a += w
+    counts = np.stack([pats[:, s:e].sum(axis=1) for s, e in cols], axis=1) if cols else np.zeros((len(ids), 0), int)
+    for row in counts:
+        out.append(" ".join(f"{int(c)}/{w}" for c, w in zip(row, widths)))
+    return out
