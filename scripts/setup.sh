@@ -5,7 +5,7 @@
 #     (--system-site-packages);
 #   - the pinned CPU build of torch, installed before anything that depends on torch;
 #   - the build and test tools, Bokeh (the explorer) and, for the explorer's page test,
-#     Selenium with Debian's Chromium and its driver.
+#     Selenium with Debian's Chromium and its driver, and a Jupyter kernel (the notebook test).
 # The package itself is built by `make build` (see Makefile).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,4 +44,4 @@ if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+
   "${PIP[@]}" install -c scripts/constraints.txt "$TORCH_PIN"
 fi
 "${PIP[@]}" install -c scripts/constraints.txt "numpy<2" pybind11 scikit-build-core ninja pytest tqdm matplotlib hypothesis \
-  distributed bokeh selenium
+  distributed bokeh selenium nbclient nbformat ipykernel

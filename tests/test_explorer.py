@@ -330,3 +330,34 @@ def test_page_answers_while_a_window_is_computed(browser, server):
         assert "computed" in done["status"]
     finally:
         windows.run = run
+
+
+def test_the_same_page_in_a_jupyter_cell():
+    """A notebook cell that calls splinecam.explore shows the page: the kernel serves the
+    app (Bokeh's notebook server) and the cell's output loads it from there."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    import re
+    import urllib.request
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        "import splinecam\nfrom splinecam.zoo import mlp\n"
+        "sl = splinecam.Slice.plane2d([[-1, -1], [1, -1], [1, 1], [-1, 1]])\n"
+        "splinecam.explore(mlp((2, 8, 1)), sl, notebook_url='localhost:8888')")]
+    client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=180)
+    with client.setup_kernel():
+        client.execute_cell(nb.cells[0], 0)
+        outputs = nb.cells[0].outputs
+        assert not [o for o in outputs if o.get("output_type") == "error"], outputs
+        urls = re.findall(r"http://localhost:\d+/autoload\.js\?[^\"' ]*", str(outputs))
+        assert urls, outputs
+        url = urls[0].replace("&amp;", "&")
+        assert "Bokeh" in urllib.request.urlopen(url, timeout=60).read().decode()
+        # the kernel serves the explorer: a session of its app has the page's models
+        from bokeh.client import pull_session
+        base = url.split("/autoload.js")[0] + "/"
+        with pull_session(url=base) as session:
+            doc = session.document
+            for name in ("regions_source", "boundary_source", "color", "layer", "status"):
+                assert doc.get_model_by_name(name) is not None, name
