@@ -43,5 +43,13 @@ if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+
   echo "setup: installing $TORCH_PIN (CPU build)"
   "${PIP[@]}" install -c scripts/constraints.txt "$TORCH_PIN"
 fi
-"${PIP[@]}" install -c scripts/constraints.txt "numpy<2" pybind11 scikit-build-core ninja pytest tqdm matplotlib hypothesis \
-  distributed bokeh selenium nbclient nbformat ipykernel
+"${PIP[@]}" install -c scripts/constraints.txt "numpy<2" pybind11 scikit-build-core ninja pytest tqdm "matplotlib>=3.8" \
+  hypothesis distributed bokeh selenium nbclient nbformat ipykernel ipywidgets
+# The venv's matplotlib (not Debian's 3.6, which the notebook inline backend no longer
+# supports) must also own mpl_toolkits: Debian's matplotlib, there for graph-tool, claims
+# that package at start-up through its -nspkg.pth, so the venv imports its own first.
+site=$(.venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+if [ -d "$site/mpl_toolkits" ]; then
+  touch "$site/mpl_toolkits/__init__.py"
+  echo "import mpl_toolkits" > "$site/splinecam-mpl-toolkits.pth"
+fi

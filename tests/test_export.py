@@ -231,3 +231,31 @@ def test_a_window_draws_only_the_regions_that_meet_it(net3, color):
     else:
         assert np.allclose(drawn.get_facecolor(), full.get_facecolor()[meets])
     matplotlib.pyplot.close("all")
+
+
+def test_a_new_figure_has_colorbar_title_labels_and_a_class_legend(net3):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import PolyCollection
+    from splinecam.analysis.plot import edge_width
+    P = net3[1]
+    ax = P.plot()
+    assert len(ax.figure.axes) == 2, "no colorbar"  # the plot and its colorbar
+    assert ax.figure.axes[1].get_ylabel() == "slope norm"
+    assert ax.get_title() == f"{P.num_regions:,} linear regions"
+    assert ax.get_xlabel().startswith("u") and ax.get_ylabel().startswith("v")
+    # edges thin out with the number of regions drawn
+    drawn = [c for c in ax.collections if isinstance(c, PolyCollection)][0]
+    assert np.isclose(drawn.get_linewidths()[0], edge_width(P.num_regions))
+    assert edge_width(100) == 0.5 and edge_width(240_000) < 0.05 and edge_width(10 ** 9) == 0.02
+    # classes: one legend entry per class present
+    ax = P.plot(color="class")
+    from splinecam.analysis.plot import region_classes
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == [f"class {c}" for c in np.unique(region_classes(P))]
+    # into given axes: no colorbar or title unless asked
+    fig, a = plt.subplots()
+    P.plot(ax=a)
+    assert len(fig.axes) == 1 and a.get_title() == ""
+    plt.close("all")

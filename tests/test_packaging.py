@@ -86,3 +86,24 @@ def test_pyproject_metadata_and_extras():
     assert "License :: OSI Approved :: MIT License" in project["classifiers"]
     # torch stays undeclared on purpose (see pyproject.toml and splinecam/__init__.py).
     assert not any(d.split(";")[0].strip().lower().startswith("torch") for d in project["dependencies"])
+
+
+def test_a_notebook_shows_the_partition_as_an_image():
+    """In the project's own environment, a notebook executed by a real kernel shows
+    ``P.plot()`` and a bare ``P`` as images, with no error or warning output."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        "import splinecam\nfrom splinecam.zoo import mlp\n"
+        "sl = splinecam.Slice.plane2d([[-1, -1], [1, -1], [1, 1], [-1, 1]])\n"
+        "P = splinecam.partition(mlp((2, 8, 8, 1)), sl, progress=False)\nP.plot();"),
+        nbformat.v4.new_code_cell("P")]
+    nbclient.NotebookClient(nb, kernel_name="python3", timeout=180).execute()
+    for cell in nb.cells:
+        kinds = [o.get("output_type") for o in cell.outputs]
+        assert "error" not in kinds, cell.outputs
+        assert any("image/png" in o.get("data", {}) for o in cell.outputs), cell.outputs
+        stderr = [o["text"] for o in cell.outputs if o.get("output_type") == "stream" and o.get("name") == "stderr"]
+        assert not stderr, stderr

@@ -16,7 +16,7 @@ import numpy as np
 
 from splinecam.geometry import take
 
-__all__ = ["plot_partition_object", "plot_layers", "save", "animate", "mark_points", "plot_partition"]
+__all__ = ["plot_partition_object", "plot_layers", "save", "animate", "mark_points", "plot_partition", "edge_width"]
 
 
 def _pattern_colors(patterns: np.ndarray, cmap) -> np.ndarray:
@@ -37,26 +37,64 @@ def region_classes(partition) -> np.ndarray:
     return (y[:, 0] > 0).astype(int) if y.shape[1] == 1 else np.argmax(y, axis=1)
 
 
-def plot_partition_object(partition, ax=None, *, color="slope", cmap=None, edgecolor="k", linewidth=0.3,
-                          alpha=1.0, edges_by_layer: bool = False, boundary_color="#d62728",
-                          boundary_width: float = 2.0, window: Optional[Sequence[float]] = None,
-                          colorbar: bool = False, title: Optional[str] = None, axis: bool = True):
+def edge_width(n_regions: int) -> float:
+    """The default edge width (points) for ``n_regions`` drawn regions: 0.5 for a few
+    hundred, thinner as they get denser (0.03 at 240,000), so that edges never hide the
+    colours."""
+    return float(np.clip(0.5 * np.sqrt(600.0 / max(n_regions, 1)), 0.02, 0.5))
+
+
+def plot_partition_object(partition, ax=None, *, color="slope", cmap=None, edgecolor="k",
+                          linewidth: Optional[float] = None, alpha=1.0, edges_by_layer: bool = False,
+                          boundary_color="#d62728", boundary_width: float = 2.0,
+                          window: Optional[Sequence[float]] = None, colorbar: Optional[bool] = None,
+                          title: Optional[str] = "auto", axis: bool = True, legend: Optional[bool] = None):
     """Draw a :class:`splinecam.Partition`; returns the axes.
 
-    color : ``"slope"`` (Frobenius norm of each region's affine slope; needs the full
+    Parameters
+    ----------
+    partition : Partition
+    ax : matplotlib Axes, optional
+        Where to draw; default a new 6 x 6 inch figure, which then also gets a colorbar,
+        a title and axis labels.
+    color : str or array
+        ``"slope"`` (Frobenius norm of each region's affine slope; needs the full
         partition), ``"pattern"`` (a colour per activation pattern), ``"class"``
-        (predicted class), a single matplotlib colour, or an array of one value per
-        region (coloured through ``cmap``).
-    edges_by_layer : colour the edges by the hidden layer that made them (legend added).
-    window : ``(xmin, xmax, ymin, ymax)`` to zoom in; default the whole slice.
-    boundary_* : style of the decision boundary, drawn on top when present.
+        (predicted class, with a legend), a single matplotlib colour, or an array of one
+        value per region (coloured through ``cmap``).
+    cmap : str, optional
+        The colormap (default: viridis for values, tab20 for patterns, tab10 for classes).
+    edgecolor, linewidth, alpha :
+        Region edges and fill opacity; ``linewidth`` defaults to :func:`edge_width` of
+        the number of regions drawn.
+    edges_by_layer : bool
+        Colour the edges by the hidden layer that made them (legend added).
+    boundary_color, boundary_width :
+        Style of the decision boundary, drawn on top when present.
+    window : (xmin, xmax, ymin, ymax), optional
+        Zoom in: only the regions that meet the window are drawn; default the whole slice.
+    colorbar : bool, optional
+        A colorbar for value colourings (default: on a new figure only).
+    title : str or None
+        ``"auto"`` (default): the number of regions, on a new figure only; ``None``: none.
+    axis : bool
+        Show the axes (plane coordinates ``u``, ``v``).
+    legend : bool, optional
+        The legend of ``color="class"`` (default: on).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
     """
     import matplotlib.pyplot as plt
     from matplotlib.collections import LineCollection, PolyCollection
     from matplotlib.colors import is_color_like
 
+    new_figure = ax is None
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 6))
+    if colorbar is None:
+        colorbar = new_figure
     coords, off = partition.faces()
     keep = slice(None)  # only the regions that meet the window are drawn
     if window is not None:
@@ -66,6 +104,8 @@ def plot_partition_object(partition, ax=None, *, color="slope", cmap=None, edgec
                               & (bmin[:, 1] <= window[3]))
         coords, off = take(coords, off, keep)
     polys = np.split(coords, off[1:-1])
+    if linewidth is None:
+        linewidth = edge_width(len(polys))
     ec = "none" if edges_by_layer else edgecolor
     kw = dict(edgecolors=ec, linewidths=linewidth, alpha=alpha)
     label = None
@@ -83,6 +123,11 @@ def plot_partition_object(partition, ax=None, *, color="slope", cmap=None, edgec
         cls = region_classes(partition)[keep]
         cm = plt.get_cmap(cmap or "tab10")
         pc = PolyCollection(polys, facecolors=cm(cls % cm.N), **kw)
+        if legend is None or legend:
+            from matplotlib.patches import Patch
+            present = np.unique(cls)[:20]
+            ax.legend(handles=[Patch(facecolor=cm(int(c) % cm.N), edgecolor="k", label=f"class {int(c)}")
+                               for c in present], loc="upper right", fontsize="small", framealpha=0.8)
     elif isinstance(color, str) and color != "slope" and is_color_like(color):
         pc = PolyCollection(polys, facecolors=color, **kw)
     else:
@@ -120,6 +165,11 @@ def plot_partition_object(partition, ax=None, *, color="slope", cmap=None, edgec
     ax.set_aspect("equal")
     if not axis:
         ax.set_axis_off()
+    elif not ax.get_xlabel() and not ax.get_ylabel():
+        ax.set_xlabel("u (plane coordinate)")
+        ax.set_ylabel("v (plane coordinate)")
+    if title == "auto":
+        title = f"{partition.num_regions:,} linear regions" if new_figure else None
     if title is not None:
         ax.set_title(title)
     return ax
@@ -154,7 +204,7 @@ def plot_layers(partition, *, ncols: Optional[int] = None, size: float = 3.5, co
             ax.set_axis_off()
             continue
         P = partition if i == L - 1 else partition.at_layer(i + 1)
-        plot_partition_object(P, ax=ax, color=color, linewidth=kwargs.pop("linewidth", 0.15), **kwargs)
+        plot_partition_object(P, ax=ax, color=color, **kwargs)
         name = partition.layer_names[i] if i < len(partition.layer_names) else str(i + 1)
         ax.set_title(f"layer {i + 1} ({name}): {P.num_regions} regions", fontsize="small")
     fig.tight_layout()
@@ -169,6 +219,9 @@ def save(partition, path, *, dpi: int = 200, size: float = 6.0, **kwargs) -> str
 
     fig = Figure(figsize=(size, size))
     ax = fig.add_subplot()
+    # a figure of its own: colorbar and title as plot() gives a new figure
+    kwargs.setdefault("colorbar", True)
+    kwargs.setdefault("title", f"{partition.num_regions:,} linear regions")
     plot_partition_object(partition, ax=ax, **kwargs)
     fig.savefig(str(path), dpi=dpi, bbox_inches="tight")
     return str(path)

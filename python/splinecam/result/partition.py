@@ -498,18 +498,28 @@ class Partition:
 
     def plot(self, ax=None, **kwargs):
         """Draw the regions (coloured by slope norm, or by activation pattern for
-        intermediate layers) with the decision boundary on top. See
-        :func:`splinecam.plot.plot_partition_object` for the options."""
+        intermediate layers) with the decision boundary on top; a new figure (no ``ax``)
+        gets a colorbar, a title and axis labels.
+
+        Options (see :func:`splinecam.plot.plot_partition_object`): ``color`` ("slope",
+        "pattern", "class", a colour, or one value per region), ``cmap``, ``edgecolor``,
+        ``linewidth`` (default: thinner for denser partitions), ``alpha``,
+        ``edges_by_layer``, ``boundary_color``, ``boundary_width``, ``window``,
+        ``colorbar``, ``title``, ``axis``, ``legend``.
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+        """
         from splinecam.analysis.plot import plot_partition_object
         return plot_partition_object(self, ax=ax, **kwargs)
 
-    def _repr_png_(self):  # pragma: no cover - exercised in notebooks
+    def _repr_png_(self):  # exercised in a notebook by tests/test_packaging.py
         import io
-        import matplotlib
         from matplotlib.figure import Figure
         fig = Figure(figsize=(5, 5))
         ax = fig.add_subplot()
-        self.plot(ax=ax)
+        self.plot(ax=ax, colorbar=self._outputs is not None, title=f"{self.num_regions:,} linear regions")
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
         return buf.getvalue()
