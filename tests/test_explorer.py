@@ -75,6 +75,12 @@ def test_levels_and_cells_cover_the_window(windows):
         Windows(mlp((2, 4, 1)), splinecam.Slice.plane2d([[0, 0], [1, 0], [0, 1]])).compute((0.9, 1.0, 0.9, 1.0))
 
 
+def test_a_cell_over_the_memory_limit_says_so():
+    W = Windows(mlp((2, 32, 32, 1)), square(3.0), memory_limit=20_000)
+    with pytest.raises(splinecam.MemoryLimitExceeded):
+        W.compute((-3, 3, -3, 3))
+
+
 def test_draw_data_regions_classes_and_density(windows):
     v = windows.compute((-3, 3, -3, 3))
     P = v.partition
@@ -293,13 +299,12 @@ def test_click_layer_slider_and_export(browser, server, tmp_path):
             if (b) return b; } return null; }
         const b = find(document); if (b) b.click(); return b !== null;""")
     assert clicked
-    t = time.time()
-    while time.time() - t < 20 and not any(f.endswith(".npz") for f in os.listdir(tmp_path)):
-        time.sleep(0.2)
-    files = [f for f in os.listdir(tmp_path) if f.endswith(".npz")]
-    assert files, "no export written"
+    done = _wait(browser, lambda s: s["status"].startswith("wrote "), timeout=30, what="the export")
+    path = done["status"][len("wrote "):]
+    assert os.path.dirname(path) == str(tmp_path) and path.endswith(".npz")
+    assert [f for f in os.listdir(tmp_path)] == [os.path.basename(path)]  # no partial file left
     from splinecam.analysis.export import load_npz
-    saved = load_npz(os.path.join(tmp_path, files[0]))
+    saved = load_npz(path)
     assert int(saved["num_layers"]) == 1  # what is on screen: the partition after layer 1
     assert len(saved["face_offsets"]) - 1 >= one["regions"]
 

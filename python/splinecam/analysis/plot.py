@@ -179,6 +179,11 @@ def mark_points(ax, uv, names=("A", "B", "C"), fontsize: int = 10):
     """Mark plane points ``uv`` (n, 2), e.g. the three inputs a slice goes through, with
     labels pushed outwards from their centroid."""
     uv = np.asarray(uv, dtype=np.float64)
+    # room for the labels inside the axes (they would run into the title or the ticks)
+    for axis, (get, set_) in enumerate(((ax.get_xlim, ax.set_xlim), (ax.get_ylim, ax.set_ylim))):
+        lo, hi = get()
+        m = 0.07 * (hi - lo)
+        set_(min(lo, uv[:, axis].min() - m), max(hi, uv[:, axis].max() + m))
     ax.scatter(uv[:, 0], uv[:, 1], s=40, c="white", edgecolors="black", linewidths=1.0, zorder=5)
     centre = uv.mean(axis=0)
     for (u, v), name in zip(uv, names):

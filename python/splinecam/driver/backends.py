@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import time
 from typing import Optional, Union
 
 import numpy as np
@@ -35,6 +36,10 @@ from splinecam import _core
 __all__ = ["Backend", "CpuBackend", "HostBatchedBackend", "CudaBackend", "use", "get_backend", "BACKENDS"]
 
 FACE_KEYS = ("face_offsets", "face_verts", "he_layer", "he_unit")
+
+
+#: (time read, half of the available host memory): see Backend.default_memory_limit
+_HOST_MEMORY = [-1e9, 0]
 
 
 class Backend:
@@ -65,13 +70,18 @@ class Backend:
         return _core.refine(xy, rows, *faces, **kw)
 
     def default_memory_limit(self) -> int:
-        """Half of the memory available now (bytes)."""
-        try:
-            with open("/proc/meminfo") as f:
-                info = {l.split(":")[0]: int(l.split()[1]) * 1024 for l in f}
-            return int(0.5 * info.get("MemAvailable", info["MemTotal"]))
-        except (OSError, KeyError, ValueError):  # pragma: no cover - not Linux
-            return 4 << 30
+        """Half of the memory available now (bytes; read at most once a second: a
+        training run's thousand small calls need not read it a thousand times)."""
+        now = time.monotonic()
+        if now - _HOST_MEMORY[0] > 1.0:
+            try:
+                with open("/proc/meminfo") as f:
+                    info = {l.split(":")[0]: int(l.split()[1]) * 1024 for l in f}
+                avail = int(0.5 * info.get("MemAvailable", info["MemTotal"]))
+            except (OSError, KeyError, ValueError):  # pragma: no cover - not Linux
+                avail = 4 << 30
+            _HOST_MEMORY[:] = [now, avail]
+        return _HOST_MEMORY[1]
 
     def out_of_memory(self, layer_id, n_faces, n_vertices, width) -> MemoryError:
         """The error for an allocation that failed inside a refinement."""

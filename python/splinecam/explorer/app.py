@@ -153,9 +153,13 @@ def make_document(doc, explorer: Explorer) -> None:
         doc.add_next_tick_callback(show)
 
     def compute(gen, win):
+        from splinecam.driver.refine import MemoryLimitExceeded
         try:
             view = W.compute(win, progress=lambda d, t: progress(gen, d, t))
             err = None
+        except MemoryLimitExceeded:
+            view, err = None, ("a cell of this window needs more than the memory limit at this zoom: zoom in (the "
+                               "cells get smaller) or start the explorer with a larger --memory-limit")
         except Exception as e:  # shown on the page; the server keeps running
             view, err = None, f"{type(e).__name__}: {e}"
         doc.add_next_tick_callback(lambda: finished(gen, view, err))
@@ -208,18 +212,20 @@ def make_document(doc, explorer: Explorer) -> None:
                 return
             P = partition_for_drawing()
             os.makedirs(explorer.export_dir, exist_ok=True)
-            stem = os.path.join(explorer.export_dir, f"view_{time.strftime('%Y%m%d-%H%M%S')}")
-            path = f"{stem}.{kind}"
+            name = f"view_{time.strftime('%Y%m%d-%H%M%S')}.{kind}"
+            path = os.path.join(explorer.export_dir, name)
+            part = os.path.join(explorer.export_dir, f".{name[:-len(kind) - 1]}.partial.{kind}")  # then renamed
             if kind == "png":
                 from splinecam.analysis.plot import save
-                save(P, path, color="slope" if color.value == "layer" else color.value)
+                save(P, part, color="slope" if color.value == "layer" else color.value, window=window())
             elif kind == "svg":
-                P.to_svg(path)
+                P.to_svg(part)
             elif kind == "npz":
                 from splinecam.analysis.export import save_npz
-                save_npz(P, path)
+                save_npz(P, part)
             else:
-                P.to_geojson(path)
+                P.to_geojson(part)
+            os.replace(part, path)
             status.text = f"wrote {os.path.abspath(path)}"
         return run
     for b, kind in zip(buttons, ("png", "svg", "npz", "geojson")):

@@ -248,6 +248,8 @@ def _reduce_indices(in_shape, dim, keepdim) -> Tuple[np.ndarray, tuple]:
 _TRACED: "OrderedDict[tuple, Network]" = OrderedDict()
 _TRACED_SIZE = 32
 _PLAIN = (bool, int, float, str, type(None))
+#: The sign probes of Network.magnitudes kept per architecture: those of at most this many values.
+_KEEP_SIGNS = 1 << 16
 
 
 def _structure_key(model: nn.Module, input_shape: Sequence[int]) -> Optional[tuple]:
@@ -847,7 +849,6 @@ class Network:
         - ``values``: the rows themselves at ``x``, ``(n, n_cols)`` (the chain columns of
           a max-type layer are zeros: the driver fills them)."""
         x = torch.as_tensor(x, dtype=torch.float64, device=self.device).reshape(len(x), -1)
-        gen = torch.Generator().manual_seed(seed)
         n, P = len(x), probes
         direct, accumulated, values = [], [], []
         source, scale = x, torch.zeros_like(x)  # values and accumulated scales at x
@@ -859,11 +860,20 @@ class Network:
             def hook(env, keys):
                 # blocks of n rows: the values, zero (the constant), P sign probes of the
                 # values, P sign probes of |values| + their accumulated scale
-                for k in keys:
+                for i, k in enumerate(keys):
                     v = env[k].values if isinstance(env[k], _MaxResult) else env[k]
                     if not isinstance(v, torch.Tensor):
                         continue
-                    signs = (torch.randint(0, 2, v.shape, generator=gen, dtype=torch.float64) * 2 - 1).to(v.device)
+                    # Each input's signs come from a generator of its own (seeded by the
+                    # seed, the layer and the input's place), so they do not depend on
+                    # what was drawn before; small ones are kept with the layouts.
+                    memo = ("signs", seed, probes, n, l, i, tuple(v.shape), str(v.device))
+                    signs = self._memo.get(memo)
+                    if signs is None:
+                        g = torch.Generator().manual_seed(seed * 1_000_003 + l * 1009 + i)
+                        signs = (torch.randint(0, 2, v.shape, generator=g, dtype=torch.float64) * 2 - 1).to(v.device)
+                        if v.numel() <= _KEEP_SIGNS:
+                            self._memo[memo] = signs
                     b = v.reshape(2 * P + 2, n, -1).clone()
                     e = scale_env[k].reshape(1, n, -1)
                     sg = signs.reshape(2 * P + 2, n, -1)
