@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 import splinecam
-from splinecam.network import model as network_model
+from splinecam.network import cache as network_cache
 from splinecam.zoo import mlp, small_cnn
 
 
@@ -22,7 +22,7 @@ def square(r=2.0):
 
 def fresh(model, sl, **kw):
     """The partition with nothing reused: the traced-network cache emptied first."""
-    network_model._TRACED.clear()
+    network_cache.clear()
     return splinecam.partition(model, sl, progress=False, **kw)
 
 
@@ -80,13 +80,13 @@ def test_a_changed_hyperparameter_is_traced_again():
 def test_models_the_key_cannot_see_into_are_traced_every_time():
     model = mlp((2, 6, 1))
     model[0].register_forward_hook(lambda m, i, o: o)
-    assert network_model._structure_key(model, (2,)) is None
+    assert network_cache._structure_key(model, (2,)) is None
     odd = mlp((2, 6, 1))
     odd.extra = [nn.ReLU()]  # an attribute of a kind the key does not describe
-    assert network_model._structure_key(odd, (2,)) is None
-    assert network_model._structure_key(mlp((2, 6, 1)), (2,)) == network_model._structure_key(mlp((2, 6, 1), seed=4),
+    assert network_cache._structure_key(odd, (2,)) is None
+    assert network_cache._structure_key(mlp((2, 6, 1)), (2,)) == network_cache._structure_key(mlp((2, 6, 1), seed=4),
                                                                                                (2,))
-    assert network_model._structure_key(mlp((2, 6, 1)), (2,)) != network_model._structure_key(mlp((2, 7, 1)), (2,))
+    assert network_cache._structure_key(mlp((2, 6, 1)), (2,)) != network_cache._structure_key(mlp((2, 7, 1)), (2,))
 
 
 def test_checks_still_run_on_a_cached_architecture():

@@ -4,7 +4,7 @@ A training run, a sweep over seeds or a benchmark computes the same slice for hu
 of small models that differ in their weights only. Each is an ordinary
 :func:`splinecam.partition`; what they share is shared without being asked for: the
 traced graph, its layouts and segments are kept per architecture
-(:func:`splinecam.network.model._structure_key`), so a checkpoint costs its weights'
+(:mod:`splinecam.network.cache`), so a checkpoint costs its weights'
 copy, its tolerances and its geometry, not a trace.
 """
 from __future__ import annotations
