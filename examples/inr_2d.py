@@ -51,12 +51,12 @@ def main():
     # keeps the cores busy (torch's threads then wait on each other).
     torch.set_num_threads(1)
 
-    n, widths, steps = (24, (16, 16), 100) if args.quick else (64, (96, 96, 96, 96), 2000)
+    n, widths, steps, lr = (24, (16, 16), 300, 1e-2) if args.quick else (64, (96, 96, 96, 96), 2000, 2e-3)
     img, x, y = smiley(n)
     X = np.stack([x.ravel(), y.ravel()], axis=1).astype(np.float32)
     Y = (2 * img.ravel() - 1).astype(np.float32)
     t = time.perf_counter()
-    model, mse = fit_regressor(widths, X, Y, steps, lr=2e-3)
+    model, mse = fit_regressor(widths, X, Y, steps, lr=lr)
     t_train = time.perf_counter() - t
     with torch.no_grad():
         recon = (model(torch.from_numpy(X))[:, 0].numpy().reshape(n, n) + 1) / 2
@@ -83,8 +83,9 @@ def main():
     P.plot(ax=axes[2], color=np.clip(value, 0, 1), cmap="gray", edgecolor="#1f77b4", linewidth=lw,
            boundary_color="#d62728", boundary_width=1.5)
     axes[2].collections[0].set_clim(0, 1)
-    axes[2].set_title(f"its {P.num_regions} exact linear regions (blue edges), value at each centroid;\n"
-                      "red: exact 0.5 level set")
+    level = "red: exact 0.5 level set" if len(P.decision_boundary) else \
+        "no 0.5 level set: the values stay on one side"
+    axes[2].set_title(f"its {P.num_regions} exact linear regions (blue edges), value at each centroid;\n{level}")
     for a in axes:
         a.set_xlim(-1.02, 1.02)
         a.set_ylim(-1.02, 1.02)

@@ -56,9 +56,11 @@ def train_with_checkpoints(X, y, widths, at_steps, lr=1e-3, seed=0):
 
 
 def draw(ax, P, X, y, norm, step, loss):
-    P.plot(ax=ax, color="slope", cmap="viridis", linewidth=0.15, boundary_width=2.0)
+    P.plot(ax=ax, color="slope", cmap="viridis", boundary_width=2.0)
     ax.collections[0].set_norm(norm)
-    ax.scatter(X[:, 0], X[:, 1], c=np.where(y > 0, "#ffffff", "#111111"), s=5, edgecolors="none", alpha=0.8)
+    for cls, face, edge in ((0, "#111111", "#ffffff"), (1, "#ffffff", "#111111")):  # visible on any colour
+        pts = X[y == cls]
+        ax.scatter(pts[:, 0], pts[:, 1], s=8, c=face, edgecolors=edge, linewidths=0.35, zorder=4)
     ax.set_title(f"step {step}: {P.num_regions} regions, loss {loss:.3f}")
 
 
@@ -112,10 +114,9 @@ def main():
     written.append(grid)
 
     if animation.PillowWriter.isAvailable():
-        fig = plt.figure(figsize=(6.4, 6))
-        ax = fig.add_axes([0.08, 0.07, 0.74, 0.85])
-        cax = fig.add_axes([0.85, 0.07, 0.03, 0.85])
-        fig.colorbar(ScalarMappable(norm, "viridis"), cax=cax, label="slope norm (clipped)")
+        # constrained layout keeps the colorbar next to the (square) plot, frame after frame
+        fig, ax = plt.subplots(figsize=(6.4, 6), constrained_layout=True)
+        fig.colorbar(ScalarMappable(norm, "viridis"), ax=ax, shrink=0.85, label="slope norm (clipped)")
         gif = os.path.join(args.out, "training_video.gif")
         writer = animation.PillowWriter(fps=4)
         with writer.saving(fig, gif, dpi=90):

@@ -87,8 +87,13 @@ def run_demo(out_dir: str = "demo_output", widths=(64, 64, 64), steps: int = 600
     seconds = time.perf_counter() - t
 
     fig, ax = plt.subplots(figsize=(7, 7))
-    P.plot(ax=ax, cmap="viridis", edgecolor="k", linewidth=0.15, colorbar=True)
-    ax.scatter(X[:, 0], X[:, 1], c=np.where(y > 0, "#ffffff", "#111111"), s=6, edgecolors="none", alpha=0.8)
+    P.plot(ax=ax, cmap="viridis", edgecolor="k", colorbar=True)
+    # each class's points outlined in the other's colour: visible on dark and light regions
+    for cls, face, edge in ((0, "#111111", "#ffffff"), (1, "#ffffff", "#111111")):
+        pts = X[y == cls]
+        ax.scatter(pts[:, 0], pts[:, 1], s=10, c=face, edgecolors=edge, linewidths=0.4, zorder=4,
+                   label=f"class {cls}")
+    ax.legend(loc="upper right", fontsize="small", framealpha=0.85)
     ax.set_title(f"two moons, MLP 2-{'-'.join(map(str, widths))}-1: {P.num_regions} linear regions\n"
                  "colour: slope norm; red: exact decision boundary")
     main_png = os.path.join(out_dir, "two_moons_partition.png")
@@ -99,7 +104,7 @@ def run_demo(out_dir: str = "demo_output", widths=(64, 64, 64), steps: int = 600
     fig, axes = plt.subplots(1, L, figsize=(4 * L, 4))
     for l, a in zip(range(1, L + 1), np.atleast_1d(axes)):
         Pl = P.at_layer(l)
-        Pl.plot(ax=a, color="pattern", cmap="tab20", linewidth=0.15, title=f"after layer {l}: {Pl.num_regions} regions")
+        Pl.plot(ax=a, color="pattern", cmap="tab20", title=f"after layer {l}: {Pl.num_regions} regions")
     layers_png = os.path.join(out_dir, "two_moons_layers.png")
     fig.savefig(layers_png, dpi=120, bbox_inches="tight")
     plt.close(fig)
