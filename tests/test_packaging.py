@@ -107,3 +107,29 @@ def test_a_notebook_shows_the_partition_as_an_image():
         assert any("image/png" in o.get("data", {}) for o in cell.outputs), cell.outputs
         stderr = [o["text"] for o in cell.outputs if o.get("output_type") == "stream" and o.get("name") == "stderr"]
         assert not stderr, stderr
+
+
+def test_the_core_stub_matches_the_extension():
+    """python/splinecam/_core.pyi names every public function and class of the compiled
+    module, with the parameters (names, order, defaults) the bindings declare."""
+    import ast
+    import re
+
+    from splinecam import _core
+    stub = ast.parse((ROOT / "python" / "splinecam" / "_core.pyi").read_text())
+    funcs = {n.name: n for n in stub.body if isinstance(n, ast.FunctionDef)}
+    classes = {n.name for n in stub.body if isinstance(n, ast.ClassDef)}
+    public = {n for n in dir(_core) if not n.startswith("_")}
+    assert public == set(funcs) | classes
+    for name, node in funcs.items():
+        doc = getattr(_core, name).__doc__.strip().splitlines()[0]
+        sig = re.match(rf"{name}\((.*)\) -> ", doc)[1]
+        declared = [(m[1], m[2]) for m in re.finditer(r"(\w+): [^=,]*(?:\[[^\]]*\])?[^=,]*(?: = ([^,]+))?(?:, |$)",
+                                                        sig)]
+        args = node.args.args
+        defaults = [None] * (len(args) - len(node.args.defaults)) + [ast.literal_eval(d) for d in node.args.defaults]
+        assert [a.arg for a in args] == [d[0] for d in declared], name
+        for (arg, want), got in zip(declared, defaults):
+            assert (want is None) == (got is None) or (want == "None" and got is None), (name, arg)
+            if want not in (None, "None"):
+                assert float(want) == float(got), (name, arg, want, got)

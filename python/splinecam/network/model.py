@@ -652,12 +652,13 @@ class Network:
             rows = rows.reshape(2 * P + 2, n, lay.n_cols)
             # Mean absolute value, scaled to estimate the root-mean-square (for random signs
             # E|sum s_i t_i| ~ sqrt(2 / pi) |t|): squares would overflow beyond 1e154.
-            d = (rows[2:P + 2] - rows[1]).abs().mean(dim=0) * math.sqrt(math.pi / 2)
-            acc = (rows[P + 2:] - rows[1]).abs().mean(dim=0) * math.sqrt(math.pi / 2)
-            direct.append(d.amax(dim=0).cpu().numpy())
-            accumulated.append(acc.amax(dim=0).cpu().numpy())
-            values.append(rows[0].cpu().numpy())
-            source, scale = rows[0], acc
+            diff = (rows[2:] - rows[1]).abs_()
+            both = torch.stack([diff[:P].mean(dim=0), diff[P:].mean(dim=0)]).mul_(math.sqrt(math.pi / 2))
+            host = torch.cat([both.amax(dim=1), rows[0]]).cpu().numpy()  # one copy to the host
+            direct.append(host[0])
+            accumulated.append(host[1])
+            values.append(host[2:])
+            source, scale = rows[0], both[1]
         return direct, accumulated, values
 
     def _input_scales(self, l: int, prev_l: int, prev_lay: Optional[RowLayout], scale: torch.Tensor) -> Dict:
