@@ -33,6 +33,21 @@ struct SnapStep {
   }
 };
 
+// SnapStep, and the vertex's sign bits over [B, K) (see sign_bits) while its row is at hand.
+struct SnapSignStep {
+  double* rows;
+  const double* tol;
+  int C, B, K;
+  offset_t* zero_off;  // [V + 1]: count at v + 1
+  uint64_t* bits;      // [V, 2 * sign_words(K - B)]
+  SPLINECAM_HD void operator()(int64_t v) const {
+    double* r = rows + v * C;
+    snap_row(r, tol, K);
+    zero_off[v + 1] = count_zeros(r, B, K);
+    sign_bits(r, B, K, bits + v * 2 * sign_words(K - B));
+  }
+};
+
 struct ZeroColumnsStep {
   const double* rows;
   int C, B, K;
@@ -69,6 +84,34 @@ struct WriteHitsStep {
     if (hit_off[e + 1] == hit_off[e]) return;
     write_edge_hits(rows + static_cast<int64_t>(lo[e]) * C, rows + static_cast<int64_t>(hi[e]) * C, B, K,
                     hit_t + hit_off[e], hit_col + hit_off[e]);
+  }
+};
+
+// CountHitsStep and WriteHitsStep over the ends' sign bits (SnapSignStep).
+struct CountHitsBitsStep {
+  const uint64_t* bits;
+  int W;
+  const index_t *lo, *hi;
+  offset_t* hit_off;  // [E + 1]: count at e + 1
+  SPLINECAM_HD void operator()(int64_t e) const {
+    hit_off[e + 1] = count_edge_hits_bits(bits + static_cast<int64_t>(lo[e]) * 2 * W,
+                                          bits + static_cast<int64_t>(hi[e]) * 2 * W, W);
+  }
+};
+
+struct WriteHitsBitsStep {
+  const double* rows;
+  const uint64_t* bits;
+  int C, B, W;
+  const index_t *lo, *hi;
+  const offset_t* hit_off;
+  double* hit_t;
+  int32_t* hit_col;
+  SPLINECAM_HD void operator()(int64_t e) const {
+    if (hit_off[e + 1] == hit_off[e]) return;
+    const int64_t a = lo[e], b = hi[e];
+    write_edge_hits_bits(rows + a * C, rows + b * C, bits + a * 2 * W, bits + b * 2 * W, W, B, hit_t + hit_off[e],
+                         hit_col + hit_off[e]);
   }
 };
 

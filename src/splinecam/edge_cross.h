@@ -41,6 +41,75 @@ SPLINECAM_HD void write_edge_hits(const double* za, const double* zb, int B, int
   }
 }
 
+// -- the same two bodies over sign bits --------------------------------------------------
+// A vertex's signs over the columns [B, K) as two bit sets of sign_words(K - B) words each,
+// bit (j - B): pos (z > 0) and neg (z < 0), of the snapped values. An edge is crossed by
+// column j exactly when one end is in pos and the other in neg, so the crossings of an
+// edge come from a few words per end instead of two full rows: the rows are read only
+// at the columns that cross.
+
+SPLINECAM_HD int sign_words(int n_cols) { return (n_cols + 63) >> 6; }
+
+SPLINECAM_HD int popcount64(uint64_t x) {
+#if defined(__CUDA_ARCH__)
+  return __popcll(x);
+#else
+  return __builtin_popcountll(x);
+#endif
+}
+
+SPLINECAM_HD int lowest_bit64(uint64_t x) {  // x != 0
+#if defined(__CUDA_ARCH__)
+  return __ffsll(static_cast<long long>(x)) - 1;
+#else
+  return __builtin_ctzll(x);
+#endif
+}
+
+// bits: [2 * sign_words(K - B)], pos words then neg words.
+SPLINECAM_HD void sign_bits(const double* z, int B, int K, uint64_t* bits) {
+  const int W = sign_words(K - B);
+  uint64_t* pos = bits;
+  uint64_t* neg = bits + W;
+  for (int w = 0; w < W; ++w) pos[w] = neg[w] = 0;
+  for (int j = B; j < K; ++j) {
+    const int b = j - B;
+    const uint64_t m = static_cast<uint64_t>(1) << (b & 63);
+    if (z[j] > 0.0) pos[b >> 6] |= m;
+    if (z[j] < 0.0) neg[b >> 6] |= m;
+  }
+}
+
+// count_edge_hits from the sign bits of the edge's ends.
+SPLINECAM_HD int count_edge_hits_bits(const uint64_t* ba, const uint64_t* bb, int W) {
+  int n = 0;
+  for (int w = 0; w < W; ++w) n += popcount64((ba[w] & bb[W + w]) | (ba[W + w] & bb[w]));
+  return n;
+}
+
+// write_edge_hits from the sign bits: the same hits in the same order (columns visited in
+// increasing order, so ties in t keep column order).
+SPLINECAM_HD void write_edge_hits_bits(const double* za, const double* zb, const uint64_t* ba, const uint64_t* bb,
+                                       int W, int B, double* t, int32_t* col) {
+  int n = 0;
+  for (int w = 0; w < W; ++w) {
+    uint64_t m = (ba[w] & bb[W + w]) | (ba[W + w] & bb[w]);
+    while (m) {
+      const int j = B + 64 * w + lowest_bit64(m);
+      m &= m - 1;
+      const double tj = crossing_t(za[j], zb[j]);
+      int i = n++;
+      while (i > 0 && t[i - 1] > tj) {
+        t[i] = t[i - 1];
+        col[i] = col[i - 1];
+        --i;
+      }
+      t[i] = tj;
+      col[i] = j;
+    }
+  }
+}
+
 // Merges the sorted hits of one edge into new vertices: the vertex made at the first
 // unused hit t_i also carries every later hit whose column is (snapped to) zero there.
 // Returns the number of vertices. With rows_out == nullptr it only counts; otherwise it
