@@ -69,7 +69,7 @@ def __getattr__(name):
         from splinecam.explorer import explore
         return explore
     if name in ("utils", "wrappers", "compute", "plot", "reference", "testing", "zoo", "cli", "geometry", "analysis",
-                "compat", "driver", "network", "result", "backends", "explorer"):
+                "compat", "driver", "network", "result", "backends", "explorer", "io"):
         import importlib
         if name == "backends":
             return importlib.import_module(".driver.backends", __name__)

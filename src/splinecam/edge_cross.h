@@ -22,23 +22,25 @@ SPLINECAM_HD int count_edge_hits(const double* za, const double* zb, int B, int 
   return n;
 }
 
+// Inserts the hit (tj, j) into the n sorted hits t, col (insertion sort: columns arrive in
+// increasing order, so ties in t keep column order).
+SPLINECAM_HD void insert_hit(double* t, int32_t* col, int n, double tj, int32_t j) {
+  int i = n;
+  while (i > 0 && t[i - 1] > tj) {
+    t[i] = t[i - 1];
+    col[i] = col[i - 1];
+    --i;
+  }
+  t[i] = tj;
+  col[i] = j;
+}
+
 // The strict crossings of edge a -> b by columns [B, K) as (t, column), sorted by t then
 // column. t, col: [count_edge_hits(za, zb, B, K)].
 SPLINECAM_HD void write_edge_hits(const double* za, const double* zb, int B, int K, double* t, int32_t* col) {
   int n = 0;
-  for (int j = B; j < K; ++j) {
-    if (!strictly_crosses(za[j], zb[j])) continue;
-    const double tj = crossing_t(za[j], zb[j]);
-    // Insertion sort: columns arrive in increasing order, so ties in t keep column order.
-    int i = n++;
-    while (i > 0 && t[i - 1] > tj) {
-      t[i] = t[i - 1];
-      col[i] = col[i - 1];
-      --i;
-    }
-    t[i] = tj;
-    col[i] = j;
-  }
+  for (int j = B; j < K; ++j)
+    if (strictly_crosses(za[j], zb[j])) insert_hit(t, col, n++, crossing_t(za[j], zb[j]), j);
 }
 
 // -- the same two bodies over sign bits --------------------------------------------------
@@ -97,15 +99,7 @@ SPLINECAM_HD void write_edge_hits_bits(const double* za, const double* zb, const
     while (m) {
       const int j = B + 64 * w + lowest_bit64(m);
       m &= m - 1;
-      const double tj = crossing_t(za[j], zb[j]);
-      int i = n++;
-      while (i > 0 && t[i - 1] > tj) {
-        t[i] = t[i - 1];
-        col[i] = col[i - 1];
-        --i;
-      }
-      t[i] = tj;
-      col[i] = j;
+      insert_hit(t, col, n++, crossing_t(za[j], zb[j]), j);
     }
   }
 }
