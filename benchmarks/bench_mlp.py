@@ -14,6 +14,7 @@ Then the fixed cost of a call on small models, where it dominates (warm calls, m
     python benchmarks/bench_mlp.py            # full table
     python benchmarks/bench_mlp.py --quick    # small cases only
     python benchmarks/bench_mlp.py --small    # the small-model section only
+    python benchmarks/bench_mlp.py --phases   # and where the engine's time goes
 """
 from __future__ import annotations
 
@@ -78,13 +79,33 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="small cases only")
     ap.add_argument("--threads", type=int, default=None, help="engine threads (default: all)")
     ap.add_argument("--small", action="store_true", help="only the small models' per-call times and training run")
+    ap.add_argument("--phases", action="store_true",
+                    help="also print where the engine's time goes (its own clocks: snap, edges, crossings, faces, "
+                         "stitch), summed over the refinements of the timed run")
     args = ap.parse_args(argv)
+    if args.phases:
+        _count_phases()
     print(f"splinecam {splinecam.__version__} | {platform.processor() or platform.machine()} | "
           f"{os.cpu_count()} CPUs | torch {torch.__version__} ({torch.get_num_threads()} threads) | float64")
     header = f"{'case':42s} {'regions':>9s} {'seconds':>8s} {'regions/s':>10s} {'x forward':>9s} {'ref s':>7s} {'ref/eng':>8s}"
     if not args.small:
         big_table(args, header)
     small_models(args)
+
+
+PHASES = np.zeros(5)
+
+
+def _count_phases():
+    """Sum the engine's own phase clocks (``out["seconds"]`` of every CPU refinement)."""
+    from splinecam import _core
+    refine = _core.refine
+
+    def timed_refine(*a, **k):
+        out = refine(*a, **k)
+        PHASES[:] += np.asarray(out["seconds"])
+        return out
+    _core.refine = timed_refine
 
 
 def big_table(args, header):
@@ -94,8 +115,10 @@ def big_table(args, header):
     for name, build, sl, with_ref in cases(args.quick):
         model = build()
         splinecam.partition(model, sl, progress=False, decision_boundary=False, threads=args.threads)  # warm-up
+        PHASES[:] = 0
         sec, P = timed(lambda: splinecam.partition(model, sl, progress=False, decision_boundary=False,
                                                    threads=args.threads), repeat=2)
+        phases = PHASES / 2
         fwd = forward_seconds(model, sl, P.vertices)
         ref_s = ratio = ""
         if with_ref:
@@ -104,6 +127,10 @@ def big_table(args, header):
             ref_s, ratio = f"{rs:7.2f}", f"{rs / sec:7.0f}x"
         print(f"{name:42s} {P.num_regions:9d} {sec:8.3f} {P.num_regions / sec:10.0f} {sec / fwd:8.2f}x {ref_s:>7s} "
               f"{ratio:>8s}", flush=True)
+        if args.phases:
+            ph = phases
+            print(f"{'':42s} engine per run: snap {ph[0]:.3f} s, edges {ph[1]:.3f} s, crossings {ph[2]:.3f} s, "
+                  f"faces {ph[3]:.3f} s, stitch {ph[4]:.3f} s", flush=True)
     print("\nx forward: engine time / one float64 forward pass of the final vertex set through the model.")
     print("ref/eng: reference implementation time / engine time (same region count asserted).")
 
