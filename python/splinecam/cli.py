@@ -43,6 +43,7 @@ examples:
   splinecam slice mymodels:make_mlp --state-dict weights.pt \\
       --points a.npy b.npy c.npy --pad 0.1 --out slice.png
   splinecam slice model_scripted.pt --points cat.png dog.png car.png --out slice.npz
+  splinecam explore model_scripted.pt --points cat.png dog.png car.png --pad 0.2
 
 Run `splinecam slice --help` for the details of MODEL, the points and the outputs.
 """
