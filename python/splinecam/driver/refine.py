@@ -87,9 +87,11 @@ def _budget_vertices(budget, n_vertices, width, layer_id):
         return 0
     limit, next_width = budget
     # At the peak, every vertex (old and new) holds its rows twice (the rows of a
-    # refinement by some columns, concatenated before the next columns are cut) and the
-    # next layer's rows; 5% of the limit is left for coordinates, faces and temporaries.
-    per_vertex = 8 * (2 * width + next_width) + 64
+    # refinement by some columns, concatenated before the next columns are cut), the
+    # next layer's rows and the engine's sign bits of the columns cut (two bits per
+    # column, at most the row's width); 5% of the limit is left for coordinates, faces
+    # and temporaries.
+    per_vertex = 8 * (2 * width + next_width) + 16 * ((width + 63) // 64) + 64
     max_new = int(0.95 * limit // per_vertex) - n_vertices
     if max_new <= 0:
         _over_limit(layer_id, n_vertices, limit, width)
