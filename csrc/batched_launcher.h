@@ -95,7 +95,9 @@ BatchedOutput<typename Backend::Buffer> refine_batched(const RefineInput& in, in
   be.column_tolerance(in.rows, V, C, K, in.rtol, tol.get());
   if (in.tol_bounds && K > 0) be.launch(BoundToleranceStep{tol.get(), in.tol_bounds, K}, K, 256);
   auto zero_off = be.template array<offset_t>(static_cast<int64_t>(V) + 1);
-  be.launch(SnapStep{in.rows, tol.get(), C, B, K, zero_off.get()}, V, 256);
+  const int W = sign_words(K - B);  // the edge passes read these sign bits, not the rows
+  auto bits = be.template array<uint64_t>(at_least_1(static_cast<int64_t>(V) * 2 * W));
+  be.launch(SnapStep{in.rows, tol.get(), C, B, K, zero_off.get(), bits.get()}, V, 256);
   const offset_t Z = be.scan_counts(zero_off.get(), V);
   auto zero_col = be.template array<int32_t>(at_least_1(Z));
   be.launch(ZeroColumnsStep{in.rows, C, B, K, zero_off.get(), zero_col.get()}, V, 256);
@@ -121,13 +123,14 @@ BatchedOutput<typename Backend::Buffer> refine_batched(const RefineInput& in, in
   // ---- 2. crossings on edges -----------------------------------------------------------
   auto hit_off = be.template array<offset_t>(E + 1);
   auto cross_off = be.template array<offset_t>(E + 1);
-  be.launch(CountHitsStep{in.rows, C, B, K, edge_lo.get(), edge_hi.get(), hit_off.get()}, E, 256);
+  be.launch(CountHitsStep{bits.get(), W, edge_lo.get(), edge_hi.get(), hit_off.get()}, E, 256);
   const offset_t n_hits = be.scan_counts(hit_off.get(), E);
   auto hit_t = be.template array<double>(at_least_1(n_hits));
   auto hit_col = be.template array<int32_t>(at_least_1(n_hits));
   auto used = be.template array<uint8_t>(at_least_1(n_hits));
-  be.launch(WriteHitsStep{in.rows, C, B, K, edge_lo.get(), edge_hi.get(), hit_off.get(), hit_t.get(), hit_col.get()}, E,
-            256);
+  be.launch(WriteHitsStep{in.rows, bits.get(), C, B, W, edge_lo.get(), edge_hi.get(), hit_off.get(), hit_t.get(),
+                              hit_col.get()},
+            E, 256);
   MergeHitsStep merge{in.rows, in.xy, tol.get(), C, K, edge_lo.get(), edge_hi.get(), hit_off.get(), hit_t.get(),
                       hit_col.get(), used.get(), cross_off.get(), nullptr, nullptr};
   be.launch(merge, E, 256);

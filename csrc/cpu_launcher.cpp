@@ -62,7 +62,7 @@ RefineOutput refine_cpu(const RefineInput& in) {
   // instead of the rows (a few words per vertex against C values).
   const int W = sign_words(K - B);
   std::vector<uint64_t> bits(static_cast<size_t>(V) * 2 * W);
-  for_blocks(V, kVertexBlock, nt, SnapSignStep{in.rows, tol.data(), C, B, K, zero_off.data(), bits.data()});
+  for_blocks(V, kVertexBlock, nt, SnapStep{in.rows, tol.data(), C, B, K, zero_off.data(), bits.data()});
   for (index_t v = 0; v < V; ++v) zero_off[v + 1] += zero_off[v];
   std::vector<int32_t> zero_col(zero_off[V]);
   for_blocks(V, kVertexBlock, nt, ZeroColumnsStep{in.rows, C, B, K, zero_off.data(), zero_col.data()});
@@ -77,12 +77,12 @@ RefineOutput refine_cpu(const RefineInput& in) {
   // Hits (column crossings) per edge: count, scan, write sorted; then the merged crossing
   // vertices: count, scan, write their rows straight into the output.
   std::vector<offset_t> hit_off(E + 1, 0), cross_off(E + 1, 0);
-  for_blocks(E, kEdgeBlock, nt, CountHitsBitsStep{bits.data(), W, et.lo.data(), et.hi.data(), hit_off.data()});
+  for_blocks(E, kEdgeBlock, nt, CountHitsStep{bits.data(), W, et.lo.data(), et.hi.data(), hit_off.data()});
   for (int64_t e = 0; e < E; ++e) hit_off[e + 1] += hit_off[e];
   std::vector<double> hit_t(hit_off[E]);
   std::vector<int32_t> hit_col(hit_off[E]);
   std::vector<uint8_t> used(hit_off[E]);
-  for_blocks(E, kEdgeBlock, nt, WriteHitsBitsStep{in.rows, bits.data(), C, B, W, et.lo.data(), et.hi.data(),
+  for_blocks(E, kEdgeBlock, nt, WriteHitsStep{in.rows, bits.data(), C, B, W, et.lo.data(), et.hi.data(),
                                                  hit_off.data(), hit_t.data(), hit_col.data()});
   MergeHitsStep merge{in.rows, in.xy, tol.data(), C, K, et.lo.data(), et.hi.data(), hit_off.data(), hit_t.data(),
                       hit_col.data(), used.data(), cross_off.data(), nullptr, nullptr};

@@ -20,21 +20,10 @@ struct BoundToleranceStep {
   SPLINECAM_HD void operator()(int64_t j) const { tol[j] = bounded_tolerance(tol[j], bounds[j], bounds[K + j]); }
 };
 
-// Phase 0: snap |z| <= tol[j] to exactly 0 (every breakpoint column j < K) and count the
-// zeros of every old vertex among the columns cut now, [B, K).
+// Phase 0: snap |z| <= tol[j] to exactly 0 (every breakpoint column j < K), count the
+// zeros of every old vertex among the columns cut now, [B, K), and write its sign bits
+// over those columns (see sign_bits) while its row is at hand.
 struct SnapStep {
-  double* rows;
-  const double* tol;
-  int C, B, K;
-  offset_t* zero_off;  // [V + 1]: count at v + 1
-  SPLINECAM_HD void operator()(int64_t v) const {
-    snap_row(rows + v * C, tol, K);
-    zero_off[v + 1] = count_zeros(rows + v * C, B, K);
-  }
-};
-
-// SnapStep, and the vertex's sign bits over [B, K) (see sign_bits) while its row is at hand.
-struct SnapSignStep {
   double* rows;
   const double* tol;
   int C, B, K;
@@ -61,45 +50,19 @@ struct ZeroColumnsStep {
   }
 };
 
-// Phase 2: crossings on edges.
+// Phase 2: crossings on edges, from the sign bits of their ends (SnapStep).
 struct CountHitsStep {
-  const double* rows;
-  int C, B, K;
-  const index_t *lo, *hi;
-  offset_t* hit_off;  // [E + 1]: count at e + 1
-  SPLINECAM_HD void operator()(int64_t e) const {
-    hit_off[e + 1] =
-        count_edge_hits(rows + static_cast<int64_t>(lo[e]) * C, rows + static_cast<int64_t>(hi[e]) * C, B, K);
-  }
-};
-
-struct WriteHitsStep {
-  const double* rows;
-  int C, B, K;
-  const index_t *lo, *hi;
-  const offset_t* hit_off;
-  double* hit_t;
-  int32_t* hit_col;
-  SPLINECAM_HD void operator()(int64_t e) const {
-    if (hit_off[e + 1] == hit_off[e]) return;
-    write_edge_hits(rows + static_cast<int64_t>(lo[e]) * C, rows + static_cast<int64_t>(hi[e]) * C, B, K,
-                    hit_t + hit_off[e], hit_col + hit_off[e]);
-  }
-};
-
-// CountHitsStep and WriteHitsStep over the ends' sign bits (SnapSignStep).
-struct CountHitsBitsStep {
   const uint64_t* bits;
   int W;
   const index_t *lo, *hi;
   offset_t* hit_off;  // [E + 1]: count at e + 1
   SPLINECAM_HD void operator()(int64_t e) const {
-    hit_off[e + 1] = count_edge_hits_bits(bits + static_cast<int64_t>(lo[e]) * 2 * W,
+    hit_off[e + 1] = count_edge_hits(bits + static_cast<int64_t>(lo[e]) * 2 * W,
                                           bits + static_cast<int64_t>(hi[e]) * 2 * W, W);
   }
 };
 
-struct WriteHitsBitsStep {
+struct WriteHitsStep {
   const double* rows;
   const uint64_t* bits;
   int C, B, W;
@@ -110,7 +73,7 @@ struct WriteHitsBitsStep {
   SPLINECAM_HD void operator()(int64_t e) const {
     if (hit_off[e + 1] == hit_off[e]) return;
     const int64_t a = lo[e], b = hi[e];
-    write_edge_hits_bits(rows + a * C, rows + b * C, bits + a * 2 * W, bits + b * 2 * W, W, B, hit_t + hit_off[e],
+    write_edge_hits(rows + a * C, rows + b * C, bits + a * 2 * W, bits + b * 2 * W, W, B, hit_t + hit_off[e],
                          hit_col + hit_off[e]);
   }
 };

@@ -15,11 +15,6 @@ namespace splinecam {
 // set to exactly 0 by snap_row).
 SPLINECAM_HD int sign_of(double z) { return (z > 0.0) - (z < 0.0); }
 
-// True when the zero set of a linear function crosses the open segment strictly.
-SPLINECAM_HD bool strictly_crosses(double za, double zb) {
-  return (za > 0.0 && zb < 0.0) || (za < 0.0 && zb > 0.0);
-}
-
 // Parameter of the zero crossing along a -> b, measured from a. Callers always pass the
 // endpoints in canonical order (smaller vertex id first) so that the two faces that share
 // an edge compute bit-identical crossings.

@@ -15,13 +15,6 @@
 
 namespace splinecam {
 
-// Number of the columns [B, K) whose zero set strictly crosses the open edge a -> b.
-SPLINECAM_HD int count_edge_hits(const double* za, const double* zb, int B, int K) {
-  int n = 0;
-  for (int j = B; j < K; ++j) n += strictly_crosses(za[j], zb[j]);
-  return n;
-}
-
 // Inserts the hit (tj, j) into the n sorted hits t, col (insertion sort: columns arrive in
 // increasing order, so ties in t keep column order).
 SPLINECAM_HD void insert_hit(double* t, int32_t* col, int n, double tj, int32_t j) {
@@ -35,20 +28,12 @@ SPLINECAM_HD void insert_hit(double* t, int32_t* col, int n, double tj, int32_t 
   col[i] = j;
 }
 
-// The strict crossings of edge a -> b by columns [B, K) as (t, column), sorted by t then
-// column. t, col: [count_edge_hits(za, zb, B, K)].
-SPLINECAM_HD void write_edge_hits(const double* za, const double* zb, int B, int K, double* t, int32_t* col) {
-  int n = 0;
-  for (int j = B; j < K; ++j)
-    if (strictly_crosses(za[j], zb[j])) insert_hit(t, col, n++, crossing_t(za[j], zb[j]), j);
-}
-
-// -- the same two bodies over sign bits --------------------------------------------------
+// -- sign bits ---------------------------------------------------------------------------
 // A vertex's signs over the columns [B, K) as two bit sets of sign_words(K - B) words each,
-// bit (j - B): pos (z > 0) and neg (z < 0), of the snapped values. An edge is crossed by
-// column j exactly when one end is in pos and the other in neg, so the crossings of an
-// edge come from a few words per end instead of two full rows: the rows are read only
-// at the columns that cross.
+// bit (j - B): pos (z > 0) and neg (z < 0), of the snapped values. An edge is crossed
+// strictly by column j exactly when one end is in pos and the other in neg, so the
+// crossings of an edge come from a few words per end instead of two full rows: the rows
+// are read only at the columns that cross.
 
 SPLINECAM_HD int sign_words(int n_cols) { return (n_cols + 63) >> 6; }
 
@@ -82,16 +67,17 @@ SPLINECAM_HD void sign_bits(const double* z, int B, int K, uint64_t* bits) {
   }
 }
 
-// count_edge_hits from the sign bits of the edge's ends.
-SPLINECAM_HD int count_edge_hits_bits(const uint64_t* ba, const uint64_t* bb, int W) {
+// Number of the columns [B, K) whose zero set strictly crosses the open edge a -> b, from
+// the sign bits ba, bb of its ends.
+SPLINECAM_HD int count_edge_hits(const uint64_t* ba, const uint64_t* bb, int W) {
   int n = 0;
   for (int w = 0; w < W; ++w) n += popcount64((ba[w] & bb[W + w]) | (ba[W + w] & bb[w]));
   return n;
 }
 
-// write_edge_hits from the sign bits: the same hits in the same order (columns visited in
-// increasing order, so ties in t keep column order).
-SPLINECAM_HD void write_edge_hits_bits(const double* za, const double* zb, const uint64_t* ba, const uint64_t* bb,
+// The strict crossings of edge a -> b by columns [B, K) as (t, column), sorted by t then
+// column (columns are visited in increasing order). t, col: [count_edge_hits(ba, bb, W)].
+SPLINECAM_HD void write_edge_hits(const double* za, const double* zb, const uint64_t* ba, const uint64_t* bb,
                                        int W, int B, double* t, int32_t* col) {
   int n = 0;
   for (int w = 0; w < W; ++w) {
