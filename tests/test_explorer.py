@@ -5,6 +5,7 @@ Evidence for the windows: a partition computed directly on the window's polygon 
 cells, no stitching), area conservation, region classes recomputed from the affine
 maps, and layer-of-last-cut counted by hand on a model built for it."""
 import asyncio
+import copy
 import os
 import queue
 import shutil
@@ -17,7 +18,6 @@ import torch
 from torch import nn
 
 import splinecam
-from splinecam.analysis.plot import region_classes
 from splinecam.explorer import Windows, draw_data
 from splinecam.explorer.view import region_layer
 from splinecam.zoo import mlp
@@ -88,7 +88,10 @@ def test_draw_data_regions_classes_and_density(windows):
     r = d["regions"]
     assert d["drawn"] == len(r["xs"]) == len(r["fill"]) == len(r["pattern"]) and d["drawn"] + d["hidden"] == \
         P.num_regions
-    assert np.array_equal(np.asarray(r["cls"]), region_classes(P)[r["id"]])
+    # the class of each drawn region is the model's decision at a point inside it
+    with torch.no_grad():
+        out = copy.deepcopy(windows.model).double()(torch.from_numpy(P.centroids()[r["id"]]))
+    assert np.array_equal(np.asarray(r["cls"]), (out[:, 0] > 0).long().numpy())
     widths = [24, 24]
     for s in r["pattern"][:20]:
         parts = s.split()

@@ -45,7 +45,11 @@ def perturbed(model, seed, scale=0.3):
 # -- the traced-network cache ---------------------------------------------------------------
 def test_cached_trace_gives_the_fresh_partition_after_the_weights_change():
     model, sl = mlp((2, 12, 12, 1)), square()
-    splinecam.partition(model, sl, progress=False)  # traced and kept
+    network_cache.clear()
+    first = splinecam.partition(model, sl, progress=False)  # traced and kept
+    kept = list(network_cache._TRACED.values())
+    assert len(kept) == 1 and first._net is not kept[0] and kept[0].pattern_floors is None, \
+        "the kept template must never be a partition's network"
     before = splinecam.partition(model, sl, progress=False)
     perturbed(model, 1)
     P = splinecam.partition(model, sl, progress=False)  # the kept trace, new weights

@@ -50,6 +50,16 @@ def take(coords: np.ndarray, off: np.ndarray, which: np.ndarray):
 
 
 # -- point location ------------------------------------------------------------------------
+def meets_window(coords: np.ndarray, off: np.ndarray, window) -> np.ndarray:
+    """(n,) bool: which of the ragged polygons (or polylines) ``coords[off[i]:off[i+1]]``
+    have a bounding box that meets ``window = (xmin, xmax, ymin, ymax)``."""
+    if len(off) < 2:
+        return np.zeros(0, bool)
+    lo = np.minimum.reduceat(coords, off[:-1], axis=0)
+    hi = np.maximum.reduceat(coords, off[:-1], axis=0)
+    return (hi[:, 0] >= window[0]) & (lo[:, 0] <= window[1]) & (hi[:, 1] >= window[2]) & (lo[:, 1] <= window[3])
+
+
 class PolygonIndex:
     """Point location among many convex polygons that tile a region: a uniform grid of
     about one polygon per cell, each cell listing the polygons whose bounding box meets

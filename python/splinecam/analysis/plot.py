@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from splinecam.geometry import take
+from splinecam.geometry import meets_window, take
 
 __all__ = ["plot_partition_object", "plot_layers", "save", "animate", "mark_points", "plot_partition", "edge_width"]
 
@@ -98,10 +98,7 @@ def plot_partition_object(partition, ax=None, *, color="slope", cmap=None, edgec
     coords, off = partition.faces()
     keep = slice(None)  # only the regions that meet the window are drawn
     if window is not None:
-        bmin = np.minimum.reduceat(coords, off[:-1], axis=0)
-        bmax = np.maximum.reduceat(coords, off[:-1], axis=0)
-        keep = np.flatnonzero((bmax[:, 0] >= window[0]) & (bmin[:, 0] <= window[1]) & (bmax[:, 1] >= window[2])
-                              & (bmin[:, 1] <= window[3]))
+        keep = np.flatnonzero(meets_window(coords, off, window))
         coords, off = take(coords, off, keep)
     polys = np.split(coords, off[1:-1])
     if linewidth is None:
@@ -219,7 +216,6 @@ def plot_layers(partition, *, ncols: Optional[int] = None, size: float = 3.5, co
 def save(partition, path, *, dpi: int = 200, size: float = 6.0, **kwargs) -> str:
     """Draw ``partition`` into ``path``; the format follows the extension (png, svg, pdf,
     jpg, ...). ``dpi`` sets the raster resolution, ``size`` the figure size in inches."""
-    import matplotlib
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(size, size))
@@ -237,7 +233,6 @@ def animate(partitions, path, *, fps: int = 4, titles: Optional[Sequence[str]] =
     """Write an animation (GIF via Pillow, MP4 via ffmpeg, by the extension of
     ``path``) with one frame per partition, e.g. of one model at training checkpoints.
     The colour scale of ``color="slope"`` is shared by all frames."""
-    import matplotlib
     from matplotlib import animation
     from matplotlib.figure import Figure
 

@@ -14,7 +14,6 @@ has overtaken is dropped.
 from __future__ import annotations
 
 import os
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, Optional
@@ -26,6 +25,7 @@ from splinecam.explorer.view import COLORINGS, Windows, draw_data
 __all__ = ["make_document", "Explorer"]
 
 _DEBOUNCE_MS = 120
+_NO_IMAGE = dict(image=[], x=[], y=[], dw=[], dh=[])
 _TOOLTIPS = [("region", "@id"), ("class", "@cls"), ("slope norm", "@slope{0.000}"), ("area", "@area{0.000e}"),
              ("active units per layer", "@pattern"), ("last cut by layer", "@layer")]
 
@@ -62,7 +62,7 @@ def make_document(doc, explorer: Explorer) -> None:
     fig.xaxis.axis_label, fig.yaxis.axis_label = "u (plane coordinate)", "v (plane coordinate)"
     empty = dict(xs=[], ys=[], fill=[], id=[], cls=[], slope=[], area=[], pattern=[], layer=[])
     regions = ColumnDataSource(dict(empty), name="regions_source")
-    density = ColumnDataSource(dict(image=[], x=[], y=[], dw=[], dh=[]), name="density_source")
+    density = ColumnDataSource(dict(_NO_IMAGE), name="density_source")
     boundary = ColumnDataSource(dict(xs=[], ys=[]), name="boundary_source")
     dens_map = LinearColorMapper(palette=list(reversed(Greys256))[32:], low=1, nan_color=(0, 0, 0, 0))
     fig.image(image="image", x="x", y="y", dw="dw", dh="dh", source=density, color_mapper=dens_map, alpha=0.8,
@@ -99,8 +99,9 @@ def make_document(doc, explorer: Explorer) -> None:
     info = Div(text="click a region for its affine map and its neighbours", name="info", width=420)
     buttons = [Button(label=f"export {k}", name=f"export_{k}", width=110) for k in ("png", "svg", "npz", "geojson")]
 
-    state = dict(generation=0, view=None, pending=None, data=None)
-    lock = threading.Lock()
+    # Every callback runs on the document's event loop (the worker thread hands its
+    # result back with add_next_tick_callback), so this state needs no lock.
+    state = dict(generation=0, view=None, pending=None)
 
     def window():
         return (fig.x_range.start, fig.x_range.end, fig.y_range.start, fig.y_range.end)
@@ -118,16 +119,13 @@ def make_document(doc, explorer: Explorer) -> None:
             return
         P = partition_for_drawing()
         t = time.perf_counter()
-        d = draw_data(P, v.window, (width, height), color=color.value)
-        if layer.value < v.partition.num_layers:
-            d["boundary"] = dict(xs=[], ys=[])
+        d = draw_data(P, v.window, (width, height), color=color.value)  # after layer l: no boundary
         regions.data = d["regions"]
-        density.data = d["density"] or dict(image=[], x=[], y=[], dw=[], dh=[])
+        density.data = d["density"] or dict(_NO_IMAGE)
         boundary.data = d["boundary"]
         if d["vmax"] is not None:
             slope_map.high = d["vmax"] or 1.0
         fig.select_one({"name": "colorbar"}).visible = d["color"] == "slope"
-        state["data"] = d
         status.text = (f"<b>{v.partition.num_regions}</b> regions in this window (level {v.level}, "
                        f"{v.computed} cells computed, {v.reused} reused, {v.seconds:.2f} s); "
                        f"{d['drawn']} drawn as polygons"
@@ -165,9 +163,8 @@ def make_document(doc, explorer: Explorer) -> None:
         doc.add_next_tick_callback(lambda: finished(gen, view, err))
 
     def request(attr, old, new):
-        with lock:
-            state["generation"] += 1
-            gen = state["generation"]
+        state["generation"] += 1
+        gen = state["generation"]
         if state["pending"] is not None:
             try:
                 doc.remove_timeout_callback(state["pending"])

@@ -25,8 +25,8 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from splinecam.driver.tiles import CUT_SHIFT
-from splinecam.geometry import clip_axis, polygon_area
+from splinecam.driver.tiles import CUT_SHIFT, _cuts
+from splinecam.geometry import clip_axis, meets_window, polygon_area
 from splinecam.slice import Slice
 
 __all__ = ["Windows", "View", "draw_data", "COLORINGS"]
@@ -69,6 +69,7 @@ class Windows:
         self.max_level = int(max_level)
         self._cells: "OrderedDict[Tuple[int, int, int], Optional[object]]" = OrderedDict()
         self._size = int(cache_cells)
+        self._grids: Dict[Tuple[int, int], np.ndarray] = {}
         self._lock = threading.Lock()
 
     # -- the quadtree ----------------------------------------------------------------------
@@ -79,35 +80,33 @@ class Windows:
         box = float(max(self.hi - self.lo))
         return int(min(self.max_level, max(0, math.floor(math.log2(box / side)) + 1)))
 
-    def _cut(self, axis: int, z: int, k: int) -> float:
-        n = 1 << z
-        if k <= 0:
-            return float(self.lo[axis])
-        if k >= n:
-            return float(self.hi[axis])
-        return float(self.lo[axis] + (self.hi[axis] - self.lo[axis]) * (k + CUT_SHIFT[axis]) / n)
+    def _grid(self, axis: int, z: int) -> np.ndarray:
+        """The ``2^z + 1`` cut lines of level ``z`` along ``axis`` (as tile_polygons cuts)."""
+        key = (axis, z)
+        if key not in self._grids:
+            self._grids[key] = _cuts(float(self.lo[axis]), float(self.hi[axis]), 1 << z, CUT_SHIFT[axis])
+        return self._grids[key]
 
     def cells_for(self, window, z: int) -> Tuple[range, range]:
         """The ranges of cell indices ``i`` (along x) and ``j`` (along y) at level ``z``
         that meet ``window = (x0, x1, y0, y1)``."""
         n = 1 << z
-        x0, x1, y0, y1 = window
 
         def span(axis, a, b):
-            cuts = [self._cut(axis, z, k) for k in range(n + 1)]
+            cuts = self._grid(axis, z)
             i0 = max(0, int(np.searchsorted(cuts, a, side="right")) - 1)
             i1 = min(n - 1, int(np.searchsorted(cuts, b, side="left")) - 1)
             return range(i0, max(i0, i1) + 1)
-        return span(0, x0, x1), span(1, y0, y1)
+        return span(0, window[0], window[1]), span(1, window[2], window[3])
 
     def block_polygon(self, z: int, xs: range, ys: range) -> np.ndarray:
         """The slice clipped to the rectangle of cells ``xs x ys`` at level ``z``."""
         p = self.slice.polygon
         for axis, r in ((0, xs), (1, ys)):
             if len(p) and r.start > 0:
-                p = clip_axis(p, axis, self._cut(axis, z, r.start), keep_below=False)
+                p = clip_axis(p, axis, self._grid(axis, z)[r.start], keep_below=False)
             if len(p) and r.stop < (1 << z):
-                p = clip_axis(p, axis, self._cut(axis, z, r.stop), keep_below=True)
+                p = clip_axis(p, axis, self._grid(axis, z)[r.stop], keep_below=True)
         if len(p):
             p = p[np.any(p != np.roll(p, 1, axis=0), axis=1)]
         return p
@@ -193,49 +192,46 @@ def draw_data(P, window, pixels: Tuple[int, int] = (800, 800), *, color: str = "
     or slope (the model is not affine on its regions): ``cls`` is -1, ``slope`` NaN,
     and it is coloured by pattern instead."""
     from matplotlib import colormaps
-    from matplotlib.colors import to_hex
+
+    from splinecam.analysis.export import _hex
+    from splinecam.analysis.plot import _pattern_colors, region_classes
 
     if color not in COLORINGS:
         raise ValueError(f"color must be one of {', '.join(COLORINGS)}; got {color!r}")
     x0, x1, y0, y1 = (float(v) for v in window)
     coords, off = P.faces()
     n = len(off) - 1
-    xmin = np.minimum.reduceat(coords[:, 0], off[:-1]) if n else np.zeros(0)
-    xmax = np.maximum.reduceat(coords[:, 0], off[:-1]) if n else np.zeros(0)
-    ymin = np.minimum.reduceat(coords[:, 1], off[:-1]) if n else np.zeros(0)
-    ymax = np.maximum.reduceat(coords[:, 1], off[:-1]) if n else np.zeros(0)
-    meets = (xmax >= x0) & (xmin <= x1) & (ymax >= y0) & (ymin <= y1)
+    meets = meets_window(coords, off, window)
     px_area = ((x1 - x0) / max(pixels[0], 1)) * ((y1 - y0) / max(pixels[1], 1))
     areas = P.areas()
-    big = meets & (areas >= min_pixels * px_area)
-    ids = np.flatnonzero(big)
+    ids = np.flatnonzero(meets & (areas >= min_pixels * px_area))
     if len(ids) > max_polygons:
-        ids = ids[np.argsort(-areas[ids], kind="stable")[:max_polygons]]
-        ids.sort()
-    small = np.flatnonzero(meets & ~np.isin(np.arange(n), ids))
+        ids = np.sort(ids[np.argsort(-areas[ids], kind="stable")[:max_polygons]])
+    drawn = np.zeros(n, bool)
+    drawn[ids] = True
+    small = np.flatnonzero(meets & ~drawn)
     full = P._outputs is not None  # at_layer(l) partitions: the model is not affine on their regions
-    cls = _classes(P) if full else np.full(n, -1, np.int64)
+    cls = region_classes(P) if full else np.full(n, -1, np.int64)
     slopes = P.slope_norms() if full else np.full(n, np.nan)
     if not full and color in ("slope", "class"):
         color = "pattern"
     layers = region_layer(P)
-    patterns = _pattern_summaries(P, ids)
+    # patterns of the drawn regions only, one forward pass (at their centroids)
+    pats = P.patterns_at(P.centroids()[ids]) if P._net is not None and len(ids) else None
+    patterns = _pattern_summaries(P, pats, len(ids))
     vmax = None
     if color == "slope":
         vmax = float(np.percentile(slopes[meets], 99)) if meets.any() else 1.0
-        cmap = colormaps["viridis"]
-        fill = [to_hex(c) for c in cmap(np.clip(slopes[ids] / (vmax or 1.0), 0, 1))]
+        rgba = colormaps["viridis"](np.clip(slopes[ids] / (vmax or 1.0), 0, 1))
     elif color == "class":
-        cmap = colormaps["tab10"]
-        fill = [to_hex(cmap(int(c) % 10)) for c in cls[ids]]
+        rgba = colormaps["tab10"](cls[ids] % 10)
     elif color == "layer":
-        cmap = colormaps["plasma"]
-        L = max(P.num_layers, 1)
-        fill = [to_hex(cmap(l / L)) for l in layers[ids]]
+        rgba = colormaps["plasma"](layers[ids] / max(P.num_layers, 1))
+    elif pats is not None:  # the colours P.plot(color="pattern") gives the same patterns
+        rgba = _pattern_colors(pats, colormaps["tab20"])
     else:
-        cmap = colormaps["tab20"]
-        keys = _pattern_keys(P, ids)
-        fill = [to_hex(cmap(int(k) % 20)) for k in keys]
+        rgba = np.full((len(ids), 4), 0.8)
+    fill = _hex(np.asarray(rgba).reshape(len(ids), 4)[:, :3])
     xs = [coords[off[r]:off[r + 1], 0].tolist() for r in ids]
     ys = [coords[off[r]:off[r + 1], 1].tolist() for r in ids]
     regions = dict(xs=xs, ys=ys, fill=fill, id=ids.tolist(), cls=cls[ids].tolist(),
@@ -249,46 +245,19 @@ def draw_data(P, window, pixels: Tuple[int, int] = (800, 800), *, color: str = "
         img[img == 0] = np.nan  # no hidden region there: transparent
         density = dict(image=[img], x=[x0], y=[y0], dw=[x1 - x0], dh=[y1 - y0])
     seg = P.decision_boundary
-    bxs, bys = [], []
-    if len(seg):
-        inside = ((np.maximum(seg[:, 0, 0], seg[:, 1, 0]) >= x0) & (np.minimum(seg[:, 0, 0], seg[:, 1, 0]) <= x1) &
-                  (np.maximum(seg[:, 0, 1], seg[:, 1, 1]) >= y0) & (np.minimum(seg[:, 0, 1], seg[:, 1, 1]) <= y1))
-        seg = seg[inside]
-        bxs, bys = seg[:, :, 0].tolist(), seg[:, :, 1].tolist()
+    seg = seg[meets_window(seg.reshape(-1, 2), np.arange(0, 2 * len(seg) + 1, 2), window)]
+    bxs, bys = seg[:, :, 0].tolist(), seg[:, :, 1].tolist()
     return dict(regions=regions, density=density, boundary=dict(xs=bxs, ys=bys), drawn=len(ids), hidden=len(small),
                 vmax=vmax, color=color)
 
 
-def _classes(P) -> np.ndarray:
-    from splinecam.analysis.plot import region_classes
-    try:
-        return np.asarray(region_classes(P), np.int64)
-    except Exception:  # no outputs (no decision): one class
-        return np.zeros(P.num_regions, np.int64)
-
-
-def _pattern_keys(P, ids) -> np.ndarray:
-    if P._net is None or not len(ids):
-        return np.zeros(len(ids), np.int64)
-    pats = P.activation_patterns()[ids]
-    packed = np.packbits(pats, axis=1)
-    return np.array([hash(row.tobytes()) & 0x7FFFFFFF for row in packed], np.int64)
-
-
-def _pattern_summaries(P, ids) -> List[str]:
-    """Per region, the active units of each layer as ``active/width`` (e.g. ``"5/16
-    3/16"``)."""
-    if P._net is None or not len(ids):
-        return [""] * len(ids)
-    pats = P.activation_patterns()[ids]
+def _pattern_summaries(P, pats, n: int) -> List[str]:
+    """Per drawn region, the active units of each layer as ``active/width`` (e.g. ``"5/16
+    3/16"``), from its pattern bits ``pats`` (n, bits)."""
+    if pats is None:
+        return [""] * n
     widths = [l.width * max(1, len(l.breakpoints)) if l.kind == "elementwise" else l.idx.size
-              for l in P._net.layers]
-    out, a = [], 0
-    cols = []
-    for w in widths:
-        cols.append((a, a + w))
-        a += w
-    counts = np.stack([pats[:, s:e].sum(axis=1) for s, e in cols], axis=1) if cols else np.zeros((len(ids), 0), int)
-    for row in counts:
-        out.append(" ".join(f"{int(c)}/{w}" for c, w in zip(row, widths)))
-    return out
+              for l in P._net.layers[:P.num_layers]]  # after layer l: the first l layers' bits
+    starts = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.int64)
+    counts = np.add.reduceat(pats.astype(np.int64), starts, axis=1) if widths else np.zeros((n, 0), np.int64)
+    return [" ".join(f"{int(c)}/{w}" for c, w in zip(row, widths)) for row in counts]

@@ -105,12 +105,18 @@ class Network:
         if net is not None:
             return net
         net = cls._trace(model, input_shape)
-        if not any(isinstance(v, torch.Tensor) for v in net.static.values()):
+        if key is None or any(isinstance(v, torch.Tensor) for v in net.static.values()):
             # weights that live outside modules' parameters and buffers (constants the
             # graph computes with) are not refreshed by _with_weights_of: such models
             # are traced at every call
-            cache.keep(key, net)
-        return net
+            return net
+        # The kept template is never handed out (a caller may move its network to a GPU
+        # or set its pattern floors): the caller gets a copy, like every later call.
+        mine = net._with_weights_of(model)
+        if mine is None:
+            return net
+        cache.keep(key, net)
+        return mine
 
     @classmethod
     def _trace(cls, model: nn.Module, input_shape: Sequence[int]) -> "Network":
@@ -139,14 +145,16 @@ class Network:
             c = object.__new__(type(t))
             c.__dict__ = t.__dict__.copy()
             for store in ("_parameters", "_buffers"):
-                mine, theirs = getattr(t, store), getattr(src, store)
+                theirs = getattr(src, store)
                 fresh = {}
-                for k, v in mine.items():
-                    w = theirs.get(k) if isinstance(theirs, dict) else None
-                    if v is None or w is None or w.shape != v.shape:
-                        if v is None and w is None:
-                            fresh[k] = None
-                            continue
+                for k, v in getattr(t, store).items():
+                    w = theirs.get(k)
+                    if v is None or w is None:
+                        if v is not w:
+                            raise LookupError(k)
+                        fresh[k] = None
+                        continue
+                    if w.shape != v.shape:
                         raise LookupError(k)
                     w = w.detach().to(device="cpu", dtype=torch.float64 if w.is_floating_point() else w.dtype,
                                       copy=True)
@@ -156,8 +164,6 @@ class Network:
                                       for k, m in t._modules.items()}
             return c
 
-        if self.device.type != "cpu":
-            return None
         try:
             gm = clone(self.gm, "")
         except (LookupError, AttributeError):
