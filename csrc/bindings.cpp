@@ -27,10 +27,10 @@ template <class T>
 using carray = py::array_t<T, py::array::c_style | py::array::forcecast>;
 
 // Move a vector into a numpy array that owns it.
-template <class T>
-py::array_t<T> to_numpy(std::vector<T>&& v, std::vector<py::ssize_t> shape) {
-  auto* holder = new std::vector<T>(std::move(v));
-  py::capsule owner(holder, [](void* p) { delete static_cast<std::vector<T>*>(p); });
+template <class T, class A>
+py::array_t<T> to_numpy(std::vector<T, A>&& v, std::vector<py::ssize_t> shape) {
+  auto* holder = new std::vector<T, A>(std::move(v));
+  py::capsule owner(holder, [](void* p) { delete static_cast<std::vector<T, A>*>(p); });
   return py::array_t<T>(shape, holder->data(), owner);
 }
 

@@ -32,7 +32,8 @@ struct FaceBlockOut {
   std::vector<index_t> verts;
   std::vector<int32_t> layer, unit;
   std::vector<index_t> parent;
-  std::vector<double> xy, rows;
+  std::vector<double> xy;
+  HostVector<double> rows;
   int64_t degenerate = 0;
   int64_t retries = 0;
 };
@@ -109,7 +110,7 @@ RefineOutput refine_cpu(const RefineInput& in) {
   std::atomic<int64_t> created{n1};
   parallel_for(nfb, nt, [&](int64_t b) {
     FaceBlockOut& o = fblocks[b];
-    std::vector<char> scratch;
+    HostVector<char> scratch;
     const int64_t f0 = b * kFaceBlock, f1 = std::min<int64_t>(in.num_faces, f0 + kFaceBlock);
     for (int64_t f = f0; f < f1; ++f) {
       const FacePlan plan = plan_face(fin, f);
@@ -173,7 +174,7 @@ RefineOutput refine_cpu(const RefineInput& in) {
     out.degenerate += o.degenerate;
     out.face_retries += o.retries;
     FaceBlockOut().size.swap(o.size);
-    std::vector<double>().swap(o.rows);
+    HostVector<double>().swap(o.rows);
   }
   lap(4);
   return out;

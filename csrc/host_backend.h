@@ -14,14 +14,17 @@
 
 #include "parallel.h"
 #include "splinecam/common.h"
+#include "splinecam/host_memory.h"
 
 namespace splinecam {
 
 struct HostBuffer {
-  std::unique_ptr<char[]> data;
   void* ptr = nullptr;
   int64_t bytes = 0;
-  explicit HostBuffer(int64_t n) : data(new char[n > 0 ? n : 1]), ptr(data.get()), bytes(n) {}
+  explicit HostBuffer(int64_t n) : ptr(host_allocate(n > 0 ? static_cast<size_t>(n) : 1)), bytes(n) {}
+  ~HostBuffer() { host_free(ptr); }
+  HostBuffer(const HostBuffer&) = delete;
+  HostBuffer& operator=(const HostBuffer&) = delete;
 };
 
 // Per column j < K: rtol * max_v |rows[v, j]| (the snapping tolerance).

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "common.h"
+#include "host_memory.h"
 
 namespace splinecam {
 
@@ -42,10 +43,10 @@ struct RefineInput {
 
 struct RefineOutput {
   std::vector<double> xy;              // [M, 2] new vertices, ids V .. V + M - 1
-  std::vector<double> rows_edge;       // [M_edge, n_cols] values of the first M_edge new vertices
+  HostVector<double> rows_edge;       // [M_edge, n_cols] values of the first M_edge new vertices
   // values of the other new vertices, in id order, as the face blocks made them (no
   // copy): block b holds [rows_face[b].size() / n_cols, n_cols]
-  std::vector<std::vector<double>> rows_face;
+  std::vector<HostVector<double>> rows_face;
   std::vector<offset_t> face_offsets;  // [F' + 1]
   std::vector<index_t> face_verts;     // [H']
   std::vector<int32_t> he_layer;       // [H']

@@ -548,8 +548,11 @@ class Network:
             out = torch.empty((n_total, lay.n_cols), dtype=torch.float64, device=self.device)
         else:
             out = np.empty((n_total, lay.n_cols), dtype=np.float64)
-        # Bound the rows per batch by their width: large batches of wide rows thrash caches.
-        width = max(lay.n_cols, max((bk.shape[1] for bk in blocks), default=1), 1)
+        # Bound the rows per batch by the widest per-vertex tensor of the segment (a
+        # convolution's output can be wider than its input and its rows): each batch's
+        # temporaries stay near 8 MB, in cache and in the allocator's reused heap rather
+        # than fresh pages (see splinecam.driver.host_memory).
+        width = max(lay.n_cols, max((bk.shape[1] for bk in blocks), default=1), self._segment_width(l), 1)
         chunk = max(64, min(chunk, (1 << 20) // width))
         i = 0
         for part in _batches(blocks, chunk, on_device):
@@ -564,6 +567,14 @@ class Network:
         key = ("segment", l)
         if key not in self._memo:
             self._memo[key] = self._segment_nodes(l)
+        return self._memo[key]
+
+    def _segment_width(self, l: int) -> int:
+        """Values per vertex of the widest tensor computed in the segment before layer ``l``."""
+        key = ("segment_width", l)
+        if key not in self._memo:
+            self._memo[key] = max((int(math.prod(self.shape[n])) for n in self._segment(l) if n in self.shape),
+                                  default=1)
         return self._memo[key]
 
     def _segment_nodes(self, l: int) -> List[fx.Node]:
