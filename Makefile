@@ -6,7 +6,7 @@ SETUP_STAMP := .venv/.splinecam-setup
 BUILD_STAMP := .venv/.splinecam-build
 SOURCES := $(wildcard src/splinecam/*.h csrc/*.cpp csrc/*.cu csrc/*.h) CMakeLists.txt pyproject.toml
 
-.PHONY: all setup build demo test fuzz bench clean
+.PHONY: all setup build demo test fuzz bench wheel docs clean
 
 all: test
 
@@ -37,5 +37,15 @@ fuzz: build
 bench: build
 	$(PY) benchmarks/bench_mlp.py
 
+# The documentation site (docs/, Sphinx) into docs/_build/html; any warning is an error.
+docs: build
+	$(PY) -m sphinx -E -W --keep-going -n -b html -q docs docs/_build/html
+
+# Release artifacts in dist/: the sdist and a manylinux wheel built from that sdist and
+# repaired by auditwheel (scripts/build_wheel.sh says which manylinux policy and why;
+# SPLINECAM_CUDA=OFF make wheel for a CPU-only wheel). Releases: cibuildwheel, pyproject.toml.
+wheel: $(SETUP_STAMP)
+	bash scripts/build_wheel.sh dist
+
 clean:
-	rm -rf build .venv demo_output
+	rm -rf build dist .venv demo_output

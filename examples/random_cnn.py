@@ -9,8 +9,9 @@ convolution alone has 6 x 32 x 32 = 6144 ReLUs, and on the plane through three
 makes millions of regions (each vertex carrying 6144 values) - more than a laptop's
 memory. Closer images mean fewer lines; ``--noise`` sets how close.
 
-Top row: the three images and the full partition coloured by slope norm (with the
-decision boundary, if the predicted class changes in the slice). Bottom row: the
+Top row: the three images and the full partition coloured by slope norm, with the
+decision boundary. The output layer's bias is shifted so that all classes tie at the
+triangle's centroid: a random CNN otherwise gives one class to the whole slice. Bottom row: the
 partition after each hidden layer, one colour per activation pattern.
 
     python examples/random_cnn.py              # under half a minute on a laptop CPU, ~1.5 GB memory
@@ -48,6 +49,13 @@ def main():
     base = torch.rand(3, 32, 32, generator=g, dtype=torch.float64)
     images = (base + noise * torch.randn(3, 3, 32, 32, generator=g, dtype=torch.float64)).clamp(0, 1)
     sl = splinecam.Slice.through(*images)
+    # A randomly initialised CNN gives nearly every input the same class, so its decision
+    # boundary would miss the slice. Shift the output layer's bias by the logits at the
+    # triangle's centroid: there all ten classes tie, and the arg-max changes inside the
+    # slice. The partition into linear regions does not depend on that bias.
+    with torch.no_grad():
+        last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+        last.bias -= model(images.mean(0, keepdim=True).float())[0]
     t = time.perf_counter()
     P = splinecam.partition(model, sl, progress=not args.quick)
     seconds = time.perf_counter() - t
@@ -82,8 +90,8 @@ def main():
         a.axis("off")
     for a in [ax] + list(axes[1, :L]):
         splinecam.plot.mark_points(a, uv, "ABC", fontsize=9)
-    fig.suptitle(f"Random small_cnn (conv 6, conv 16, dense 120-84-10) on the plane through three images "
-                 f"(a random image plus noise of std {noise:g} each)")
+    fig.suptitle(f"Random small_cnn (conv 6, conv 16, dense 120-84-10; output bias centred at the triangle's "
+                 f"centroid) on the plane through three images (a random image plus noise of std {noise:g} each)")
     path = os.path.join(args.out, "random_cnn.png")
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)

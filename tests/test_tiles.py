@@ -51,7 +51,7 @@ def assert_same_partition(T, P, rtol=1e-9):
     assert T.decision_boundary_length() == pytest.approx(P.decision_boundary_length(), rel=rtol, abs=1e-12)
     assert len(T.adjacency()) == len(P.adjacency())
     assert np.array_equal(np.bincount(T.edge_layer + 1), np.bincount(P.edge_layer + 1))
-    pts = P.sample_regions(n_per_region=1, seed=1)[0]
+    pts = P.sample_regions(n_per_region=1, rng=1)[0]
     assert np.array_equal(T.locate(pts), match[P.locate(pts)])
 
 
@@ -239,7 +239,7 @@ def test_store_roundtrip_is_memory_mapped_and_needs_the_model_only_to_evaluate_i
     L.validate()
     with pytest.raises(ValueError, match="model"):
         L.activation_patterns()
-    pts = P.sample_regions(n_per_region=1, seed=2)[0]
+    pts = P.sample_regions(n_per_region=1, rng=2)[0]
     assert np.array_equal(L.locate(pts), P.locate(pts))  # geometric: no model needed
     M = splinecam.Partition.load(tmp_path / "p", model)
     assert_same_partition(M, P)

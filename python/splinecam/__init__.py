@@ -52,13 +52,37 @@ __all__ = ["Slice", "partition", "partition_many", "explore", "Partition", "part
 
 
 def build_info() -> dict:
-    """How the extension was built: ``version``, ``cuda`` (whether CUDA code was
-    compiled), ``cuda_architectures``, ``cuda_version`` and ``compiler``."""
+    """Tell how the compiled extension was built.
+
+    Returns
+    -------
+    dict
+        ``version`` (of the extension), ``cuda`` (bool: whether the CUDA launchers were
+        compiled), ``cuda_architectures`` (e.g. ``"80-real,90-real,90-virtual"``),
+        ``cuda_version`` and ``compiler``.
+
+    See Also
+    --------
+    cuda_available : whether a GPU is usable now.
+
+    Examples
+    --------
+    >>> import splinecam
+    >>> sorted(splinecam.build_info())
+    ['compiler', 'cuda', 'cuda_architectures', 'cuda_version', 'version']
+    """
     return dict(_core_build_info())
 
 
 def cuda_available() -> bool:
-    """Whether the extension was built with CUDA and a GPU is usable now."""
+    """Tell whether the extension was built with CUDA and a GPU is usable now.
+
+    Returns
+    -------
+    bool
+        True when the CUDA launchers were compiled and at least one CUDA device is
+        visible; then ``splinecam.partition(model.cuda(), slice)`` runs on the GPU.
+    """
     return bool(_core_build_info()["cuda"]) and _cuda_device_count() > 0
 
 

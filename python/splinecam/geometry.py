@@ -18,13 +18,30 @@ from typing import Tuple
 import numpy as np
 
 __all__ = ["polygon_area", "polygon_areas", "polygon_moments", "convex_hull", "clip_axis", "clip_halfplanes",
-           "next_index", "face_ids", "take", "PolygonIndex"]
+           "next_index", "face_ids", "take", "meets_window", "PolygonIndex"]
 
 
 # -- ragged-polygon indexing ----------------------------------------------------------------
 def next_index(off: np.ndarray) -> np.ndarray:
-    """For ragged polygons with offsets ``off``: index of each vertex's successor (the
-    successor of a polygon's last vertex is its first)."""
+    """Find the index of each vertex's successor in ragged polygons.
+
+    The successor of a polygon's last vertex is its first.
+
+    Parameters
+    ----------
+    off : array-like
+        (F + 1,) offsets of the ragged polygons.
+
+    Returns
+    -------
+    numpy.ndarray
+        (H,) int64 indices into the ragged coordinates.
+
+    Examples
+    --------
+    >>> next_index([0, 3, 5]).tolist()
+    [1, 2, 0, 4, 3]
+    """
     off = np.asarray(off, dtype=np.int64)
     n = int(off[-1])
     nxt = np.arange(1, n + 1, dtype=np.int64)
@@ -35,13 +52,47 @@ def next_index(off: np.ndarray) -> np.ndarray:
 
 
 def face_ids(off: np.ndarray) -> np.ndarray:
-    """(H,) index of the polygon each vertex belongs to."""
+    """Find the polygon each vertex of ragged polygons belongs to.
+
+    Parameters
+    ----------
+    off : array-like
+        (F + 1,) offsets of the ragged polygons.
+
+    Returns
+    -------
+    numpy.ndarray
+        (H,) int64 polygon indices.
+
+    Examples
+    --------
+    >>> face_ids([0, 3, 5]).tolist()
+    [0, 0, 0, 1, 1]
+    """
     off = np.asarray(off, dtype=np.int64)
     return np.repeat(np.arange(len(off) - 1), np.diff(off))
 
 
 def take(coords: np.ndarray, off: np.ndarray, which: np.ndarray):
-    """The ragged sub-array of polygons ``which`` (repeats allowed): ``(coords, off)``."""
+    """Select some polygons of a ragged array, in the order given (repeats allowed).
+
+    Parameters
+    ----------
+    coords : numpy.ndarray
+        (H, ...) per-vertex values of the ragged polygons (coordinates, or any array
+        with one row per vertex).
+    off : numpy.ndarray
+        (F + 1,) int offsets.
+    which : numpy.ndarray
+        (k,) int indices of the polygons to take.
+
+    Returns
+    -------
+    coords : numpy.ndarray
+        The selected rows, polygon after polygon.
+    off : numpy.ndarray
+        (k + 1,) int64 offsets into them.
+    """
     counts = np.diff(off)[which]
     new_off = np.zeros(len(which) + 1, np.int64)
     np.cumsum(counts, out=new_off[1:])
@@ -51,8 +102,22 @@ def take(coords: np.ndarray, off: np.ndarray, which: np.ndarray):
 
 # -- point location ------------------------------------------------------------------------
 def meets_window(coords: np.ndarray, off: np.ndarray, window) -> np.ndarray:
-    """(n,) bool: which of the ragged polygons (or polylines) ``coords[off[i]:off[i+1]]``
-    have a bounding box that meets ``window = (xmin, xmax, ymin, ymax)``."""
+    """Tell which ragged polygons (or polylines) have a bounding box that meets a window.
+
+    Parameters
+    ----------
+    coords : numpy.ndarray
+        (H, 2) coordinates; polygon ``i`` is ``coords[off[i]:off[i+1]]``.
+    off : numpy.ndarray
+        (n + 1,) int offsets.
+    window : (xmin, xmax, ymin, ymax)
+        The window.
+
+    Returns
+    -------
+    numpy.ndarray
+        (n,) bool.
+    """
     if len(off) < 2:
         return np.zeros(0, bool)
     lo = np.minimum.reduceat(coords, off[:-1], axis=0)
@@ -61,9 +126,19 @@ def meets_window(coords: np.ndarray, off: np.ndarray, window) -> np.ndarray:
 
 
 class PolygonIndex:
-    """Point location among many convex polygons that tile a region: a uniform grid of
-    about one polygon per cell, each cell listing the polygons whose bounding box meets
-    it. A query tests a point against the few polygons of its cell only."""
+    """Locate points among many convex polygons that tile a region.
+
+    A uniform grid of about one polygon per cell, each cell listing the polygons whose
+    bounding box meets it: a query tests a point against the few polygons of its cell
+    only. ``Partition.locate`` uses one.
+
+    Parameters
+    ----------
+    coords : numpy.ndarray
+        (H, 2) float64 coordinates of the ragged convex polygons, counter-clockwise.
+    off : numpy.ndarray
+        (F + 1,) int offsets (no empty polygon).
+    """
 
     def __init__(self, coords: np.ndarray, off: np.ndarray):
         self.coords, self.off = coords, np.asarray(off, np.int64)
@@ -90,9 +165,23 @@ class PolygonIndex:
         return np.clip(((p - self.lo) / self.size).astype(np.int64), 0, self.G - 1)
 
     def candidates(self, pts: np.ndarray):
-        """``(point, polygon, depth)`` for every polygon listed in each point's cell;
-        ``depth`` is the smallest signed distance of the point inside the polygon's edge
-        lines (positive inside)."""
+        """List the candidate polygons of each point: those of its grid cell, with the point's depth inside each.
+
+        Parameters
+        ----------
+        pts : numpy.ndarray
+            (n, 2) float64 query points.
+
+        Returns
+        -------
+        point : numpy.ndarray
+            (m,) int64 index of the query point of each candidate.
+        polygon : numpy.ndarray
+            (m,) int64 the candidate polygon.
+        depth : numpy.ndarray
+            (m,) float64 the smallest signed distance of the point inside the
+            polygon's edge lines (positive inside, negative outside).
+        """
         c = self._cell(pts)
         cell = c[:, 1] * self.G + c[:, 0]
         n = self.start[cell + 1] - self.start[cell]
@@ -114,11 +203,28 @@ class PolygonIndex:
 
 # -- areas and moments ----------------------------------------------------------------------
 def polygon_areas(coords: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """(F,) signed shoelace areas of ragged polygons (positive counter-clockwise);
-    polygons with no vertices get 0.
+    """Compute the signed shoelace areas of ragged polygons (positive counter-clockwise).
 
     Each polygon is shifted to its own first vertex before the cross products, so the
-    result is as accurate as the polygon's size allows wherever it lies in the plane."""
+    result is as accurate as the polygon's size allows wherever it lies in the plane.
+
+    Parameters
+    ----------
+    coords : array-like
+        (H, 2) coordinates.
+    offsets : array-like
+        (F + 1,) int offsets; polygon ``i`` is ``coords[offsets[i]:offsets[i+1]]``.
+
+    Returns
+    -------
+    numpy.ndarray
+        (F,) float64 areas; polygons with no vertices get 0.
+
+    Examples
+    --------
+    >>> polygon_areas([[0, 0], [1, 0], [1, 1], [0, 1], [0, 0], [0, 2], [2, 0]], [0, 4, 7]).tolist()
+    [1.0, -2.0]
+    """
     coords = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
     off = np.asarray(offsets, dtype=np.int64)
     nf = len(off) - 1
@@ -132,8 +238,23 @@ def polygon_areas(coords: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 
 
 def polygon_area(poly) -> float:
-    """Signed shoelace area of one polygon ``(k, 2)`` (positive counter-clockwise),
-    computed relative to its first vertex."""
+    """Compute the signed shoelace area of one polygon (positive counter-clockwise), relative to its first vertex.
+
+    Parameters
+    ----------
+    poly : array-like
+        (k, 2) vertices.
+
+    Returns
+    -------
+    float
+        The area; 0.0 for fewer than three vertices.
+
+    Examples
+    --------
+    >>> polygon_area([[0, 0], [2, 0], [2, 1], [0, 1]])
+    2.0
+    """
     p = np.asarray(poly, dtype=np.float64).reshape(-1, 2)
     if len(p) < 3:
         return 0.0
@@ -143,11 +264,27 @@ def polygon_area(poly) -> float:
 
 
 def polygon_moments(coords: np.ndarray, offsets: np.ndarray):
-    """Exact area, area centroid and central second moments of ragged polygons.
+    """Compute the exact area, area centroid and central second moments of ragged polygons.
 
-    Returns ``area`` (F,), ``centroid`` (F, 2) and ``M`` (F, 2, 2) with
-    ``M = [[∫(x-cx)² dA, ∫(x-cx)(y-cy) dA], [.., ∫(y-cy)² dA]]`` (Green's theorem on
-    each edge; every polygon is shifted to its vertex mean first for accuracy)."""
+    Green's theorem on each edge; every polygon is shifted to its vertex mean first
+    for accuracy.
+
+    Parameters
+    ----------
+    coords : array-like
+        (H, 2) coordinates.
+    offsets : array-like
+        (F + 1,) int offsets.
+
+    Returns
+    -------
+    area : numpy.ndarray
+        (F,) float64 signed areas.
+    centroid : numpy.ndarray
+        (F, 2) float64 area centroids.
+    M : numpy.ndarray
+        (F, 2, 2) float64 ``[[∫(x-cx)² dA, ∫(x-cx)(y-cy) dA], [.., ∫(y-cy)² dA]]``.
+    """
     coords = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
     off = np.asarray(offsets, dtype=np.int64)
     nf = len(off) - 1
@@ -180,9 +317,27 @@ def polygon_moments(coords: np.ndarray, offsets: np.ndarray):
 
 # -- convex hull ----------------------------------------------------------------------------
 def convex_hull(points) -> np.ndarray:
-    """Counter-clockwise convex hull of 2-D points (monotone chain), no repeated vertex
-    and no collinear ones; fewer than three distinct points are returned as they are
-    (sorted). Orientation tests use coordinate differences only."""
+    """Compute the counter-clockwise convex hull of 2-D points (monotone chain).
+
+    No repeated vertex and no collinear ones. Orientation tests use coordinate
+    differences only.
+
+    Parameters
+    ----------
+    points : array-like
+        (n, 2) points.
+
+    Returns
+    -------
+    numpy.ndarray
+        (k, 2) float64 hull vertices; fewer than three distinct points are returned as
+        they are (sorted).
+
+    Examples
+    --------
+    >>> convex_hull([[0, 0], [1, 0], [0.5, 0.2], [1, 1], [0, 1], [0.5, 0]]).tolist()
+    [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]
+    """
     pts = np.unique(np.asarray(points, dtype=np.float64).reshape(-1, 2), axis=0)  # sorted by x, then y
     if len(pts) < 3:
         return pts
@@ -203,8 +358,26 @@ def convex_hull(points) -> np.ndarray:
 
 # -- half-plane clipping --------------------------------------------------------------------
 def clip_axis(poly: np.ndarray, axis: int, value: float, keep_below: bool) -> np.ndarray:
-    """Clip one convex polygon by the half-plane ``x[axis] <= value`` (``>=`` when
-    ``keep_below`` is false). New vertices get exactly ``x[axis] = value``."""
+    """Clip one convex polygon by an axis-parallel half-plane.
+
+    New vertices get exactly ``x[axis] = value``.
+
+    Parameters
+    ----------
+    poly : numpy.ndarray
+        (k, 2) float64 vertices.
+    axis : int
+        0 (x) or 1 (y).
+    value : float
+        The boundary line ``x[axis] = value``.
+    keep_below : bool
+        Keep ``x[axis] <= value`` (else ``x[axis] >= value``).
+
+    Returns
+    -------
+    numpy.ndarray
+        (m, 2) float64 vertices of the clipped polygon (possibly none).
+    """
     out = []
     n = len(poly)
     for i in range(n):
@@ -222,10 +395,26 @@ def clip_axis(poly: np.ndarray, axis: int, value: float, keep_below: bool) -> np
 
 
 def clip_halfplanes(coords: np.ndarray, off: np.ndarray, normal: np.ndarray, bound) -> Tuple[np.ndarray, np.ndarray]:
-    """Clip ragged convex polygons to the half-planes ``normal[i] . u <= bound[i]``
-    (one per polygon, or one ``normal`` (2,) / scalar ``bound`` for all; Sutherland-
-    Hodgman, vectorised). Returns new ``(coords, off)``; polygons may become empty (no
-    vertices)."""
+    """Clip ragged convex polygons to half-planes ``normal . u <= bound`` (Sutherland-Hodgman, vectorised).
+
+    Parameters
+    ----------
+    coords : numpy.ndarray
+        (H, 2) float64 coordinates.
+    off : numpy.ndarray
+        (F + 1,) int offsets.
+    normal : array-like
+        (F, 2) one normal per polygon, or (2,) one for all.
+    bound : float or array-like
+        (F,) one bound per polygon, or a scalar for all.
+
+    Returns
+    -------
+    coords : numpy.ndarray
+        (H', 2) float64 coordinates of the clipped polygons.
+    off : numpy.ndarray
+        (F + 1,) int64 offsets; polygons may become empty (no vertices).
+    """
     nf = len(off) - 1
     if len(coords) == 0:
         return coords, off

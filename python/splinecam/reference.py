@@ -72,7 +72,18 @@ _AFFINE = (
 # polygon helpers (plain numpy)
 # --------------------------------------------------------------------------- #
 def polygon_area(poly: np.ndarray) -> float:
-    """Signed area (shoelace); positive for counter-clockwise vertex order."""
+    """Compute a polygon's signed area (shoelace, about the vertex mean).
+
+    Parameters
+    ----------
+    poly : array-like
+        ``(k, 2)`` vertices, not closed.
+
+    Returns
+    -------
+    float
+        Positive for counter-clockwise vertex order.
+    """
     p = np.asarray(poly, dtype=np.float64)
     p = p - p.mean(axis=0)  # centred: accurate for small polygons far from 0
     x, y = p[:, 0], p[:, 1]
@@ -80,7 +91,18 @@ def polygon_area(poly: np.ndarray) -> float:
 
 
 def polygon_centroid(poly: np.ndarray) -> np.ndarray:
-    """Area centroid of a simple polygon, shape (2,)."""
+    """Compute the area centroid of a simple polygon.
+
+    Parameters
+    ----------
+    poly : array-like
+        ``(k, 2)`` vertices, not closed, non-zero area.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(2,)`` float64.
+    """
     p = np.asarray(poly, dtype=np.float64)
     # shift to the vertex mean for accuracy on small, far-away polygons
     m = p.mean(axis=0)
@@ -188,7 +210,20 @@ class _Plane:
 # public API
 # --------------------------------------------------------------------------- #
 def hidden_layer_sizes(model: nn.Module, origin) -> list[int]:
-    """Number of units of every hidden (pre-nonlinearity) layer, in order."""
+    """Count the units of every hidden (pre-nonlinearity) layer.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A model the reference supports (see :func:`reference_partition`).
+    origin : array-like
+        One input, shaped as the model expects it (no batch dimension).
+
+    Returns
+    -------
+    list of int
+        The units of each hidden layer, in order.
+    """
     origin = np.asarray(origin, dtype=np.float64)
     basis = np.zeros((2,) + origin.shape)
     plane = _Plane(model, origin, basis)
@@ -196,10 +231,25 @@ def hidden_layer_sizes(model: nn.Module, origin) -> list[int]:
 
 
 def sample_preactivations(model: nn.Module, origin, basis, points) -> np.ndarray:
-    """All hidden pre-activations at plane points, (n, total_hidden_units) float64.
+    """Evaluate all hidden pre-activations at plane points, by fresh forward passes.
 
-    Units are ordered layer by layer, each layer flattened in C order
-    (channels, then spatial positions).
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A (possibly nested) ``nn.Sequential`` in eval mode of the supported affine
+        modules and ReLU / LeakyReLU.
+    origin : array-like
+        The input at plane coordinates (0, 0), shaped like one model input.
+    basis : array-like
+        ``(2, *input_shape)``: the plane is ``x(u) = origin + u0 * b0 + u1 * b1``.
+    points : array-like
+        ``(n, 2)`` plane coordinates.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n, total_hidden_units)`` float64; units ordered layer by layer, each layer
+        flattened in C order (channels, then spatial positions).
     """
     plane = _Plane(model, origin, basis)
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
@@ -210,31 +260,67 @@ def sample_preactivations(model: nn.Module, origin, basis, points) -> np.ndarray
 
 
 def sample_patterns(model: nn.Module, origin, basis, points) -> np.ndarray:
-    """Activation pattern (pre-activation > 0) of every hidden unit at plane points.
+    """Evaluate the activation pattern (pre-activation > 0) of every hidden unit at plane points.
 
-    Returns a bool array (n, total_hidden_units), units ordered as in
-    :func:`sample_preactivations`.
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A (possibly nested) ``nn.Sequential`` in eval mode of the supported affine
+        modules and ReLU / LeakyReLU.
+    origin : array-like
+        The input at plane coordinates (0, 0), shaped like one model input.
+    basis : array-like
+        ``(2, *input_shape)``: the plane is ``x(u) = origin + u0 * b0 + u1 * b1``.
+    points : array-like
+        ``(n, 2)`` plane coordinates.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n, total_hidden_units)`` bool, units ordered as in
+        :func:`sample_preactivations`.
     """
     return sample_preactivations(model, origin, basis, points) > 0
 
 
 def reference_partition(model: nn.Module, origin, basis, polygon, *, min_area: float = 1e-14,
                         num_layers: int | None = None) -> list[np.ndarray]:
-    """Linear regions of ``model`` on the plane polygon, by brute-force clipping.
+    """Compute the linear regions of ``model`` on a plane polygon, by brute-force clipping.
 
     Parameters
     ----------
-    model : nested nn.Sequential (eval mode) of affine modules and ReLU/LeakyReLU.
-    origin : array with the model's input shape (no batch dimension).
-    basis : array (2, *input_shape); the plane is x(u) = origin + u0*b0 + u1*b1.
-    polygon : (k, 2) convex polygon in plane coordinates, either orientation.
-    min_area : pieces smaller than ``min_area * area(polygon)`` are dropped.
-    num_layers : only split by the first ``num_layers`` hidden layers
-        (default: all of them).
+    model : torch.nn.Module
+        A (possibly nested) ``nn.Sequential`` in eval mode of the supported affine
+        modules and ReLU / LeakyReLU.
+    origin : array-like
+        The input at plane coordinates (0, 0), shaped like one model input.
+    basis : array-like
+        ``(2, *input_shape)``: the plane is ``x(u) = origin + u0 * b0 + u1 * b1``.
+    polygon : array-like
+        ``(k, 2)`` convex polygon in plane coordinates, either orientation.
+    min_area : float
+        Pieces smaller than ``min_area * area(polygon)`` are dropped.
+    num_layers : int, optional
+        Only split by the first ``num_layers`` hidden layers (default: all of them).
 
     Returns
     -------
-    list of (k, 2) float64 arrays, counter-clockwise, one per linear region.
+    list of numpy.ndarray
+        ``(k, 2)`` float64 polygons, counter-clockwise, one per linear region.
+
+    Raises
+    ------
+    ValueError
+        When the polygon has zero area.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from splinecam import zoo
+    >>> from splinecam.reference import reference_partition
+    >>> square = [[-1, -1], [1, -1], [1, 1], [-1, 1]]
+    >>> len(reference_partition(zoo.mlp([2, 16, 16, 16, 1]), np.zeros(2), np.eye(2), square))
+    178
     """
     plane = _Plane(model, origin, basis)
     poly = np.asarray(polygon, dtype=np.float64).reshape(-1, 2)

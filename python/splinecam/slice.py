@@ -18,12 +18,39 @@ _MAX_COORD, _MIN_EXTENT = 1e100, 1e-100
 
 
 def convex_polygon(polygon, name: str = "polygon") -> np.ndarray:
-    """Validate a convex polygon and return it as a counter-clockwise ``(k, 2)`` float64
-    array. Either orientation is accepted; a repeated closing vertex is dropped.
+    """Validate a convex polygon and return it counter-clockwise.
 
-    Raises ``ValueError`` naming the problem for non-finite, degenerate (fewer than three
-    distinct corners, zero area, smaller than 1e-100), too large (coordinates beyond
-    1e100), non-convex or self-intersecting input."""
+    Either orientation is accepted; a repeated closing vertex, repeated consecutive
+    corners and straight-angle corners are dropped.
+
+    Parameters
+    ----------
+    polygon : array-like or torch.Tensor
+        ``(k, 2)`` corners in plane coordinates.
+    name : str
+        What to call the polygon in error messages.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(k', 2)`` float64 corners, counter-clockwise, C-contiguous.
+
+    Raises
+    ------
+    ValueError
+        Naming the problem, for non-finite, degenerate (fewer than three distinct
+        corners, zero area, smaller than 1e-100), too large (coordinates beyond 1e100),
+        non-convex or self-intersecting input.
+
+    Examples
+    --------
+    >>> from splinecam.slice import convex_polygon
+    >>> convex_polygon([[0, 0], [0, 1], [1, 1], [1, 0]])   # clockwise in, counter-clockwise out
+    array([[1., 0.],
+           [1., 1.],
+           [0., 1.],
+           [0., 0.]])
+    """
     p = np.asarray(polygon.detach().cpu() if isinstance(polygon, torch.Tensor) else polygon, dtype=np.float64)
     if p.ndim != 2 or p.shape[1] != 2:
         raise ValueError(f"{name} must have shape (k, 2) (plane coordinates of its corners); got {p.shape}")
@@ -93,6 +120,32 @@ class Slice:
 
     Constructors for the common cases: :meth:`plane2d` for models with 2-D input and
     :meth:`through` for the plane through three inputs.
+
+    Parameters
+    ----------
+    origin : array-like or torch.Tensor
+        The input at plane coordinates ``(0, 0)``, shaped like one model input.
+    basis : array-like or torch.Tensor
+        ``(2, *input_shape)``: the plane's two direction vectors (non-zero, not
+        parallel; they need not be orthonormal).
+    polygon : array-like
+        ``(k, 2)`` corners of a convex polygon in plane coordinates, either
+        orientation (see :func:`splinecam.slice.convex_polygon`).
+
+    Raises
+    ------
+    ValueError
+        When the values are not finite, ``basis`` is mis-shaped, zero or parallel, or
+        ``polygon`` is not a valid convex polygon.
+
+    Examples
+    --------
+    >>> import torch, splinecam
+    >>> sl = splinecam.Slice(torch.zeros(3), torch.eye(3)[:2], [[0, 0], [1, 0], [0, 1]])
+    >>> sl
+    Slice(input_shape=(3,), corners=3, area=0.5)
+    >>> sl.to_input([[0.5, 0.25]])
+    tensor([[0.5000, 0.2500, 0.0000]], dtype=torch.float64)
     """
 
     def __init__(self, origin, basis, polygon):
@@ -116,17 +169,65 @@ class Slice:
     # -- constructors ----------------------------------------------------------------
     @classmethod
     def plane2d(cls, polygon) -> "Slice":
-        """The input plane itself, for models with 2-D input: ``x = u``."""
+        """Make the slice of a model with 2-D input: its input plane itself, ``x = u``.
+
+        Parameters
+        ----------
+        polygon : array-like
+            ``(k, 2)`` corners of a convex polygon in input coordinates, either
+            orientation.
+
+        Returns
+        -------
+        Slice
+            Origin ``(0, 0)``, the identity basis, the polygon counter-clockwise.
+
+        Examples
+        --------
+        >>> import splinecam
+        >>> splinecam.Slice.plane2d([[-1, -1], [1, -1], [1, 1], [-1, 1]])
+        Slice(input_shape=(2,), corners=4, area=4)
+        """
         return cls(torch.zeros(2, dtype=torch.float64), torch.eye(2, dtype=torch.float64), polygon)
 
     @classmethod
     def through(cls, a, b, c, pad: Optional[float] = None) -> "Slice":
-        """The plane through three inputs ``a, b, c`` (same shape).
+        """Make the slice through three inputs.
 
         The plane has an orthonormal basis (Gram–Schmidt on ``b - a`` and ``c - a``) and
         its origin at the centroid of the three inputs. Without ``pad`` the domain is the
         triangle they span; with ``pad`` it is the rectangle (in plane coordinates)
-        around them, enlarged on every side by ``pad`` times its larger side."""
+        around them, enlarged on every side by ``pad`` times its larger side.
+
+        Parameters
+        ----------
+        a, b, c : array-like or torch.Tensor
+            Three model inputs of the same shape (no batch dimension), not collinear.
+        pad : float, optional
+            Non-negative: use the padded rectangle around the three instead of their
+            triangle.
+
+        Returns
+        -------
+        Slice
+            The slice; ``to_plane(torch.stack([a, b, c]))`` gives the three inputs'
+            plane coordinates (the triangle's corners).
+
+        Raises
+        ------
+        ValueError
+            When the shapes differ, two inputs coincide, the three are collinear or
+            ``pad`` is negative.
+
+        Examples
+        --------
+        >>> import torch, splinecam
+        >>> a, b, c = torch.eye(3)
+        >>> splinecam.Slice.through(a, b, c)
+        Slice(input_shape=(3,), corners=3, area=0.866025)
+        >>> splinecam.Slice.through(a, b, c, pad=0.1).polygon.shape
+        (4, 2)
+        """
         a, b, c = (_as_f64_tensor(t, n) for t, n in ((a, "a"), (b, "b"), (c, "c")))
         if not (a.shape == b.shape == c.shape):
             raise ValueError(f"a, b and c must have the same shape; got {tuple(a.shape)}, {tuple(b.shape)}, "
@@ -156,9 +257,33 @@ class Slice:
         return cls(origin, basis, poly)
 
     def scaled(self, factor: float, about=None) -> "Slice":
-        """The same plane with the polygon scaled by ``factor`` about the point ``about``
-        (plane coordinates; default: the mean of the polygon's corners, for a slice
-        through three images their centroid): ``factor < 1`` zooms in."""
+        """Scale the polygon about a point, in the same plane: ``factor < 1`` zooms in.
+
+        Parameters
+        ----------
+        factor : float
+            A positive scale factor.
+        about : array-like, optional
+            ``(2,)`` plane coordinates of the fixed point (default: the mean of the
+            polygon's corners; for a slice through three inputs, their centroid).
+
+        Returns
+        -------
+        Slice
+            A new slice with the same origin and basis.
+
+        Raises
+        ------
+        ValueError
+            When ``factor`` is not a positive finite number.
+
+        Examples
+        --------
+        >>> import splinecam
+        >>> sl = splinecam.Slice.plane2d([[-1, -1], [1, -1], [1, 1], [-1, 1]])
+        >>> sl.scaled(0.5).area
+        1.0
+        """
         f = float(factor) if isinstance(factor, numbers.Real) and not isinstance(factor, bool) else math.nan
         if not (math.isfinite(f) and f > 0):
             raise ValueError(f"factor must be a positive number; got {factor!r}")
@@ -183,14 +308,32 @@ class Slice:
 
     @property
     def input_shape(self) -> tuple:
+        """The shape of one model input (tuple of int, no batch dimension)."""
         return tuple(self._origin.shape)
 
     @property
     def area(self) -> float:
+        """The polygon's area in plane coordinates (float)."""
         return polygon_area(self._polygon)
 
     def to_input(self, u) -> torch.Tensor:
-        """Map plane points ``(n, 2)`` to model inputs ``(n, *input_shape)`` (float64)."""
+        """Map plane points to model inputs: ``origin + u[:, 0] * basis[0] + u[:, 1] * basis[1]``.
+
+        Parameters
+        ----------
+        u : array-like or torch.Tensor
+            ``(n, 2)`` plane coordinates.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(n, *input_shape)`` float64 inputs on the CPU.
+
+        Raises
+        ------
+        ValueError
+            When ``u`` is not of shape ``(n, 2)``.
+        """
         u = torch.as_tensor(np.asarray(u, dtype=np.float64) if not isinstance(u, torch.Tensor) else u,
                             dtype=torch.float64)
         if u.dim() != 2 or u.shape[1] != 2:
@@ -199,7 +342,20 @@ class Slice:
         return x.reshape(u.shape[0], *self._origin.shape)
 
     def to_plane(self, x) -> np.ndarray:
-        """Project inputs ``(n, *input_shape)`` orthogonally onto the plane: ``(n, 2)``."""
+        """Project model inputs orthogonally onto the plane.
+
+        The inverse of :meth:`to_input` for inputs in the plane.
+
+        Parameters
+        ----------
+        x : array-like or torch.Tensor
+            ``(n, *input_shape)`` inputs.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(n, 2)`` float64 plane coordinates of their orthogonal projections.
+        """
         x = _as_f64_tensor(x, "x").reshape(-1, self._origin.numel()) - self._origin.flatten()
         b = self._basis.reshape(2, -1)
         return torch.linalg.solve(b @ b.T, b @ x.T).T.numpy()

@@ -22,17 +22,66 @@ __all__ = ["check_partition", "host_batched_launcher"]
 
 
 def host_batched_launcher(scratch_bytes: int = 512 << 20):
-    """A ``with`` block inside which ``splinecam.partition(..., device="cpu")`` runs as on
-    a GPU: the driver's device path and the GPU's launcher on the host backend with
-    ``scratch_bytes`` of face scratch per batch (``splinecam.driver.backends.use`` of a
-    :class:`~splinecam.driver.backends.HostBatchedBackend`). Yields the backend, which records
-    each refinement's face rounds and batches."""
+    """Run ``splinecam.partition(..., device="cpu")`` as on a GPU, inside a ``with`` block.
+
+    Inside the block the driver takes its device path and the GPU's launcher runs on the
+    host backend: :func:`splinecam.driver.backends.use` of a
+    :class:`~splinecam.driver.backends.HostBatchedBackend`.
+
+    Parameters
+    ----------
+    scratch_bytes : int
+        Face scratch per batch; small values force many batches and capacity retries.
+
+    Returns
+    -------
+    contextlib.AbstractContextManager
+        Entering it gives the backend, whose ``face_rounds`` and ``face_batches``
+        record each refinement's face rounds and batches.
+
+    Examples
+    --------
+    >>> import splinecam
+    >>> from splinecam import zoo
+    >>> from splinecam.testing import host_batched_launcher
+    >>> sl = splinecam.Slice.plane2d([[-1, -1], [1, -1], [1, 1], [-1, 1]])
+    >>> with host_batched_launcher(1 << 16) as backend:
+    ...     P = splinecam.partition(zoo.mlp([2, 8, 8, 1], seed=3), sl, progress=False)
+    >>> P.num_regions, len(backend.face_rounds) > 0
+    (21, True)
+    """
     from splinecam.driver.backends import HostBatchedBackend, use
     return use(HostBatchedBackend(scratch_bytes))
 
 
 def check_partition(P, *, rtol: float = 1e-9) -> None:
-    """Raise ``AssertionError`` describing the first violated invariant of ``P``."""
+    """Check the invariants every exact partition satisfies.
+
+    A valid planar subdivision (:meth:`~splinecam.Partition.validate`), positive region
+    areas that sum to the domain's area, convex regions, and different activation
+    patterns on the two sides of every interior edge and in every two regions, the
+    patterns evaluated by a fresh forward pass of the model.
+
+    Parameters
+    ----------
+    P : Partition
+        A partition with its model (not one opened from a store without it).
+    rtol : float
+        Relative tolerance of the area sum.
+
+    Raises
+    ------
+    AssertionError
+        Describing the first violated invariant.
+
+    Examples
+    --------
+    >>> import splinecam
+    >>> from splinecam import zoo
+    >>> from splinecam.testing import check_partition
+    >>> sl = splinecam.Slice.plane2d([[-1, -1], [1, -1], [1, 1], [-1, 1]])
+    >>> check_partition(splinecam.partition(zoo.mlp([2, 8, 8, 1], seed=3), sl, progress=False))
+    """
     from splinecam import _core
 
     P.validate()

@@ -14,10 +14,35 @@ __all__ = ["mlp", "small_cnn", "small_resnet", "SmallResNet", "BasicBlock",
 
 
 def mlp(widths: Sequence[int], seed: int = 0, act=nn.ReLU) -> nn.Sequential:
-    """``torch.manual_seed(seed)``, then ``nn.Linear`` layers created in order (default
-    initialisation) with ``act()`` between them; returned in eval mode. With
-    ``widths = (2, 16, 16, 16, 1)`` and seed 0 this is the network whose 178 regions on
-    [-1, 1]^2 several independent tools agree on."""
+    """Build a seeded MLP: ``nn.Linear`` layers with ``act()`` between them.
+
+    ``torch.manual_seed(seed)``, then the linear layers created in order (PyTorch's
+    default initialisation). With ``widths = (2, 16, 16, 16, 1)`` and seed 0 this is the
+    network whose 178 regions on [-1, 1]^2 several independent tools agree on.
+
+    Parameters
+    ----------
+    widths : sequence of int
+        Input width, hidden widths, output width.
+    seed : int
+        The seed of torch's global generator (it is reseeded).
+    act : callable
+        The nonlinearity's constructor (a module class such as ``nn.ReLU`` or
+        ``nn.LeakyReLU``), called once per hidden layer.
+
+    Returns
+    -------
+    torch.nn.Sequential
+        ``Linear, act, Linear, act, ..., Linear``, in eval mode.
+
+    Examples
+    --------
+    >>> import splinecam
+    >>> from splinecam import zoo
+    >>> sl = splinecam.Slice.plane2d([[-1, -1], [1, -1], [1, 1], [-1, 1]])
+    >>> splinecam.partition(zoo.mlp([2, 16, 16, 16, 1]), sl, progress=False).num_regions
+    178
+    """
     torch.manual_seed(seed)
     layers = []
     for a, b in zip(widths[:-1], widths[1:]):
@@ -27,8 +52,29 @@ def mlp(widths: Sequence[int], seed: int = 0, act=nn.ReLU) -> nn.Sequential:
 
 def small_cnn(input_shape=(3, 32, 32), channels=(6, 16), dense=(120, 84), classes: int = 10,
               seed: int = 0) -> nn.Sequential:
-    """The original SplineCam's random CNN layout: 3x3 'same' convolutions with ReLU and
-    2x2 average pooling, then dense layers; eval mode."""
+    """Build the original SplineCam's random CNN layout.
+
+    3x3 'same' convolutions, each followed by ReLU and 2x2 average pooling, then
+    ``Flatten`` and dense layers with ReLU, then the linear classifier.
+
+    Parameters
+    ----------
+    input_shape : (int, int, int)
+        Channels, height and width of one input.
+    channels : sequence of int
+        Output channels of each convolution.
+    dense : sequence of int
+        Widths of the hidden dense layers.
+    classes : int
+        Number of outputs.
+    seed : int
+        The seed of torch's global generator (it is reseeded).
+
+    Returns
+    -------
+    torch.nn.Sequential
+        The network, in eval mode.
+    """
     torch.manual_seed(seed)
     c, h, w = input_shape
     layers = []
@@ -45,7 +91,18 @@ def small_cnn(input_shape=(3, 32, 32), channels=(6, 16), dense=(120, 84), classe
 
 
 class BasicBlock(nn.Module):
-    """ResNet basic block: conv-BN-ReLU-conv-BN plus the (projected) input, then ReLU."""
+    """ResNet basic block: conv-BN-ReLU-conv-BN plus the (projected) input, then ReLU.
+
+    Parameters
+    ----------
+    c_in : int
+        Input channels.
+    c_out : int
+        Output channels; a 1x1 convolution with BatchNorm projects the input when they
+        differ from ``c_in`` or when ``stride`` is not 1.
+    stride : int
+        Stride of the first 3x3 convolution (and of the projection).
+    """
 
     def __init__(self, c_in: int, c_out: int, stride: int = 1):
         super().__init__()
@@ -60,14 +117,36 @@ class BasicBlock(nn.Module):
         self.out = nn.ReLU()
 
     def forward(self, x):
+        """Run the network.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            ``(n, c_in, H, W)`` inputs.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(n, c_out, H', W')``: the block's output.
+        """
         h = self.relu(self.bn1(self.conv1(x)))
         h = self.bn2(self.conv2(h))
         return self.out(h + self.shortcut(x))
 
 
 class SmallResNet(nn.Module):
-    """A ResNet-18 layout at reduced width and depth for 3x32x32 inputs: stem conv +
-    MaxPool, one basic block per stage, global average pooling, linear classifier."""
+    """A ResNet-18 layout at reduced width and depth for 3x32x32 inputs.
+
+    Stem conv + BatchNorm + ReLU + MaxPool, one :class:`BasicBlock` per stage (stride 2
+    from the second), global average pooling, linear classifier.
+
+    Parameters
+    ----------
+    widths : sequence of int
+        Channels of the stem and of each stage.
+    classes : int
+        Number of outputs.
+    """
 
     def __init__(self, widths=(8, 16, 32), classes: int = 10):
         super().__init__()
@@ -82,13 +161,40 @@ class SmallResNet(nn.Module):
         self.fc = nn.Linear(c, classes)
 
     def forward(self, x):
+        """Run the network.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            ``(n, 3, H, W)`` inputs.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(n, classes)`` logits.
+        """
         h = self.layers(self.stem(x))
         return self.fc(torch.flatten(self.pool(h), 1))
 
 
 def small_resnet(widths=(8, 16, 32), classes: int = 10, seed: int = 0) -> SmallResNet:
-    """:class:`SmallResNet` with seeded random weights and non-trivial BatchNorm
-    statistics, in eval mode."""
+    """Build a :class:`SmallResNet` with seeded random weights and non-trivial BatchNorm.
+
+    Parameters
+    ----------
+    widths : sequence of int
+        Channels of the stem and of each stage.
+    classes : int
+        Number of outputs.
+    seed : int
+        The seed of torch's global generator (it is reseeded).
+
+    Returns
+    -------
+    SmallResNet
+        In eval mode, every BatchNorm with random affine parameters and running
+        statistics (so that BatchNorm is not nearly the identity).
+    """
     torch.manual_seed(seed)
     return _randomise_batchnorm(SmallResNet(widths, classes)).eval()
 
@@ -110,7 +216,20 @@ def _conv1x1(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
 class ResNetBasicBlock(nn.Module):
     """torchvision's ``BasicBlock``: conv-BN-ReLU-conv-BN, plus the input (through
     ``downsample`` when given), then the same ReLU module again. ``downsample`` is a plain
-    ``None`` attribute when absent, as in torchvision."""
+    ``None`` attribute when absent, as in torchvision.
+
+    Parameters
+    ----------
+    inplanes : int
+        Input channels.
+    planes : int
+        Output channels.
+    stride : int
+        Stride of the first 3x3 convolution.
+    downsample : torch.nn.Module, optional
+        What the input goes through before it is added (a strided 1x1 convolution with
+        BatchNorm when the shape changes).
+    """
     expansion = 1
 
     def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module = None):
@@ -124,6 +243,18 @@ class ResNetBasicBlock(nn.Module):
         self.stride = stride
 
     def forward(self, x):
+        """Run the network.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            ``(n, inplanes, H, W)`` inputs.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(n, planes, H', W')``: the block's output.
+        """
         identity = x
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
@@ -136,7 +267,15 @@ class ResNetBasicBlock(nn.Module):
 class ResNet(nn.Module):
     """torchvision's ``ResNet`` with basic blocks: 7x7/2 stem conv, BN, ReLU, 3x3/2
     MaxPool, four stages of ``layers[i]`` blocks (64, 128, 256, 512 channels; stride 2 from
-    the second stage), global average pooling, ``fc``."""
+    the second stage), global average pooling, ``fc``.
+
+    Parameters
+    ----------
+    layers : sequence of int
+        Blocks per stage (four numbers: ``(2, 2, 2, 2)`` is ResNet-18).
+    num_classes : int
+        Outputs of ``fc``.
+    """
 
     def __init__(self, layers: Sequence[int], num_classes: int = 1000):
         super().__init__()
@@ -169,6 +308,18 @@ class ResNet(nn.Module):
         return nn.Sequential(*layers)
 
     def forward(self, x):
+        """Run the network.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            ``(n, 3, H, W)`` inputs.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(n, num_classes)`` logits.
+        """
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         x = torch.flatten(self.avgpool(x), 1)
@@ -200,7 +351,17 @@ def _vgg_features(cfg, batch_norm: bool) -> nn.Sequential:
 class VGG(nn.Module):
     """torchvision's ``VGG``: ``features``, AdaptiveAvgPool2d((7, 7)) (on inputs smaller
     than 224x224 this replicates the feature map: still affine), then the 4096-4096
-    classifier with Dropout (the identity in eval mode)."""
+    classifier with Dropout (the identity in eval mode).
+
+    Parameters
+    ----------
+    features : torch.nn.Sequential
+        The convolutional part (512 output channels).
+    num_classes : int
+        Outputs of the classifier.
+    dropout : float
+        Dropout probability of the classifier (training mode only).
+    """
 
     def __init__(self, features: nn.Sequential, num_classes: int = 1000, dropout: float = 0.5):
         super().__init__()
@@ -223,6 +384,18 @@ class VGG(nn.Module):
                 nn.init.constant_(m.bias, 0)
 
     def forward(self, x):
+        """Run the network.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            ``(n, 3, H, W)`` inputs.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(n, num_classes)`` logits.
+        """
         x = torch.flatten(self.avgpool(self.features(x)), 1)
         return self.classifier(x)
 
@@ -253,31 +426,114 @@ def _vgg(cfg: str, batch_norm: bool, num_classes: int, seed: int) -> VGG:
 
 
 def resnet18(num_classes: int = 10, seed: int = 0) -> ResNet:
-    """torchvision's ResNet-18 (2, 2, 2, 2 basic blocks), seeded, torchvision's init then
-    random BatchNorm (:func:`_randomise_batchnorm`); eval mode."""
+    """Build torchvision's ResNet-18 (2, 2, 2, 2 basic blocks) with seeded random weights.
+
+    torchvision's initialisation, then random BatchNorm parameters and statistics (a
+    departure from torchvision's weight 1, bias 0, statistics 0 / 1, which would make
+    BatchNorm nearly the identity); module names as torchvision's, so its weights load.
+
+    Parameters
+    ----------
+    num_classes : int
+        Number of outputs.
+    seed : int
+        The seed of torch's global generator (it is reseeded).
+
+    Returns
+    -------
+    ResNet
+        In eval mode, every BatchNorm with random affine parameters and running statistics.
+    """
     return _resnet((2, 2, 2, 2), num_classes, seed)
 
 
 def resnet34(num_classes: int = 10, seed: int = 0) -> ResNet:
-    """torchvision's ResNet-34 (3, 4, 6, 3 basic blocks); as :func:`resnet18`."""
+    """Build torchvision's ResNet-34 (3, 4, 6, 3 basic blocks); as :func:`resnet18`.
+
+    Parameters
+    ----------
+    num_classes : int
+        Number of outputs.
+    seed : int
+        The seed of torch's global generator (it is reseeded).
+
+    Returns
+    -------
+    ResNet
+        In eval mode, every BatchNorm with random affine parameters and running statistics.
+    """
     return _resnet((3, 4, 6, 3), num_classes, seed)
 
 
 def vgg11(num_classes: int = 10, seed: int = 0) -> VGG:
-    """torchvision's VGG-11 (configuration "A"), seeded, torchvision's init; eval mode."""
+    """Build torchvision's VGG-11 (configuration "A") with seeded random weights.
+
+    torchvision's initialisation; module names as torchvision's, so its weights load.
+
+    Parameters
+    ----------
+    num_classes : int
+        Number of outputs.
+    seed : int
+        The seed of torch's global generator (it is reseeded).
+
+    Returns
+    -------
+    VGG
+        In eval mode.
+    """
     return _vgg("A", False, num_classes, seed)
 
 
 def vgg11_bn(num_classes: int = 10, seed: int = 0) -> VGG:
-    """VGG-11 with BatchNorm after every conv; BatchNorm randomised as in :func:`resnet18`."""
+    """Build VGG-11 with BatchNorm after every conv; BatchNorm randomised as in :func:`resnet18`.
+
+    Parameters
+    ----------
+    num_classes : int
+        Number of outputs.
+    seed : int
+        The seed of torch's global generator (it is reseeded).
+
+    Returns
+    -------
+    VGG
+        In eval mode, every BatchNorm with random affine parameters and running statistics.
+    """
     return _vgg("A", True, num_classes, seed)
 
 
 def vgg16(num_classes: int = 10, seed: int = 0) -> VGG:
-    """torchvision's VGG-16 (configuration "D"); as :func:`vgg11`."""
+    """Build torchvision's VGG-16 (configuration "D"); as :func:`vgg11`.
+
+    Parameters
+    ----------
+    num_classes : int
+        Number of outputs.
+    seed : int
+        The seed of torch's global generator (it is reseeded).
+
+    Returns
+    -------
+    VGG
+        In eval mode.
+    """
     return _vgg("D", False, num_classes, seed)
 
 
 def vgg16_bn(num_classes: int = 10, seed: int = 0) -> VGG:
-    """VGG-16 with BatchNorm after every conv; as :func:`vgg11_bn`."""
+    """Build VGG-16 with BatchNorm after every conv; as :func:`vgg11_bn`.
+
+    Parameters
+    ----------
+    num_classes : int
+        Number of outputs.
+    seed : int
+        The seed of torch's global generator (it is reseeded).
+
+    Returns
+    -------
+    VGG
+        In eval mode, every BatchNorm with random affine parameters and running statistics.
+    """
     return _vgg("D", True, num_classes, seed)

@@ -3,7 +3,9 @@ graph-tool's ``.gt`` and numpy ``.npz``.
 
 All coordinates are the slice's plane coordinates, in float64 (the SVG rounds to
 thousandths of a pixel). None of these needs matplotlib; only :func:`save_graph_tool`
-needs graph-tool. (The networkx export is ``Partition.to_networkx()``.)
+needs graph-tool. (The networkx exports are ``Partition.to_networkx()``, the planar
+graph, and ``Partition.region_adjacency_graph()``, the dual graph; shapely and
+geopandas read ``Partition.__geo_interface__``.)
 """
 from __future__ import annotations
 
@@ -26,26 +28,58 @@ def _slope_norms_or_none(P) -> Optional[np.ndarray]:
 
 
 # -- GeoJSON ------------------------------------------------------------------------------
-def to_geojson(P, path: Optional[PathLike] = None, *, indent: Optional[int] = None) -> dict:
-    """The partition as a GeoJSON ``FeatureCollection`` (RFC 7946 structure; the
-    coordinates are plane coordinates, not longitude/latitude).
+def to_geojson(P, path: Optional[PathLike] = None, *, indent: Optional[int] = None,
+               decision_boundary: bool = True) -> dict:
+    """Convert the partition to a GeoJSON ``FeatureCollection``.
 
-    Features, in order:
+    RFC 7946 structure; the coordinates are plane coordinates, not
+    longitude/latitude. Features, in order:
 
     - one ``Polygon`` per region, its ring counter-clockwise and closed (first position
-      repeated at the end), with properties ``kind = "region"``, ``region`` (index),
-      ``area`` and, when the partition has model outputs, ``slope_norm``;
-    - one ``LineString`` per decision-boundary segment, with properties
-      ``kind = "decision_boundary"`` and ``segment`` (index into
-      ``P.decision_boundary``).
+      repeated at the end), with ``id`` the region index and properties
+      ``kind = "region"``, ``region`` (the index again), ``area`` and, when the
+      partition has model outputs, ``slope_norm`` and ``class`` (the predicted class
+      on the region, as ``P.plot(color="class")`` colours it);
+    - with ``decision_boundary=True``, one ``LineString`` per decision-boundary
+      segment, with properties ``kind = "decision_boundary"`` and ``segment`` (index
+      into ``P.decision_boundary``).
 
     The collection also carries a foreign member ``"splinecam"`` with ``regions``,
     ``layers`` and the ``domain`` polygon.
 
-    Returns the dict; also writes it as JSON to ``path`` when given.
+    Parameters
+    ----------
+    P : Partition
+        The partition.
+    path : str or path-like, optional
+        Also write the collection as JSON there.
+    indent : int, optional
+        Indentation of the JSON file (default: one line).
+    decision_boundary : bool
+        Include the decision-boundary segments (``P.__geo_interface__`` leaves them
+        out, so that every feature is a region polygon).
+
+    Returns
+    -------
+    dict
+        The FeatureCollection (plain Python values).
+
+    Examples
+    --------
+    >>> import splinecam
+    >>> from splinecam import zoo
+    >>> from splinecam.analysis import export
+    >>> sl = splinecam.Slice.plane2d([[-1, -1], [1, -1], [1, 1], [-1, 1]])
+    >>> P = splinecam.partition(zoo.mlp([2, 8, 8, 1], seed=3), sl, progress=False)
+    >>> fc = export.to_geojson(P)
+    >>> fc["type"], fc["features"][0]["geometry"]["type"], fc["features"][0]["properties"]["kind"]
+    ('FeatureCollection', 'Polygon', 'region')
     """
     areas = P.areas()
     slope = _slope_norms_or_none(P)
+    if slope is not None:
+        from splinecam.analysis.plot import region_classes
+        classes = region_classes(P)
     features = []
     for i, poly in enumerate(P.polygons()):
         ring = poly.tolist()
@@ -53,9 +87,10 @@ def to_geojson(P, path: Optional[PathLike] = None, *, indent: Optional[int] = No
         props = {"kind": "region", "region": i, "area": float(areas[i])}
         if slope is not None:
             props["slope_norm"] = float(slope[i])
-        features.append({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
+            props["class"] = int(classes[i])
+        features.append({"type": "Feature", "id": i, "geometry": {"type": "Polygon", "coordinates": [ring]},
                          "properties": props})
-    for j, seg in enumerate(P.decision_boundary):
+    for j, seg in enumerate(P.decision_boundary if decision_boundary else ()):
         features.append({"type": "Feature", "geometry": {"type": "LineString", "coordinates": seg.tolist()},
                          "properties": {"kind": "decision_boundary", "segment": j}})
     dom = P.slice.polygon.tolist()
@@ -112,7 +147,7 @@ def to_svg(P, path: Optional[PathLike] = None, *, width: float = 800.0, margin: 
            fill: Union[str, Sequence[float], np.ndarray] = "slope", edgecolor: str = "#000000",
            linewidth: float = 0.3, edge_alpha: float = 0.5, boundary_color: str = "#d62728",
            boundary_width: float = 2.0, title: Optional[str] = None) -> str:
-    """A plain SVG drawing of the partition, written without matplotlib.
+    """Draw the partition as plain SVG, without matplotlib.
 
     Regions are filled polygons with thin outlines; the decision boundary is drawn on
     top as one path. The y axis points up as in ``P.plot()`` (SVG's points down, so y
@@ -120,6 +155,8 @@ def to_svg(P, path: Optional[PathLike] = None, *, width: float = 800.0, margin: 
 
     Parameters
     ----------
+    P : Partition
+        The partition.
     path : str or path-like, optional
         Where to write the SVG; the text is returned either way.
     width : float
@@ -136,6 +173,16 @@ def to_svg(P, path: Optional[PathLike] = None, *, width: float = 800.0, margin: 
         The decision boundary (``boundary_width`` in px).
     title : str, optional
         A ``<title>`` element.
+
+    Returns
+    -------
+    str
+        The SVG document.
+
+    Raises
+    ------
+    ValueError
+        When ``fill`` is an array without one value per region.
     """
     poly = P.slice.polygon
     lo, hi = poly.min(axis=0), poly.max(axis=0)
@@ -181,10 +228,29 @@ def to_svg(P, path: Optional[PathLike] = None, *, width: float = 800.0, margin: 
 
 # -- graph-tool ---------------------------------------------------------------------------
 def save_graph_tool(P, path: PathLike):
-    """Save the planar graph (``P.to_graph_tool()``: vertex property ``pos``, edge
-    properties ``layer``, ``unit``, ``decision``) in graph-tool's format; the file
-    extension picks it (``.gt``, ``.gt.gz``, ``.graphml``, ...). Needs graph-tool.
-    Returns the graph."""
+    """Save the planar graph with graph-tool.
+
+    The graph is ``P.to_graph_tool()``: vertex property ``pos``, edge properties
+    ``layer``, ``unit``, ``decision``. Needs graph-tool.
+
+    Parameters
+    ----------
+    P : Partition
+        The partition.
+    path : str or path-like
+        The file; its extension picks graph-tool's format (``.gt``, ``.gt.gz``,
+        ``.graphml``, ``.dot``, ``.gml``, ...).
+
+    Returns
+    -------
+    graph_tool.Graph
+        The graph that was saved.
+
+    Raises
+    ------
+    ImportError
+        When graph-tool is not installed.
+    """
     g = P.to_graph_tool()
     g.save(os.fspath(path))
     return g
@@ -195,15 +261,50 @@ NPZ_KEYS = ("vertices", "edges", "edge_layer", "edge_unit", "edge_decision", "fa
             "decision_boundary", "domain", "num_layers")
 
 
-def save_npz(P, path: PathLike, *, compressed: bool = True) -> None:
-    """Save the partition's arrays to a numpy ``.npz`` file (no pickles), readable with
-    :func:`load_npz` or plain ``np.load``. Keys:
+def save_npz(P, path, *, compressed: bool = True, loadable: bool = True):
+    """Save the partition's arrays to a numpy ``.npz`` file (no pickles).
+
+    The file is readable with :func:`load_npz` or plain ``np.load``. Keys:
 
     ``vertices`` (V, 2) float64, ``edges`` (E, 2) int64, ``edge_layer`` (E,) int32,
     ``edge_unit`` (E,) int32, ``edge_decision`` (E,) bool, ``face_coords`` (H, 2)
     float64 and ``face_offsets`` (F + 1,) int64 (``P.faces()``), ``decision_boundary``
     (m, 2, 2) float64, ``domain`` (k, 2) float64 (the slice polygon), ``num_layers``
     () int64; plus ``slope_norms`` (F,) float64 when the partition has model outputs.
+
+    With ``loadable=True`` the file also holds the whole partition, under keys that
+    start with ``store/`` (see :mod:`splinecam.result.store`), so that
+    ``splinecam.Partition.load(path)`` opens it again with every query.
+
+    Parameters
+    ----------
+    P : Partition
+        The partition.
+    path : str, path-like or file-like
+        The file. As with ``np.savez``, ``.npz`` is appended to a name without it.
+    compressed : bool
+        Compress the arrays (``np.savez_compressed``).
+    loadable : bool
+        Also store what :meth:`splinecam.Partition.load` needs (every layer's faces, the
+        model's outputs at the vertices, the decision-boundary refinement, the plane);
+        ``False`` writes the plain arrays only, a smaller file.
+
+    Returns
+    -------
+    str or file-like
+        The path written (with ``.npz`` appended where ``np.savez`` appends it), or the
+        file object given.
+
+    Examples
+    --------
+    >>> import os, tempfile, splinecam
+    >>> from splinecam import zoo
+    >>> from splinecam.analysis import export
+    >>> sl = splinecam.Slice.plane2d([[-1, -1], [1, -1], [1, 1], [-1, 1]])
+    >>> P = splinecam.partition(zoo.mlp([2, 8, 8, 1], seed=3), sl, progress=False)
+    >>> path = export.save_npz(P, os.path.join(tempfile.mkdtemp(), "p.npz"))
+    >>> int(export.load_npz(path)["num_layers"]), splinecam.Partition.load(path).num_regions == P.num_regions
+    (2, True)
     """
     coords, off = P.faces()
     arrays = dict(vertices=P.vertices, edges=np.asarray(P.edges, np.int64), edge_layer=P.edge_layer,
@@ -213,12 +314,32 @@ def save_npz(P, path: PathLike, *, compressed: bool = True) -> None:
     slope = _slope_norms_or_none(P)
     if slope is not None:
         arrays["slope_norms"] = slope
+    if loadable:
+        from splinecam.result.store import npz_arrays
+        arrays.update(npz_arrays(P))
     (np.savez_compressed if compressed else np.savez)(path, **arrays)
+    if isinstance(path, (str, os.PathLike)):
+        path = os.fspath(path)
+        return path if path.endswith(".npz") else path + ".npz"
+    return path
 
 
 def load_npz(path: PathLike) -> dict:
-    """Read a file written by :func:`save_npz`: a dict of numpy arrays with the keys
-    listed there. ``np.split(d["face_coords"], d["face_offsets"][1:-1])`` gives the
-    region polygons."""
+    """Read the arrays of a file written by :func:`save_npz`.
+
+    ``np.split(d["face_coords"], d["face_offsets"][1:-1])`` gives the region polygons;
+    :meth:`splinecam.Partition.load` opens the same file as a Partition.
+
+    Parameters
+    ----------
+    path : str, path-like or file-like
+        The ``.npz`` file.
+
+    Returns
+    -------
+    dict
+        ``{key: numpy.ndarray}`` with the keys listed in :func:`save_npz` (and the
+        ``store/`` ones, when it was written with ``loadable=True``).
+    """
     with np.load(path, allow_pickle=False) as f:
         return {k: f[k] for k in f.files}

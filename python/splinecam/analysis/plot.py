@@ -6,7 +6,10 @@
 - :func:`plot_layers`: small multiples of the partition after each hidden layer.
 - :func:`save`: one call to a PNG/SVG/PDF file at any resolution.
 - :func:`animate`: a GIF or MP4 over a sequence of partitions (training checkpoints).
-- :func:`plot_partition`: the original SplineCam's function (see compat_plot).
+- :func:`mark_points`: labelled points, e.g. the three inputs a slice goes through.
+- :func:`plot_partition`: the original SplineCam's function (see :mod:`splinecam.compat.plot`).
+
+``splinecam.plot`` is this module under its short name.
 """
 from __future__ import annotations
 
@@ -30,17 +33,52 @@ def _pattern_colors(patterns: np.ndarray, cmap) -> np.ndarray:
 
 
 def region_classes(partition) -> np.ndarray:
-    """(F,) predicted class of each region (arg-max of the outputs at its centroid; for
-    one output, 1 where it is positive)."""
+    """Compute the predicted class of each region.
+
+    The arg-max of the model's outputs at the region's centroid; for one output, 1
+    where it is positive and 0 elsewhere.
+
+    Parameters
+    ----------
+    partition : Partition
+        A full partition (not an ``at_layer`` one: the output must be affine on its
+        regions).
+
+    Returns
+    -------
+    numpy.ndarray
+        (F,) int class indices.
+
+    Raises
+    ------
+    ValueError
+        On an ``at_layer`` partition.
+    """
     A, c = partition.affine_maps()
     y = np.einsum("fcd,fd->fc", A, partition.centroids()) + c
     return (y[:, 0] > 0).astype(int) if y.shape[1] == 1 else np.argmax(y, axis=1)
 
 
 def edge_width(n_regions: int) -> float:
-    """The default edge width (points) for ``n_regions`` drawn regions: 0.5 for a few
-    hundred, thinner as they get denser (0.03 at 240,000), so that edges never hide the
-    colours."""
+    """Choose the default edge width for a number of drawn regions, so that edges never hide the colours.
+
+    Parameters
+    ----------
+    n_regions : int
+        The number of regions drawn.
+
+    Returns
+    -------
+    float
+        The width in points: 0.5 for a few hundred regions, thinner as they get denser
+        (0.03 at 240,000), never below 0.02.
+
+    Examples
+    --------
+    >>> from splinecam.analysis.plot import edge_width
+    >>> edge_width(100), edge_width(10 ** 9)
+    (0.5, 0.02)
+    """
     return float(np.clip(0.5 * np.sqrt(600.0 / max(n_regions, 1)), 0.02, 0.5))
 
 
@@ -49,11 +87,14 @@ def plot_partition_object(partition, ax=None, *, color="slope", cmap=None, edgec
                           boundary_color="#d62728", boundary_width: float = 2.0,
                           window: Optional[Sequence[float]] = None, colorbar: Optional[bool] = None,
                           title: Optional[str] = "auto", axis: bool = True, legend: Optional[bool] = None):
-    """Draw a :class:`splinecam.Partition`; returns the axes.
+    """Draw a :class:`splinecam.Partition`: its regions, coloured, with the decision boundary on top.
+
+    ``Partition.plot(...)`` calls this with the same options.
 
     Parameters
     ----------
     partition : Partition
+        The partition to draw.
     ax : matplotlib Axes, optional
         Where to draw; default a new 6 x 6 inch figure, which then also gets a colorbar,
         a title and axis labels.
@@ -85,6 +126,25 @@ def plot_partition_object(partition, ax=None, *, color="slope", cmap=None, edgec
     Returns
     -------
     matplotlib.axes.Axes
+        The axes drawn into.
+
+    Raises
+    ------
+    ValueError
+        When ``color`` is an array without one value per region.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import splinecam
+    >>> from splinecam import zoo
+    >>> from splinecam.analysis.plot import plot_partition_object
+    >>> sl = splinecam.Slice.plane2d([[-1, -1], [1, -1], [1, 1], [-1, 1]])
+    >>> P = splinecam.partition(zoo.mlp([2, 8, 8, 1], seed=3), sl, progress=False)
+    >>> ax = plot_partition_object(P, color="pattern", edges_by_layer=True)
+    >>> ax.get_title()
+    '21 linear regions'
     """
     import matplotlib.pyplot as plt
     from matplotlib.collections import LineCollection, PolyCollection
@@ -173,8 +233,26 @@ def plot_partition_object(partition, ax=None, *, color="slope", cmap=None, edgec
 
 
 def mark_points(ax, uv, names=("A", "B", "C"), fontsize: int = 10):
-    """Mark plane points ``uv`` (n, 2), e.g. the three inputs a slice goes through, with
-    labels pushed outwards from their centroid."""
+    """Mark plane points with labels pushed outwards from their centroid, e.g. the three inputs a slice goes through.
+
+    The axis limits grow where needed to make room for the labels.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        The axes to draw into.
+    uv : array-like
+        (n, 2) plane coordinates.
+    names : sequence of str
+        One label per point.
+    fontsize : int
+        Font size of the labels.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        ``ax``.
+    """
     uv = np.asarray(uv, dtype=np.float64)
     # room for the labels inside the axes (they would run into the title or the ticks)
     for axis, (get, set_) in enumerate(((ax.get_xlim, ax.set_xlim), (ax.get_ylim, ax.set_ylim))):
@@ -193,8 +271,41 @@ def mark_points(ax, uv, names=("A", "B", "C"), fontsize: int = 10):
 
 
 def plot_layers(partition, *, ncols: Optional[int] = None, size: float = 3.5, color="pattern", **kwargs):
-    """Small multiples: the partition after each hidden layer (the last panel is the
-    full partition with its decision boundary). Returns the figure."""
+    """Draw small multiples: the partition after each hidden layer.
+
+    The last panel is the full partition with its decision boundary; each panel's
+    title names the layer and its number of regions.
+
+    Parameters
+    ----------
+    partition : Partition
+        The partition (its layer names need the model).
+    ncols : int, optional
+        Panels per row (default: up to 4).
+    size : float
+        Size of one panel in inches.
+    color : str or array-like
+        The colouring of every panel (see :func:`plot_partition_object`).
+    **kwargs
+        Further options of :func:`plot_partition_object`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import splinecam
+    >>> from splinecam import zoo, plot
+    >>> sl = splinecam.Slice.plane2d([[-1, -1], [1, -1], [1, 1], [-1, 1]])
+    >>> P = splinecam.partition(zoo.mlp([2, 8, 8, 1], seed=3), sl, progress=False)
+    >>> fig = plot.plot_layers(P)
+    >>> [ax.get_title() for ax in fig.axes]
+    ['layer 1 (1): 11 regions', 'layer 2 (3): 21 regions']
+    """
     import matplotlib.pyplot as plt
 
     L = partition.num_layers
@@ -214,8 +325,28 @@ def plot_layers(partition, *, ncols: Optional[int] = None, size: float = 3.5, co
 
 
 def save(partition, path, *, dpi: int = 200, size: float = 6.0, **kwargs) -> str:
-    """Draw ``partition`` into ``path``; the format follows the extension (png, svg, pdf,
-    jpg, ...). ``dpi`` sets the raster resolution, ``size`` the figure size in inches."""
+    """Draw a partition into an image file; the format follows the extension (png, svg, pdf, jpg, ...).
+
+    The figure gets a colorbar and a title, as ``Partition.plot()`` on a new figure.
+
+    Parameters
+    ----------
+    partition : Partition
+        The partition to draw.
+    path : str or path-like
+        The file.
+    dpi : int
+        Raster resolution.
+    size : float
+        Figure size in inches (square).
+    **kwargs
+        Options of :func:`plot_partition_object`.
+
+    Returns
+    -------
+    str
+        The path.
+    """
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(size, size))
@@ -230,9 +361,40 @@ def save(partition, path, *, dpi: int = 200, size: float = 6.0, **kwargs) -> str
 
 def animate(partitions, path, *, fps: int = 4, titles: Optional[Sequence[str]] = None, size: float = 5.0,
             dpi: int = 100, **kwargs) -> str:
-    """Write an animation (GIF via Pillow, MP4 via ffmpeg, by the extension of
-    ``path``) with one frame per partition, e.g. of one model at training checkpoints.
-    The colour scale of ``color="slope"`` is shared by all frames."""
+    """Write an animation with one frame per partition, e.g. of one model at training checkpoints.
+
+    GIF via Pillow or MP4 via ffmpeg, by the extension of ``path``. The colour scale
+    of ``color="slope"`` is shared by all frames.
+
+    Parameters
+    ----------
+    partitions : iterable of Partition
+        The frames.
+    path : str or path-like
+        The file: ``.gif``, or a video format ffmpeg writes (``.mp4``).
+    fps : int
+        Frames per second.
+    titles : sequence of str, optional
+        One title per frame (default: the frame's index and number of regions).
+    size : float
+        Figure size in inches (square).
+    dpi : int
+        Raster resolution.
+    **kwargs
+        Options of :func:`plot_partition_object` (``color`` included).
+
+    Returns
+    -------
+    str
+        The path.
+
+    Raises
+    ------
+    ValueError
+        When there are no partitions.
+    RuntimeError
+        When a video format is asked for and ffmpeg is not available.
+    """
     from matplotlib import animation
     from matplotlib.figure import Figure
 
@@ -267,7 +429,21 @@ def animate(partitions, path, *, fps: int = 4, titles: Optional[Sequence[str]] =
 
 
 def plot_partition(*args, **kwargs):
-    """The original SplineCam's ``plot_partition(regions, ...)``; see
-    :mod:`splinecam.compat.plot`."""
+    """Draw region polygons as the original SplineCam's ``plot_partition(regions, ...)`` does.
+
+    See :func:`splinecam.compat.plot.plot_partition` for its options.
+
+    Parameters
+    ----------
+    *args
+        Positional arguments of :func:`splinecam.compat.plot.plot_partition`.
+    **kwargs
+        Its keyword arguments.
+
+    Returns
+    -------
+    None
+        Nothing, as the original did (it draws into ``ax``, or a new figure).
+    """
     from splinecam.compat.plot import plot_partition as _impl
     return _impl(*args, **kwargs)

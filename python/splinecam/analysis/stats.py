@@ -2,7 +2,9 @@
 complexity, the decision boundary and the region adjacency graph.
 
 Every function takes a Partition ``P`` and returns numpy arrays (or, for
-:func:`summary`, a dict of plain Python values). Regions are the linear regions of the
+:func:`summary`, a dict of plain Python values; for :func:`region_adjacency_graph`, a
+networkx graph). Each is also a method of :class:`~splinecam.Partition` (``P.stats()``,
+``P.neighbor_pairs()``, ...). Regions are the linear regions of the
 hidden layers (``P.num_regions`` of them, in the order of ``P.faces()``); all geometry is
 in the slice's plane coordinates and exact up to float64 rounding - nothing is sampled.
 
@@ -20,7 +22,7 @@ from splinecam.geometry import clip_halfplanes, polygon_areas, polygon_moments, 
 
 __all__ = ["regions_per_layer", "region_areas", "region_moments", "region_eccentricity",
            "region_diameters", "local_complexity", "decision_boundary_length", "regions_on_boundary",
-           "adjacency", "summary"]
+           "neighbor_pairs", "adjacency_matrix", "region_adjacency_graph", "adjacency", "summary"]
 
 
 def _principal(M: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -80,20 +82,58 @@ def _area_in_cells(coords, off, weights, xedges, yedges) -> np.ndarray:
 
 # -- public statistics ------------------------------------------------------------------
 def regions_per_layer(P) -> np.ndarray:
-    """(L,) int64: number of regions of ``P.at_layer(l)`` for hidden layers
-    ``l = 1..L`` (``L = P.num_layers``); the last entry is ``P.num_regions``."""
+    """Count the regions after each hidden layer.
+
+    Parameters
+    ----------
+    P : Partition
+        The partition.
+
+    Returns
+    -------
+    numpy.ndarray
+        (L,) int64: the number of regions of ``P.at_layer(l)`` for hidden layers
+        ``l = 1..L`` (``L = P.num_layers``); the last entry is ``P.num_regions``.
+
+    Examples
+    --------
+    >>> import splinecam
+    >>> from splinecam import zoo
+    >>> from splinecam.analysis import stats
+    >>> sl = splinecam.Slice.plane2d([[-1, -1], [1, -1], [1, 1], [-1, 1]])
+    >>> P = splinecam.partition(zoo.mlp([2, 8, 8, 1], seed=3), sl, progress=False)
+    >>> counts = stats.regions_per_layer(P)
+    >>> len(counts) == P.num_layers and counts[-1] == P.num_regions
+    True
+    """
     return np.array([P.at_layer(l).num_regions for l in range(1, P.num_layers + 1)], dtype=np.int64)
 
 
 def region_areas(P) -> np.ndarray:
-    """(F,) float64 area of every region (shoelace formula); they sum to
-    ``P.slice.area``."""
+    """Compute the area of every region (shoelace formula).
+
+    Parameters
+    ----------
+    P : Partition
+        The partition.
+
+    Returns
+    -------
+    numpy.ndarray
+        (F,) float64 region areas, in the order of ``P.faces()``; they sum to
+        ``P.slice.area``. The same as ``P.areas()``.
+    """
     coords, off = P.faces()
     return polygon_areas(coords, off)
 
 
 def region_moments(P) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Exact area moments of every region (Green's theorem, no sampling).
+    """Compute the exact area moments of every region (Green's theorem, no sampling).
+
+    Parameters
+    ----------
+    P : Partition
+        The partition.
 
     Returns
     -------
@@ -108,12 +148,23 @@ def region_moments(P) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def region_eccentricity(P) -> np.ndarray:
-    """(F,) float64 >= 1: ``sqrt(λ_max / λ_min)`` of each region's central second
-    moment of area, i.e. the ratio of the principal axes of its equivalent ellipse.
+    """Compute the eccentricity of every region: the axis ratio of its equivalent ellipse.
 
-    A square (or any regular polygon, or a disc) gives 1; an ``a x b`` rectangle gives
-    ``max(a, b) / min(a, b)``; a degenerate, zero-width region gives ``inf``.
-    Independent of translation, rotation and scale."""
+    The eccentricity is ``sqrt(λ_max / λ_min)`` of the region's central second moment
+    of area. A square (or any regular polygon, or a disc) gives 1; an ``a x b``
+    rectangle gives ``max(a, b) / min(a, b)``; a degenerate, zero-width region gives
+    ``inf``. Independent of translation, rotation and scale.
+
+    Parameters
+    ----------
+    P : Partition
+        The partition.
+
+    Returns
+    -------
+    numpy.ndarray
+        (F,) float64, each >= 1 (or ``inf``).
+    """
     _, _, M = region_moments(P)
     hi, lo = _principal(M)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -122,8 +173,21 @@ def region_eccentricity(P) -> np.ndarray:
 
 
 def region_diameters(P) -> np.ndarray:
-    """(F,) float64: the diameter of each region (largest distance between two of its
-    points; for a convex polygon, between two of its vertices). Exact."""
+    """Compute the diameter of every region: the largest distance between two of its points.
+
+    For a convex polygon that is the largest distance between two of its vertices;
+    exact.
+
+    Parameters
+    ----------
+    P : Partition
+        The partition.
+
+    Returns
+    -------
+    numpy.ndarray
+        (F,) float64 diameters in plane units.
+    """
     coords, off = P.faces()
     counts = np.diff(off)
     out = np.zeros(len(counts))
@@ -151,8 +215,7 @@ def _grid_edges(P, bins):
 
 def local_complexity(P, bins: Union[int, Tuple[int, int]] = 64
                      ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Density of linear regions (regions per unit area) on a grid over the slice's
-    bounding box.
+    """Compute the density of linear regions (regions per unit area) on a grid over the slice's bounding box.
 
     Exact, no centroid binning: each region ``R`` is clipped to every grid cell it meets
     and counts as ``area(R ∩ cell) / area(R)`` of a region there; the density of a cell
@@ -162,8 +225,10 @@ def local_complexity(P, bins: Union[int, Tuple[int, int]] = 64
 
     Parameters
     ----------
+    P : Partition
+        The partition.
     bins : int or (int, int)
-        Number of cells along x and y.
+        Number of cells along x and y (each positive).
 
     Returns
     -------
@@ -172,7 +237,27 @@ def local_complexity(P, bins: Union[int, Tuple[int, int]] = 64
         ``yedges[j]..yedges[j+1]`` (the ``np.histogram2d`` layout: draw
         ``density.T`` with ``origin='lower'``). NaN for cells outside the domain.
     xedges : (nx + 1,) float64
+        Cell edges along x.
     yedges : (ny + 1,) float64
+        Cell edges along y.
+
+    Raises
+    ------
+    ValueError
+        When a number of bins is not positive.
+
+    Examples
+    --------
+    >>> import numpy as np, splinecam
+    >>> from splinecam import zoo
+    >>> from splinecam.analysis import stats
+    >>> sl = splinecam.Slice.plane2d([[-1, -1], [1, -1], [1, 1], [-1, 1]])
+    >>> P = splinecam.partition(zoo.mlp([2, 8, 8, 1], seed=3), sl, progress=False)
+    >>> density, xedges, yedges = stats.local_complexity(P, bins=4)
+    >>> density.shape
+    (4, 4)
+    >>> bool(np.isclose((density * 0.5 * 0.5).sum(), P.num_regions))
+    True
     """
     xedges, yedges = _grid_edges(P, bins)
     coords, off = P.faces()
@@ -187,8 +272,19 @@ def local_complexity(P, bins: Union[int, Tuple[int, int]] = 64
 
 
 def decision_boundary_length(P) -> float:
-    """Total length of the decision boundary inside the slice (0.0 when it was not
-    computed or does not cross the slice)."""
+    """Compute the total length of the decision boundary inside the slice.
+
+    Parameters
+    ----------
+    P : Partition
+        The partition.
+
+    Returns
+    -------
+    float
+        The length in plane units; 0.0 when the decision boundary was not computed or
+        does not cross the slice.
+    """
     db = P.decision_boundary
     if len(db) == 0:
         return 0.0
@@ -196,13 +292,24 @@ def decision_boundary_length(P) -> float:
 
 
 def regions_on_boundary(P) -> np.ndarray:
-    """(k,) int64 sorted indices of the regions that the decision boundary crosses
-    (regions containing a decision segment).
+    """Find the regions that the decision boundary crosses (regions containing a decision segment).
 
     Found from the decision-boundary refinement: every decision segment separates two of
     its faces, each inside one region; normally both lie in the same region. Where the
     boundary runs along a region edge (degenerate input) both regions of that edge are
-    reported. Empty when the decision boundary was not computed or misses the slice."""
+    reported.
+
+    Parameters
+    ----------
+    P : Partition
+        The partition.
+
+    Returns
+    -------
+    numpy.ndarray
+        (k,) int64 sorted region indices; empty when the decision boundary was not
+        computed or misses the slice.
+    """
     dec = getattr(P, "_decision", None)
     if dec is None or len(P.decision_boundary) == 0:
         return np.zeros(0, np.int64)
@@ -219,18 +326,9 @@ def regions_on_boundary(P) -> np.ndarray:
     return np.unique(reg[reg >= 0]).astype(np.int64)
 
 
-def adjacency(P, sparse: bool = False):
-    """The region adjacency (dual) graph: regions sharing an edge of positive length.
-
-    Returns
-    -------
-    pairs : (K, 2) int64
-        Each adjacent pair once, ``pairs[:, 0] < pairs[:, 1]``, sorted
-        lexicographically. Regions meeting only at a vertex are not adjacent.
-    matrix : scipy.sparse.csr_matrix (F, F), only when ``sparse=True``
-        Symmetric; entry ``(i, j)`` is the length of the boundary regions ``i`` and
-        ``j`` share. Needs scipy (``ImportError`` otherwise).
-    """
+def _shared_boundaries(P):
+    """The adjacent region pairs (K, 2) int64 (sorted, ``a < b``) and the length of the
+    boundary each pair shares (K,) float64."""
     f = P._faces
     he = _core.halfedges(f.num_vertices, f.face_offsets, f.face_verts)
     twin, face, nxt = he["twin"], he["face"], he["next"]
@@ -242,35 +340,197 @@ def adjacency(P, sparse: bool = False):
     key = a * F + b
     uniq, inv = np.unique(key, return_inverse=True)
     pairs = np.stack([uniq // F, uniq % F], axis=1).astype(np.int64) if len(uniq) else np.zeros((0, 2), np.int64)
-    if not sparse:
-        return pairs
-    try:
-        import scipy.sparse as sp
-    except ImportError as e:
-        raise ImportError("adjacency(P, sparse=True) needs scipy; use the (K, 2) pairs without it") from e
     xy = P._xy
     v = f.face_verts
     seg = np.linalg.norm(xy[v[nxt[h]]] - xy[v[h]], axis=1)
     length = np.bincount(inv.ravel(), weights=seg, minlength=len(uniq)).astype(np.float64)
+    return pairs, length
+
+
+def neighbor_pairs(P) -> np.ndarray:
+    """List the pairs of neighbouring regions: regions sharing an edge of positive length.
+
+    These are the edges of the region adjacency (dual) graph, as an array.
+
+    Parameters
+    ----------
+    P : Partition
+        The partition.
+
+    Returns
+    -------
+    numpy.ndarray
+        (K, 2) int64: each adjacent pair once, ``pairs[:, 0] < pairs[:, 1]``, sorted
+        lexicographically. Regions meeting only at a vertex are not neighbours.
+
+    See Also
+    --------
+    adjacency_matrix : the same graph as a sparse matrix of shared boundary lengths.
+    region_adjacency_graph : the same graph as a networkx graph.
+
+    Examples
+    --------
+    >>> import splinecam
+    >>> from splinecam import zoo
+    >>> from splinecam.analysis import stats
+    >>> sl = splinecam.Slice.plane2d([[-1, -1], [1, -1], [1, 1], [-1, 1]])
+    >>> P = splinecam.partition(zoo.mlp([2, 8, 8, 1], seed=3), sl, progress=False)
+    >>> pairs = stats.neighbor_pairs(P)
+    >>> pairs.shape[1], bool((pairs[:, 0] < pairs[:, 1]).all())
+    (2, True)
+    """
+    return _shared_boundaries(P)[0]
+
+
+def adjacency_matrix(P):
+    """Build the region adjacency (dual) graph as a sparse matrix of shared boundary lengths.
+
+    Parameters
+    ----------
+    P : Partition
+        The partition.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        (F, F) float64, symmetric; entry ``(i, j)`` is the length of the boundary
+        regions ``i`` and ``j`` share (no entry for regions that are not neighbours).
+
+    Raises
+    ------
+    ImportError
+        When scipy is not installed (use :func:`neighbor_pairs` without it).
+    """
+    try:
+        import scipy.sparse as sp
+    except ImportError as e:
+        raise ImportError("adjacency_matrix() needs scipy (pip install scipy); neighbor_pairs() gives the "
+                          "(K, 2) pairs without it") from e
+    pairs, length = _shared_boundaries(P)
+    F = P.num_regions
     i = np.concatenate([pairs[:, 0], pairs[:, 1]])
     j = np.concatenate([pairs[:, 1], pairs[:, 0]])
-    m = sp.csr_matrix((np.concatenate([length, length]), (i, j)), shape=(F, F))
-    return pairs, m
+    return sp.csr_matrix((np.concatenate([length, length]), (i, j)), shape=(F, F))
+
+
+def region_adjacency_graph(P):
+    """Build the region adjacency (dual) graph as a ``networkx.Graph``.
+
+    One node per region, ``0..F-1``, with attributes ``area`` (float) and
+    ``centroid`` (an ``(x, y)`` tuple: the region's vertex mean ``P.centroids()[i]``, an
+    interior point); one edge per pair of neighbouring regions, with attribute
+    ``length``, the length of the boundary they share. (``P.to_networkx()`` is the
+    other graph: the planar graph of vertices and edges.)
+
+    Parameters
+    ----------
+    P : Partition
+        The partition.
+
+    Returns
+    -------
+    networkx.Graph
+        The dual graph.
+
+    Raises
+    ------
+    ImportError
+        When networkx is not installed (it is not a dependency of splinecam; use
+        :func:`neighbor_pairs` without it).
+
+    Examples
+    --------
+    >>> import splinecam
+    >>> from splinecam import zoo
+    >>> from splinecam.analysis import stats
+    >>> sl = splinecam.Slice.plane2d([[-1, -1], [1, -1], [1, 1], [-1, 1]])
+    >>> P = splinecam.partition(zoo.mlp([2, 8, 8, 1], seed=3), sl, progress=False)
+    >>> G = stats.region_adjacency_graph(P)
+    >>> G.number_of_nodes() == P.num_regions, G.number_of_edges() == len(stats.neighbor_pairs(P))
+    (True, True)
+    """
+    try:
+        import networkx as nx
+    except ImportError as e:
+        raise ImportError("region_adjacency_graph() needs networkx (pip install networkx); neighbor_pairs() "
+                          "gives the (K, 2) pairs without it") from e
+    pairs, length = _shared_boundaries(P)
+    areas = region_areas(P)
+    cen = P.centroids()
+    g = nx.Graph()
+    g.add_nodes_from((i, {"area": float(a), "centroid": (float(c[0]), float(c[1]))})
+                     for i, (a, c) in enumerate(zip(areas, cen)))
+    g.add_edges_from((int(a), int(b), {"length": float(l)}) for (a, b), l in zip(pairs, length))
+    return g
+
+
+def adjacency(P, sparse: bool = False):
+    """Return the region adjacency (dual) graph as pairs (and, optionally, a sparse matrix).
+
+    Kept for compatibility; :func:`neighbor_pairs`, :func:`adjacency_matrix` and
+    :func:`region_adjacency_graph` say what they return in their names.
+
+    Parameters
+    ----------
+    P : Partition
+        The partition.
+    sparse : bool
+        Also return the sparse matrix of shared boundary lengths.
+
+    Returns
+    -------
+    pairs : (K, 2) int64
+        ``neighbor_pairs(P)``: each adjacent pair once, ``pairs[:, 0] < pairs[:, 1]``,
+        sorted lexicographically. Regions meeting only at a vertex are not adjacent.
+    matrix : scipy.sparse.csr_matrix (F, F), only when ``sparse=True``
+        ``adjacency_matrix(P)``: symmetric; entry ``(i, j)`` is the length of the
+        boundary regions ``i`` and ``j`` share.
+
+    Raises
+    ------
+    ImportError
+        With ``sparse=True`` when scipy is not installed.
+    """
+    if not sparse:
+        return neighbor_pairs(P)
+    return neighbor_pairs(P), adjacency_matrix(P)
 
 
 def summary(P) -> dict:
-    """Scalar statistics of the partition as a dict of plain Python values:
+    """Summarise the partition in scalar statistics.
 
-    ``regions``, ``layers``, ``regions_per_layer`` (list), ``vertices``, ``edges``,
+    Keys: ``regions``, ``layers``, ``regions_per_layer`` (list), ``vertices``, ``edges``,
     ``domain_area``, ``area_mean``, ``area_median``, ``area_min``, ``area_max``,
     ``eccentricity_mean``, ``eccentricity_median``, ``diameter_mean``,
     ``diameter_max``, ``mean_degree`` (mean number of neighbours in the adjacency
     graph), ``decision_segments``, ``decision_boundary_length``,
-    ``regions_on_boundary`` (count) and ``regions_per_unit_area``."""
+    ``regions_on_boundary`` (count) and ``regions_per_unit_area``.
+
+    Parameters
+    ----------
+    P : Partition
+        The partition.
+
+    Returns
+    -------
+    dict
+        Plain Python values (``int``, ``float``, a ``list`` of ints), ready for JSON.
+
+    Examples
+    --------
+    >>> import splinecam
+    >>> from splinecam import zoo
+    >>> from splinecam.analysis import stats
+    >>> sl = splinecam.Slice.plane2d([[-1, -1], [1, -1], [1, 1], [-1, 1]])
+    >>> P = splinecam.partition(zoo.mlp([2, 8, 8, 1], seed=3), sl, progress=False)
+    >>> s = stats.summary(P)
+    >>> s["regions"] == P.num_regions, s["domain_area"]
+    (True, 4.0)
+    """
     areas = region_areas(P)
     ecc = region_eccentricity(P)
     diam = region_diameters(P)
-    pairs = adjacency(P)
+    pairs = neighbor_pairs(P)
     F = P.num_regions
     return {
         "regions": int(F),

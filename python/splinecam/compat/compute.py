@@ -50,24 +50,40 @@ def _partition(domain, T, NN, decision_boundary, progress):
 
 def get_partitions_with_db(domain, T, NN, fwd_batch_size=1024, batch_size=128,
                            n_workers=2, Abw_batch_size=16, *, progress=True):
-    """Exact linear regions and decision boundary of ``NN`` on a convex 2-D domain.
+    """Compute the exact linear regions and decision boundary of ``NN`` on a convex 2-D domain.
 
-    ``domain``: closed polygon of input-space vertices ``[k+1, D]`` (torch or numpy);
-    ``T``: its projection matrix ``[D, 3]`` from :func:`splinecam.utils.get_proj_mat`;
-    ``NN``: a :class:`splinecam.wrappers.model_wrapper`. ``fwd_batch_size``,
-    ``batch_size``, ``n_workers`` and ``Abw_batch_size`` are the original's tuning knobs
-    and are ignored; ``progress`` shows the engine's progress bar.
+    Everything is in plane coordinates ``T[:, :2].T @ (x - T[:, 2])``. The
+    :class:`splinecam.Partition` behind the answer is kept as ``NN.last_partition``.
 
-    Returns ``(regions, db_edges)`` in plane coordinates ``T[:, :2].T @ (x - T[:, 2])``:
+    Parameters
+    ----------
+    domain : torch.Tensor or numpy.ndarray
+        ``[k+1, D]`` closed polygon of input-space vertices; it must be convex.
+    T : torch.Tensor
+        Its ``[D, 3]`` projection matrix from :func:`splinecam.compat.utils.get_proj_mat`
+        (None: the wrapper's).
+    NN : splinecam.compat.wrappers.model_wrapper
+        The wrapped model.
+    fwd_batch_size, batch_size, n_workers, Abw_batch_size : int
+        The original's tuning knobs; ignored.
+    progress : bool
+        Show the engine's progress bar.
 
-    * ``regions``: list of float64 CPU tensors ``[k_i, 2]``, one convex region per
-      entry, vertices counter-clockwise without repeating the first one;
-    * ``db_edges``: float64 tensor ``[m, 2, 2]`` of decision-boundary segments (start
-      and end point). The boundary is the zero level set of the output for a
-      single-output model and the set where the arg-max class changes otherwise;
-      ``m`` is 0 when the domain contains none.
+    Returns
+    -------
+    regions : list of torch.Tensor
+        float64 CPU tensors ``[k_i, 2]``, one convex region per entry, vertices
+        counter-clockwise without repeating the first one.
+    db_edges : torch.Tensor
+        float64 ``[m, 2, 2]`` decision-boundary segments (start and end point): the
+        zero level set of the output for a single-output model, the set where the
+        arg-max class changes otherwise; ``m`` is 0 when the domain contains none.
 
-    The :class:`splinecam.Partition` is kept as ``NN.last_partition``.
+    Raises
+    ------
+    ValueError
+        When there is no projection matrix, ``T`` differs from the wrapper's, or the
+        domain's vertices do not match ``T``.
     """
     part = _partition(domain, T, NN, decision_boundary=True, progress=progress)
     regions = [torch.from_numpy(p) for p in part.polygons()]

@@ -18,17 +18,35 @@ def plot_partition(cycles, ax=None, xlims=[-2, 2], ylims=[-2, 2], edgecolor="w",
                    color_range=[.3, 1]):
     """Draw regions as filled polygons, as the original ``splinecam.plot.plot_partition``.
 
-    cycles : list of ``[k, 2]`` arrays or tensors (closed or open vertex lists).
-    ax : matplotlib Axes; a new ``figsize`` figure is created when ``None``.
-    xlims, ylims : axis limits (the original's default is ``[-2, 2]``); ``xlims=None``
-        fits the axes to the regions instead.
-    edgecolor, linewidth, alpha : region edge colour, edge width, and opacity of the
-        whole polygon (face and edge).
-    colors : optional list of colours; each region gets one drawn at random from it.
-        Otherwise each region gets a random RGB colour with every channel clipped to
-        ``color_range``. Randomness comes from ``numpy.random`` (seed it to repeat).
+    Ticks are removed. Randomness comes from ``numpy.random`` (seed it to repeat).
 
-    Ticks are removed. Returns ``None``, as the original did.
+    Parameters
+    ----------
+    cycles : list of array-like or torch.Tensor
+        Regions as ``[k, 2]`` vertex lists, closed or open.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; a new ``figsize`` figure is created when None.
+    xlims, ylims : list of float or None
+        Axis limits (the original's default is ``[-2, 2]``); ``xlims=None`` fits the
+        axes to the regions instead.
+    edgecolor : matplotlib colour
+        Colour of the region edges.
+    linewidth : float
+        Width of the region edges.
+    alpha : float
+        Opacity of the whole polygon (face and edge).
+    colors : list of matplotlib colours, optional
+        Each region gets one drawn at random from it. Otherwise each region gets a
+        random RGB colour with every channel clipped to ``color_range``.
+    figsize : (float, float)
+        Size of a new figure in inches.
+    color_range : (float, float)
+        Bounds of the random RGB channels.
+
+    Returns
+    -------
+    None
+        As the original did.
     """
     import matplotlib.pyplot as plt
     from matplotlib.collections import PolyCollection

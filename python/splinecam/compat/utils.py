@@ -96,14 +96,35 @@ def _plane(T):
 
 
 def get_proj_mat(domain):
-    """Projection matrix ``T`` of shape ``(D, 3)`` for a closed input-space polygon.
+    """Compute the projection matrix ``T`` of a closed input-space polygon.
 
-    ``domain``: ``(k+1, D)`` vertices (first repeated last; an open polygon is accepted
-    too), torch tensor or numpy array; image-shaped vertices ``(k+1, *input_shape)``
-    are flattened. Returns ``[v1 v2 mean]`` with ``v1 = domain[1] - domain[0]`` and
-    ``v2 = domain[-2] - domain[0]`` (the last distinct vertex) scaled to unit length and
-    ``mean`` the mean of the distinct vertices; same kind of object (and, for tensors,
-    dtype and device) as ``domain``.
+    Parameters
+    ----------
+    domain : torch.Tensor or numpy.ndarray
+        ``(k+1, D)`` vertices, the first repeated last (an open polygon is accepted
+        too); image-shaped vertices ``(k+1, *input_shape)`` are flattened.
+
+    Returns
+    -------
+    torch.Tensor or numpy.ndarray
+        ``(D, 3)``: ``[v1 v2 mean]`` with ``v1 = domain[1] - domain[0]`` and
+        ``v2 = domain[-2] - domain[0]`` (the last distinct vertex) scaled to unit
+        length, and ``mean`` the mean of the distinct vertices; the same kind of object
+        (and, for tensors, dtype and device) as ``domain``.
+
+    Raises
+    ------
+    ValueError
+        When the first vertex is repeated or its two edges are parallel.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from splinecam.compat.utils import get_proj_mat
+    >>> domain = torch.tensor([[0., 0.], [2., 0.], [2., 2.], [0., 2.], [0., 0.]])
+    >>> get_proj_mat(domain)
+    tensor([[1., 0., 1.],
+            [0., 1., 1.]])
     """
     d = _flat_domain(domain)
     v = torch.stack([d[1] - d[0], d[-1] - d[0]])
@@ -116,9 +137,20 @@ def get_proj_mat(domain):
 
 
 def to_plane_coords(x, T):
-    """Plane coordinates ``u = T[:, :2].T @ (x - T[:, 2])`` of inputs ``x`` shaped
-    ``(N, D)`` or ``(N, *input_shape)`` (or one input ``(D,)``); returns ``(N, 2)``
-    (or ``(2,)``) of the same kind as ``x``."""
+    """Compute plane coordinates ``u = T[:, :2].T @ (x - T[:, 2])`` of inputs.
+
+    Parameters
+    ----------
+    x : torch.Tensor or numpy.ndarray
+        ``(N, D)`` or ``(N, *input_shape)`` inputs, or one input ``(D,)``.
+    T : torch.Tensor or numpy.ndarray
+        ``(D, 3)`` projection matrix (:func:`get_proj_mat`).
+
+    Returns
+    -------
+    torch.Tensor or numpy.ndarray
+        ``(N, 2)`` (or ``(2,)``) plane coordinates, of the same kind as ``x``.
+    """
     mean, V, _ = _plane(T)
     xf = _as_f64(x)
     single = xf.ndim == 1
@@ -128,10 +160,25 @@ def to_plane_coords(x, T):
 
 
 def from_plane_coords(u, T, input_shape=None):
-    """Inverse of :func:`to_plane_coords` on the plane: ``x = mean + V (V^T V)^-1 u``.
+    """Map plane coordinates back to inputs: the inverse of :func:`to_plane_coords` on the plane.
 
-    ``u``: ``(N, 2)`` or ``(2,)``. Returns ``(N, D)`` (or ``(N, *input_shape)``) of the
-    same kind as ``u``.
+    ``x = mean + V (V^T V)^-1 u`` with ``V = T[:, :2]`` (the two edge vectors need not
+    be orthogonal).
+
+    Parameters
+    ----------
+    u : torch.Tensor or numpy.ndarray
+        ``(N, 2)`` or ``(2,)`` plane coordinates.
+    T : torch.Tensor or numpy.ndarray
+        ``(D, 3)`` projection matrix (:func:`get_proj_mat`).
+    input_shape : tuple of int, optional
+        Reshape the inputs to ``(N, *input_shape)``.
+
+    Returns
+    -------
+    torch.Tensor or numpy.ndarray
+        ``(N, D)`` (or ``(N, *input_shape)``; one input for ``u`` of shape ``(2,)``),
+        of the same kind as ``u``.
     """
     mean, _, B = _plane(T)
     uf = _as_f64(u)
@@ -147,9 +194,25 @@ def from_plane_coords(u, T, input_shape=None):
 
 
 def create_polytope_2d(scale=1, seed=None, init_points_n=30):
-    """A random convex polygon in the plane: the convex hull of ``init_points_n``
-    uniform points of the unit square, centred on its vertex mean and scaled by
-    ``scale``. Returns a closed ``(k+1, 2)`` numpy array (counter-clockwise)."""
+    """Draw a random convex polygon in the plane.
+
+    The convex hull of ``init_points_n`` uniform points of the unit square, centred on
+    its vertex mean and scaled by ``scale``.
+
+    Parameters
+    ----------
+    scale : float
+        Scale factor.
+    seed : int, optional
+        Seed of the numpy generator (default: fresh randomness).
+    init_points_n : int
+        Number of random points.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(k+1, 2)`` the closed polygon, counter-clockwise.
+    """
     rng = np.random.default_rng(seed=seed)
     pts = rng.random((init_points_n, 2))
     hull = convex_hull(pts)
@@ -163,32 +226,77 @@ def _open_poly(poly):
 
 
 def region_area_2d(poly):
-    """Area of a 2-D polygon (closed or open vertex list), as a 0-d float64 tensor."""
+    """Compute the area of a 2-D polygon.
+
+    Parameters
+    ----------
+    poly : torch.Tensor or array-like
+        ``(k, 2)`` vertices, closed or open.
+
+    Returns
+    -------
+    torch.Tensor
+        0-d float64: the area.
+    """
     # shoelace relative to the polygon's first vertex (splinecam.geometry)
     return torch.tensor(abs(polygon_area(_open_poly(poly).numpy())), dtype=torch.float64)
 
 
 def region_eccentricity_2d(poly, eps=1e-10):
-    """Longest over shortest pairwise vertex distance of a polygon (closed or open)."""
+    """Compute a polygon's eccentricity: longest over shortest pairwise vertex distance.
+
+    Parameters
+    ----------
+    poly : torch.Tensor or array-like
+        ``(k, 2)`` vertices, closed or open.
+    eps : float
+        Added to the shortest distance.
+
+    Returns
+    -------
+    torch.Tensor
+        0-d float64: the ratio.
+    """
     d = torch.pdist(_open_poly(poly))
     return d.max() / (d.min() + eps)
 
 
 def centrality(polys):
-    """Mean and standard deviation of the distances of all region vertices to their
-    common centroid."""
+    """Compute the mean and standard deviation of the vertices' distances to their centroid.
+
+    Parameters
+    ----------
+    polys : list of torch.Tensor or array-like
+        Regions as ``(k, 2)`` vertex lists, closed or open; the centroid is the mean of
+        all their vertices.
+
+    Returns
+    -------
+    mean, std : torch.Tensor
+        0-d float64 tensors.
+    """
     verts = torch.cat([_open_poly(p) for p in polys])
     dist = torch.linalg.norm(verts - verts.mean(0), dim=-1)
     return dist.mean(0), dist.std(0)
 
 
 def get_region_statistics(polys):
-    """Summary statistics of a list of regions (closed or open vertex lists).
+    """Compute summary statistics of a list of regions.
 
-    Returns ``(names, values)`` with names ``['vol_m', 'vol_std', 'nverts', 'nregions',
-    'ecc_m', 'ecc_std', 'centr_m', 'centr_std']``: mean / std of region areas, total
-    vertex count (summed over regions), number of regions, mean / std of region
-    eccentricities, mean / std of vertex distances to the centroid of all vertices.
+    Parameters
+    ----------
+    polys : list of torch.Tensor or array-like
+        Regions as ``(k, 2)`` vertex lists, closed or open.
+
+    Returns
+    -------
+    names : list of str
+        ``['vol_m', 'vol_std', 'nverts', 'nregions', 'ecc_m', 'ecc_std', 'centr_m',
+        'centr_std']``.
+    values : torch.Tensor
+        ``(8,)`` float64: mean / std of region areas, total vertex count (summed over
+        regions), number of regions, mean / std of region eccentricities, mean / std of
+        vertex distances to the centroid of all vertices.
     """
     names = ["vol_m", "vol_std", "nverts", "nregions", "ecc_m", "ecc_std", "centr_m", "centr_std"]
     opened = [_open_poly(p) for p in polys]
@@ -205,8 +313,24 @@ def get_region_statistics(polys):
 
 
 def get_region_means(regions, dims=2, dtype=torch.float64, device="cpu"):
-    """``(n_regions, dims)`` tensor of the vertex means of each region (closed or open);
-    a vertex mean lies inside its convex region."""
+    """Compute the vertex mean of each region: a point inside the convex region.
+
+    Parameters
+    ----------
+    regions : list of torch.Tensor or array-like
+        Regions as ``(k, dims)`` vertex lists, closed or open.
+    dims : int
+        Coordinates per vertex.
+    dtype : torch.dtype
+        The result's dtype.
+    device : str or torch.device
+        The result's device.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(n_regions, dims)``.
+    """
     means = torch.zeros(len(regions), dims, dtype=dtype, device=device)
     for i, r in enumerate(regions):
         means[i] = _open_poly(r).mean(0).to(dtype=dtype, device=device)
@@ -214,8 +338,18 @@ def get_region_means(regions, dims=2, dtype=torch.float64, device="cpu"):
 
 
 def split_domain_by_edge(domain):
-    """Split a closed polygon into triangles ``[v_i, v_{i+1}, centroid, v_i]``, one per
-    edge; returns a list of closed ``(4, D)`` tensors."""
+    """Split a closed polygon into triangles ``[v_i, v_{i+1}, centroid, v_i]``, one per edge.
+
+    Parameters
+    ----------
+    domain : torch.Tensor or array-like
+        ``(k+1, D)`` the closed polygon (an open one is accepted too).
+
+    Returns
+    -------
+    list of torch.Tensor
+        ``k`` closed triangles of shape ``(4, D)``, float64.
+    """
     d = _as_f64(domain)
     d = d.reshape(d.shape[0], -1)
     opened = _distinct_vertices(d)
@@ -248,8 +382,28 @@ def _randn_like(x, seed):
 
 
 def get_square_slice_from_one_anchor(anchors, pad_dist=1, seed=None):
-    """Square domain centred on ``anchors[0]`` (flattened ``(1, D)`` input) spanned by two
-    random orthonormal directions, half-diagonal ``pad_dist``. Returns ``(5, D)``."""
+    """Make a square domain centred on one anchor, spanned by two random orthonormal directions.
+
+    Parameters
+    ----------
+    anchors : torch.Tensor
+        ``(1, D)`` one flattened input.
+    pad_dist : float
+        Half the square's diagonal.
+    seed : int, optional
+        Seed of the two random directions (default: torch's global generator).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(5, D)`` the closed square (first vertex repeated last), half-diagonal
+        ``pad_dist``, in the anchors' dtype and device.
+
+    Raises
+    ------
+    ValueError
+        When the number of anchors is wrong.
+    """
     if len(anchors) != 1:
         raise ValueError("expected exactly one anchor")
     c = anchors[0]
@@ -259,9 +413,32 @@ def get_square_slice_from_one_anchor(anchors, pad_dist=1, seed=None):
 
 
 def get_square_slice_from_two_anchors(anchors, pad_dist=1, seed=0):
-    """Square domain centred on the mean of ``anchors[0]`` and ``anchors[1]``. As in the
-    original, the first direction is the vector ``anchors[0]`` itself; the second is
-    ``anchors[2]`` (if given) or a random vector, orthogonalised against it."""
+    """Make a square domain centred on the mean of two anchors.
+
+    As in the original, the first direction is the vector ``anchors[0]`` itself; the
+    second is ``anchors[2]`` (if given) or a random vector, orthogonalised against it.
+
+    Parameters
+    ----------
+    anchors : torch.Tensor
+        ``(2, D)`` or ``(3, D)`` flattened inputs.
+    pad_dist : float
+        Half the square's diagonal.
+    seed : int, optional
+        Seed of the random second direction (used without a third anchor; None: torch's
+        global generator).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(5, D)`` the closed square (first vertex repeated last), half-diagonal
+        ``pad_dist``, in the anchors' dtype and device.
+
+    Raises
+    ------
+    ValueError
+        When the number of anchors is wrong.
+    """
     if len(anchors) < 2:
         raise ValueError("expected at least two anchors")
     c = anchors[:2].mean(0)
@@ -271,8 +448,31 @@ def get_square_slice_from_two_anchors(anchors, pad_dist=1, seed=0):
 
 
 def get_square_slice_from_centroid(anchors, pad_dist=1, seed=0):
-    """Square domain centred on the mean of three anchors; directions ``anchors[0]`` and
-    ``anchors[1]`` orthogonalised against it (as in the original)."""
+    """Make a square domain centred on the mean of three anchors.
+
+    The directions are ``anchors[0]`` and ``anchors[1]`` orthogonalised against it, as
+    in the original.
+
+    Parameters
+    ----------
+    anchors : torch.Tensor
+        ``(3, D)`` flattened inputs.
+    pad_dist : float
+        Half the square's diagonal.
+    seed : int
+        Not used (kept for the original's signature).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(5, D)`` the closed square (first vertex repeated last), half-diagonal
+        ``pad_dist``, in the anchors' dtype and device.
+
+    Raises
+    ------
+    ValueError
+        When the number of anchors is wrong.
+    """
     if len(anchors) != 3:
         raise ValueError("expected exactly three anchors")
     c = anchors.mean(0)

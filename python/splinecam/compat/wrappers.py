@@ -95,8 +95,22 @@ def _affine_chain(steps, c, A, u):
 
 
 class adapter(nn.Module):
-    """Maps plane coordinates ``u`` ``[N, 2]`` to inputs ``[N, *input_shape]`` on the slice
-    plane of ``T`` (and back with :meth:`to_input`), in the wrapper's dtype and device."""
+    """Map plane coordinates ``u`` ``[N, 2]`` to inputs ``[N, *input_shape]`` on the plane of ``T``.
+
+    The map back, from inputs to plane coordinates, is :meth:`to_input`. Computed in
+    the wrapper's dtype and device.
+
+    Parameters
+    ----------
+    T : torch.Tensor
+        ``(D, 3)`` projection matrix (:func:`splinecam.compat.utils.get_proj_mat`).
+    input_shape : tuple of int
+        Shape of one input, ``D`` elements.
+    device : str or torch.device
+        Where the origin and basis buffers live.
+    dtype : torch.dtype
+        Their dtype.
+    """
 
     def __init__(self, T, input_shape, device="cpu", dtype=torch.float64):
         super().__init__()
@@ -107,46 +121,105 @@ class adapter(nn.Module):
         self.register_buffer("basis", B.T.contiguous().to(device=device, dtype=dtype))  # [2, D]
 
     def forward(self, u):
+        """Map plane coordinates to inputs on the plane.
+
+        Parameters
+        ----------
+        u : torch.Tensor or array-like
+            ``[N, 2]`` plane coordinates (anything that reshapes to it).
+
+        Returns
+        -------
+        torch.Tensor
+            ``[N, *input_shape]`` inputs, in the adapter's dtype and device.
+        """
         u = torch.as_tensor(u, dtype=self.basis.dtype, device=self.basis.device).reshape(-1, 2)
         return (self.origin + u @ self.basis).reshape(-1, *self.input_shape)
 
     def to_input(self, x):
-        """Plane coordinates ``T[:, :2].T @ (x - T[:, 2])`` of inputs ``x``."""
+        """Map inputs to their plane coordinates ``T[:, :2].T @ (x - T[:, 2])`` (despite the name).
+
+        Parameters
+        ----------
+        x : torch.Tensor or array-like
+            ``[N, *input_shape]`` or ``[N, D]`` inputs.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[N, 2]`` plane coordinates, in the adapter's dtype and device.
+        """
         u = utils.to_plane_coords(torch.as_tensor(x).reshape(len(x), -1), self.T)
         return torch.as_tensor(u).to(dtype=self.basis.dtype, device=self.basis.device)
 
     def get_weights(self, dtype=torch.float64):
-        """``[D, 3]`` matrix ``[B | origin]`` with ``x = B u + origin``."""
+        """Return the plane map as one matrix ``[B | origin]``, with ``x = B u + origin``.
+
+        Parameters
+        ----------
+        dtype : torch.dtype
+            The matrix's dtype.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[D, 3]``.
+        """
         return torch.cat([self.basis.T, self.origin[:, None]], dim=1).to(dtype)
 
 
 class model_wrapper(object):
     """Wrap a piecewise-linear torch ``nn.Sequential`` for SplineCam.
 
-    Parameters (the original's signature; ``is_classifier``, ``as_sequential`` are kept
-    for compatibility and have no effect):
+    The original's signature; the partition itself is computed by the engine
+    (:func:`splinecam.compat.compute.get_partitions_with_db`).
 
-    model : nn.Module
+    Parameters
+    ----------
+    model : torch.nn.Module
         In eval mode (``model.eval()``), else ``ValueError``. It is moved to ``device``
         and cast to ``dtype`` in place.
-    input_shape : tuple, optional
+    input_shape : tuple of int or int, optional
         Shape of one input without the batch dimension, e.g. ``(1, 28, 28)``; inferred
         for MLPs, and from ``T`` as ``(D,)`` otherwise.
-    T : (D, 3) tensor, optional
-        Projection matrix from :func:`splinecam.utils.get_proj_mat`. Without it a 2-D
-        input space is its own plane; for larger inputs ``verify`` uses a random plane
-        through the origin and ``T`` must be given to ``get_partitions_with_db``.
+    is_classifier : bool
+        Kept for compatibility; no effect.
+    custom_layers, custom_activations : tuple
+        Must be empty (``NotImplementedError`` otherwise): every supported module is
+        known to the engine.
     device : str
         ``'cuda'`` falls back to ``'cpu'`` with a warning when CUDA is unavailable.
+    as_sequential : bool
+        Kept for compatibility; no effect.
+    T : torch.Tensor, optional
+        ``(D, 3)`` projection matrix from :func:`splinecam.compat.utils.get_proj_mat`.
+        Without it a 2-D input space is its own plane; for larger inputs ``verify`` uses
+        a random plane through the origin and ``T`` must be given to
+        ``get_partitions_with_db``.
     dtype : torch.dtype
         ``torch.float64`` is recommended (the engine's geometry is float64).
 
-    Attributes: ``model``, ``T``, ``input_shape``, ``device``, ``dtype``,
-    ``is_classifier``, ``as_sequential``, ``layers`` (``nn.Sequential`` of an
-    :class:`adapter` from plane coordinates to inputs followed by the model's modules, so
-    ``NN.layers(u)`` evaluates the model at plane points ``u`` ``[N, 2]``) and
-    ``last_partition`` (the :class:`splinecam.Partition` of the most recent
-    ``get_partitions_with_db`` call, or ``None``).
+    Attributes
+    ----------
+    model : torch.nn.Module
+        The wrapped model (moved and cast).
+    T : torch.Tensor or None
+        The projection matrix.
+    layers : torch.nn.Sequential
+        An :class:`adapter` from plane coordinates to inputs followed by the model's
+        modules: ``NN.layers(u)`` evaluates the model at plane points ``u`` ``[N, 2]``.
+    last_partition : Partition or None
+        The :class:`splinecam.Partition` of the most recent ``get_partitions_with_db``
+        call.
+
+    Raises
+    ------
+    ValueError
+        When the model is in training mode, or ``input_shape`` cannot be inferred or
+        does not match ``T``.
+    NotImplementedError
+        When the model holds modules the engine does not support, or custom layers are
+        given.
     """
 
     @torch.no_grad()
@@ -209,15 +282,32 @@ class model_wrapper(object):
 
     @torch.no_grad()
     def forward(self, u):
-        """Model outputs at plane coordinates ``u`` ``[N, 2]``."""
+        """Evaluate the model at plane coordinates.
+
+        Parameters
+        ----------
+        u : torch.Tensor or array-like
+            ``[N, 2]`` plane coordinates.
+
+        Returns
+        -------
+        torch.Tensor
+            The model's outputs, ``[N, C]``.
+
+        Raises
+        ------
+        ValueError
+            When the wrapper has no projection matrix ``T``.
+        """
         return self.model(self._require_plane()(u))
 
     # ------------------------------------------------------------------ verification
 
     @torch.no_grad()
     def verify(self, seed=0, eps=1e-5, n_points=16, check_engine=True):
-        """Check that ``model.forward`` agrees with the local affine maps of the network
-        at ``n_points`` random points of the slice plane (coordinates ~ N(0, 1)).
+        """Check that ``model.forward`` agrees with the network's local affine maps.
+
+        At ``n_points`` random points of the slice plane (coordinates ~ N(0, 1)):
 
         1. *Matmul check* (Sequential models): the plane's affine parameterisation is
            pushed through the modules with explicit activation slopes; its value at each
@@ -227,8 +317,22 @@ class model_wrapper(object):
            plane around one random point; each region's affine map evaluated at the
            region's vertex mean must equal the forward pass there.
 
-        Agreement is ``|a - b| <= eps * (1 + |b|)`` element-wise. Returns a bool (and
-        warns with the largest discrepancy when it is ``False``).
+        Parameters
+        ----------
+        seed : int
+            Seed of the random points (and of the random plane without ``T``).
+        eps : float
+            Agreement is ``|a - b| <= eps * (1 + |b|)`` element-wise.
+        n_points : int
+            Number of random points.
+        check_engine : bool
+            Also run the engine check.
+
+        Returns
+        -------
+        bool
+            Whether every check agrees; when not, a warning gives the largest
+            discrepancy.
         """
         g = torch.Generator(device="cpu").manual_seed(int(seed))
         adapter_ = self._adapter

@@ -202,8 +202,35 @@ _current: contextvars.ContextVar = contextvars.ContextVar("splinecam_backend", d
 
 @contextlib.contextmanager
 def use(backend: Union[str, Backend]):
-    """Inside the block, partitions run on ``backend`` unless they name one. Yields the
-    backend instance (for example to read a :class:`HostBatchedBackend`'s records)."""
+    """A block inside which partitions run on ``backend`` unless they name one.
+
+    Parameters
+    ----------
+    backend : str or Backend
+        ``"cpu"``, ``"host-batched"``, ``"cuda"`` (a new instance) or an instance.
+
+    Returns
+    -------
+    contextlib.AbstractContextManager
+        A context manager; ``with use(...) as b`` binds the backend instance (for example
+        to read a :class:`HostBatchedBackend`'s records).
+
+    Raises
+    ------
+    ValueError
+        An unknown backend name.
+
+    Examples
+    --------
+    >>> import torch, splinecam
+    >>> from splinecam.driver.backends import use
+    >>> model = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1)).eval()
+    >>> sl = splinecam.Slice.plane2d([[-1, -1], [1, -1], [1, 1], [-1, 1]])
+    >>> with use("host-batched") as b:
+    ...     P = splinecam.partition(model, sl, progress=False)
+    >>> P.run_info["backend"]
+    'host-batched'
+    """
     b = BACKENDS[_check_name(backend)]() if isinstance(backend, str) else backend
     token = _current.set(b)
     try:
@@ -220,7 +247,28 @@ def _check_name(name: str) -> str:
 
 
 def get_backend(device: torch.device, backend: Optional[Union[str, Backend]] = None) -> Backend:
-    """The backend of a partition on ``device`` (see the module doc)."""
+    """The backend of a partition on ``device`` (see the module doc).
+
+    Parameters
+    ----------
+    device : torch.device
+        The partition's device (:func:`splinecam.driver.engine.resolve_device`).
+    backend : str or Backend, optional
+        A name or an instance; default: the innermost :func:`use` block, else
+        ``"cuda"`` on a CUDA device and ``"cpu"`` elsewhere.
+
+    Returns
+    -------
+    Backend
+        The instance that runs the partition's refinements.
+
+    Raises
+    ------
+    ValueError
+        An unknown name, or a name that does not run on ``device``.
+    TypeError
+        ``backend`` is neither a name nor a :class:`Backend`.
+    """
     if backend is None:
         backend = _current.get()
     if backend is None:

@@ -25,6 +25,7 @@ import torch
 
 from splinecam import _core
 from splinecam.driver.backends import CpuBackend, get_backend
+from splinecam.driver import host_memory
 from splinecam.driver.checks import check_finite_rows, check_partition_args, values_at
 from splinecam.driver.lean import _columns_from_input, _lean_layer
 from splinecam.driver.maxtype import _decision, _max_layer
@@ -123,7 +124,7 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
         not fit is cut into four again (up to ``max_depth`` times). ``1``: one pass, or
         :class:`MemoryLimitExceeded`. ``n`` or ``(nx, ny)``: start from a grid of tiles.
         A list of convex ``(k, 2)`` polygons: these tiles; they must cover the slice and
-        meet along lines parallel to the plane's axes (as :func:`tile_polygons` cuts).
+        meet along lines parallel to the plane's axes (as :func:`splinecam.driver.tiles.tile_polygons` cuts).
         Whatever the tiles, the result is one partition of the slice, stitched exactly
         (:mod:`splinecam.driver.stitch`); ``run_info["tiles"]`` says how many there were.
     max_depth : int
@@ -144,6 +145,34 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
     Returns
     -------
     Partition
+        Every linear region of the model on the slice as a convex polygon, with the
+        partition after each layer (:meth:`Partition.at_layer`), labelled edges, the
+        model's outputs at every vertex and the decision boundary; ``run_info`` says how
+        it was computed (seconds, tiles, device, memory limit).
+
+    Raises
+    ------
+    UnsupportedModelError
+        The model holds a layer or operation that is not piecewise linear (the message
+        names it, its source line and the supported list).
+    ValueError
+        Bad arguments: a training-mode model, NaN or infinite weights, a slice whose
+        shape does not match the model's input, ``rtol``, ``memory_limit``, ``chunk``,
+        ``threads`` or ``tiles`` out of range; the message says what to pass instead.
+    MemoryLimitExceeded
+        With ``tiles=1`` (one pass), the slice needs more than ``memory_limit``; and with
+        tiles, a tile that still does not fit after ``max_depth`` cuts.
+
+    Examples
+    --------
+    >>> import torch, splinecam
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> model = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1)).eval()
+    >>> sl = splinecam.Slice.plane2d([[-1, -1], [1, -1], [1, 1], [-1, 1]])
+    >>> P = splinecam.partition(model, sl, progress=False)
+    >>> P.num_regions > 1, abs(P.areas().sum() - 4.0) < 1e-9
+    (True, True)
     """
     if not isinstance(slice, Slice):
         raise TypeError(f"slice must be a splinecam.Slice; got {type(slice).__name__}")
@@ -181,6 +210,7 @@ def tile_runner(model, slice: Slice, *, decision_boundary=True, rtol=1e-10, thre
     """``run(polygon)``: the one-pass partition of a convex polygon of ``slice`` (``None``:
     all of it) with the whole slice's tolerances; raises :class:`MemoryLimitExceeded`
     when it does not fit. Carries ``net``, ``device``, ``backend`` and ``limit``."""
+    host_memory.tune()
     dev = resolve_device(model, device)
     backend = get_backend(dev, backend)
     limit = int(memory_limit) if memory_limit is not None else backend.default_memory_limit()

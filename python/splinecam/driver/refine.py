@@ -18,7 +18,14 @@ __all__ = ["MemoryLimitExceeded", "FEW_FACES"]
 
 
 class MemoryLimitExceeded(MemoryError):
-    """The partition of the slice needs more memory than ``memory_limit`` allows."""
+    """The partition of the slice (or of one tile) needs more memory than
+    ``memory_limit`` allows.
+
+    Raised before the memory is taken, so the process stays usable. The message says
+    at which layer, how many vertices and how much memory one pass would need, and what
+    to do: tiles (the default, ``tiles="auto"``), a higher ``memory_limit``, or a smaller
+    slice (:meth:`splinecam.Slice.scaled`). A subclass of :class:`MemoryError`.
+    """
 
 
 #: Faces below which a refinement cuts by a few columns at a time (see _refine).

@@ -304,8 +304,38 @@ def _merge_stats(infos: List[dict]) -> dict:
 
 
 def partition_tiled(model, slice: Slice, *, tiles: Union[int, Tuple[int, int]] = 2, **kwargs):
-    """:func:`splinecam.partition` starting from a grid of ``tiles`` (``n`` or
-    ``(nx, ny)``); a tile that exceeds ``memory_limit`` is cut into four, up to
-    ``max_depth`` times. Returns the one stitched :class:`~splinecam.Partition`."""
+    """The partition of ``slice`` computed in tiles: :func:`splinecam.partition` starting
+    from a grid of tiles.
+
+    A tile that exceeds ``memory_limit`` is cut into four, up to ``max_depth`` times; the
+    tiles are stitched exactly into one partition (the same one a single pass gives).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model, as for :func:`splinecam.partition`.
+    slice : Slice
+        The convex polygon in a plane of the input space.
+    tiles : int or (int, int)
+        ``n`` (an ``n`` x ``n`` grid) or ``(nx, ny)``.
+    **kwargs
+        Any other argument of :func:`splinecam.partition` (``memory_limit``,
+        ``max_depth``, ``store``, ``client``, ...).
+
+    Returns
+    -------
+    Partition
+        One stitched partition of the whole slice; ``run_info["tiles"]`` says how many
+        tiles were computed.
+
+    Examples
+    --------
+    >>> import torch, splinecam
+    >>> model = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1)).eval()
+    >>> sl = splinecam.Slice.plane2d([[-1, -1], [1, -1], [1, 1], [-1, 1]])
+    >>> T = splinecam.partition_tiled(model, sl, tiles=2, progress=False)
+    >>> T.num_regions == splinecam.partition(model, sl, tiles=1, progress=False).num_regions
+    True
+    """
     from splinecam.driver.engine import partition
     return partition(model, slice, tiles=tiles, **kwargs)

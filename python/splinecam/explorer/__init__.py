@@ -12,11 +12,31 @@ __all__ = ["explore", "Windows", "View", "draw_data", "COLORINGS"]
 
 
 def explore(model, slice, *, notebook=None, **kwargs):
-    """Explore ``slice`` of ``model`` interactively: in this Jupyter notebook's cell
-    (:func:`.server.show`), else on a local page served until Ctrl-C
-    (:func:`.server.serve`). ``notebook``: force one or the other (default: a notebook
-    when running inside one). ``kwargs``: those of the chosen function, e.g.
-    ``points={"A": (u, v)}``, ``port``, and :func:`splinecam.partition`'s options."""
+    """Explore a slice of a model interactively, every view computed exactly.
+
+    Inside a Jupyter notebook the page is shown in the cell
+    (:func:`splinecam.explorer.server.show`); elsewhere it is served on a local page
+    until Ctrl-C (:func:`splinecam.explorer.server.serve`).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A piecewise-linear model in eval mode, as :func:`splinecam.partition` takes it.
+    slice : Slice
+        The slice to explore.
+    notebook : bool, optional
+        Force the notebook cell (True) or the local page (False); default: a notebook
+        cell when running inside one.
+    **kwargs
+        Options of the chosen function, e.g. ``points={"A": (u, v)}`` (anchor points in
+        plane coordinates), ``port``, ``open_browser``, and :func:`splinecam.partition`'s
+        options (``rtol``, ``threads``, ``memory_limit``, ...).
+
+    Returns
+    -------
+    None
+        Returns when the server stops (local page) or once the cell shows the page.
+    """
     from splinecam.explorer import server
     if notebook is None:
         notebook = _in_notebook()

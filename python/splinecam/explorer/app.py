@@ -31,8 +31,21 @@ _TOOLTIPS = [("region", "@id"), ("class", "@cls"), ("slope norm", "@slope{0.000}
 
 
 class Explorer:
-    """The state behind one page: the window engine, the current view and the settings.
-    Shared by every page of one server (the cells computed by one are reused by all)."""
+    """The state behind the explorer's pages: the window engine and the settings.
+
+    Shared by every page of one server (the cells computed by one are reused by all).
+
+    Parameters
+    ----------
+    windows : splinecam.explorer.Windows
+        The window engine of the slice.
+    points : dict, optional
+        Anchor points to mark, ``{"A": (u, v), ...}`` in plane coordinates.
+    export_dir : str
+        The folder the page's exports are written to.
+    title : str
+        The page's title.
+    """
 
     def __init__(self, windows: Windows, points: Optional[Dict[str, np.ndarray]] = None,
                  export_dir: str = "splinecam_export", title: str = "splinecam explorer"):
@@ -44,7 +57,15 @@ class Explorer:
 
 
 def make_document(doc, explorer: Explorer) -> None:
-    """Fill the Bokeh document ``doc`` with the explorer's page."""
+    """Fill a Bokeh document with the explorer's page.
+
+    Parameters
+    ----------
+    doc : bokeh.document.Document
+        The document of one browser session.
+    explorer : Explorer
+        The state shared by the server's pages.
+    """
     from bokeh.layouts import column, row
     from bokeh.models import (Button, ColorBar, ColumnDataSource, Div, HoverTool, LinearColorMapper, Range1d, Select,
                               Slider, TapTool)

@@ -26,6 +26,18 @@ def _explorer(model, slice, points, export_dir, title, options):
 
 
 def free_port(address: str = "localhost") -> int:
+    """Find a port that is free now on ``address`` (the system picks one).
+
+    Parameters
+    ----------
+    address : str
+        The address to bind.
+
+    Returns
+    -------
+    int
+        The port number.
+    """
     with socket.socket() as s:
         s.bind((address, 0))
         return s.getsockname()[1]
@@ -34,9 +46,43 @@ def free_port(address: str = "localhost") -> int:
 def start_server(model, slice, *, port: int = 5006, address: str = "localhost",
                  points: Optional[Dict[str, np.ndarray]] = None, export_dir: str = "splinecam_export",
                  title: str = "splinecam explorer", **options):
-    """A started (not yet running) Bokeh server of the explorer; ``port=0`` picks a free
-    one. The caller runs ``server.io_loop.start()`` (or ``server.run_until_shutdown()``)
-    and stops it with ``server.stop()``. Returns ``(server, url)``."""
+    """Start (but do not run) a Bokeh server of the explorer.
+
+    The caller runs ``server.io_loop.start()`` (or ``server.run_until_shutdown()``) and
+    stops it with ``server.stop()``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A piecewise-linear model in eval mode.
+    slice : Slice
+        The slice to explore.
+    port : int
+        The port; 0 picks a free one.
+    address : str
+        The address to bind (``localhost``: this machine only).
+    points : dict, optional
+        Anchor points to mark, ``{"A": (u, v), ...}`` in plane coordinates.
+    export_dir : str
+        The folder the page's exports are written to.
+    title : str
+        The page's title.
+    **options
+        Options of :func:`splinecam.partition` (``rtol``, ``threads``,
+        ``memory_limit``, ...).
+
+    Returns
+    -------
+    server : bokeh.server.server.Server
+        The started server; ``server.explorer`` is its :class:`~splinecam.explorer.app.Explorer`.
+    url : str
+        The page's address, ``http://address:port/``.
+
+    Raises
+    ------
+    ImportError
+        When Bokeh is not installed.
+    """
     _need_bokeh()
     from bokeh.application import Application
     from bokeh.application.handlers.function import FunctionHandler
@@ -57,10 +103,36 @@ def start_server(model, slice, *, port: int = 5006, address: str = "localhost",
 def serve(model, slice, *, port: int = 5006, address: str = "localhost", open_browser: bool = True,
           points: Optional[Dict[str, np.ndarray]] = None, export_dir: str = "splinecam_export",
           title: str = "splinecam explorer", **options) -> None:
-    """Serve the explorer of ``slice`` for ``model`` on ``http://address:port/`` until
-    Ctrl-C. ``points``: anchor points to mark, ``{"A": (u, v), ...}`` in plane
-    coordinates. ``options``: those of :func:`splinecam.partition` (``rtol``,
-    ``threads``, ``memory_limit``, ...). Binds to ``localhost`` unless told otherwise."""
+    """Serve the explorer on ``http://address:port/`` until Ctrl-C.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A piecewise-linear model in eval mode.
+    slice : Slice
+        The slice to explore.
+    port : int
+        The port; 0 picks a free one.
+    address : str
+        The address to bind: ``localhost`` unless told otherwise (``0.0.0.0`` lets other
+        machines reach the page).
+    open_browser : bool
+        Open the page in a browser tab.
+    points : dict, optional
+        Anchor points to mark, ``{"A": (u, v), ...}`` in plane coordinates.
+    export_dir : str
+        The folder the page's exports are written to.
+    title : str
+        The page's title.
+    **options
+        Options of :func:`splinecam.partition` (``rtol``, ``threads``,
+        ``memory_limit``, ...).
+
+    Raises
+    ------
+    ImportError
+        When Bokeh is not installed.
+    """
     server, url = start_server(model, slice, port=port, address=address, points=points, export_dir=export_dir,
                                title=title, **options)
     print(f"splinecam explorer at {url} (Ctrl-C stops it)", flush=True)
@@ -76,8 +148,33 @@ def serve(model, slice, *, port: int = 5006, address: str = "localhost", open_br
 
 def show(model, slice, *, points: Optional[Dict[str, np.ndarray]] = None, notebook_url="localhost:8888",
          export_dir: str = "splinecam_export", title: str = "splinecam explorer", **options) -> None:
-    """Show the explorer in the current Jupyter notebook cell (the same page, served by
-    the notebook's own Bokeh server). ``notebook_url``: where the notebook runs."""
+    """Show the explorer in the current Jupyter notebook cell.
+
+    The same page as :func:`serve`, served by the notebook's own Bokeh server.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A piecewise-linear model in eval mode.
+    slice : Slice
+        The slice to explore.
+    points : dict, optional
+        Anchor points to mark, ``{"A": (u, v), ...}`` in plane coordinates.
+    notebook_url : str
+        Where the notebook server runs.
+    export_dir : str
+        The folder the page's exports are written to.
+    title : str
+        The page's title.
+    **options
+        Options of :func:`splinecam.partition` (``rtol``, ``threads``,
+        ``memory_limit``, ...).
+
+    Raises
+    ------
+    ImportError
+        When Bokeh is not installed.
+    """
     _need_bokeh()
     from bokeh.io import output_notebook
     from bokeh.io import show as bokeh_show

@@ -31,15 +31,33 @@ from splinecam.slice import Slice
 
 __all__ = ["Windows", "View", "draw_data", "COLORINGS"]
 
-#: What regions can be coloured by.
+#: What regions can be coloured by (the ``color`` of :func:`draw_data`).
 COLORINGS = ("slope", "class", "pattern", "layer")
 
 
 @dataclass
 class View:
-    """One computed window: its partition (of ``polygon``, the visible block of cells
-    clipped to the slice), the quadtree level, how many cells were computed or reused,
-    and the seconds it took."""
+    """One computed window, as :meth:`Windows.compute` returns it.
+
+    Parameters
+    ----------
+    partition : Partition
+        The exact partition of ``polygon``.
+    window : (float, float, float, float)
+        The window asked for, ``(x0, x1, y0, y1)`` in plane coordinates.
+    polygon : numpy.ndarray
+        ``(k, 2)`` the visible block of cells, clipped to the slice.
+    level : int
+        The quadtree level of the cells.
+    computed : int
+        Cells computed for this window.
+    reused : int
+        Cells taken from the cache.
+    seconds : float
+        Time the window took.
+    cells : list of (int, int)
+        Indices ``(i, j)`` of the cells that meet the slice.
+    """
     partition: object
     window: Tuple[float, float, float, float]
     polygon: np.ndarray
@@ -51,12 +69,44 @@ class View:
 
 
 class Windows:
-    """Exact partitions of windows of ``slice`` for ``model`` (see the module doc).
+    """Exact partitions of windows of a slice, from quadtree cells that are kept.
 
-    ``cache_cells`` cells are kept (least recently used dropped first); ``max_level``
-    bounds the zoom (cells of ``2^-max_level`` of the slice's box). Options are those of
-    :func:`splinecam.partition` (``rtol``, ``threads``, ``memory_limit``, ...). Thread
-    safe: the page computes in a worker thread."""
+    See the module's documentation for the quadtree. Thread safe: the page computes in
+    a worker thread.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A piecewise-linear model in eval mode.
+    slice : Slice
+        The whole slice; every cell uses its tolerances.
+    max_level : int
+        The deepest quadtree level (cells of ``2^-max_level`` of the slice's bounding
+        box): a bound on the zoom.
+    cache_cells : int
+        How many cells are kept (the least recently used are dropped first).
+    **options
+        Options of :func:`splinecam.partition` (``rtol``, ``threads``,
+        ``memory_limit``, ...).
+
+    Raises
+    ------
+    TypeError
+        When ``slice`` is not a :class:`splinecam.Slice`.
+
+    Examples
+    --------
+    >>> import splinecam
+    >>> from splinecam import zoo
+    >>> from splinecam.explorer import Windows
+    >>> sl = splinecam.Slice.plane2d([[-1, -1], [1, -1], [1, 1], [-1, 1]])
+    >>> W = Windows(zoo.mlp([2, 8, 8, 1], seed=3), sl)
+    >>> view = W.compute((-1, 1, -1, 1))
+    >>> view.level, view.partition.num_regions
+    (1, 21)
+    >>> W.compute((-1, 1, -1, 1)).reused
+    4
+    """
 
     def __init__(self, model, slice: Slice, *, max_level: int = 16, cache_cells: int = 256, **options):
         from splinecam.driver.engine import tile_runner
@@ -74,7 +124,18 @@ class Windows:
 
     # -- the quadtree ----------------------------------------------------------------------
     def level_for(self, window) -> int:
-        """The level whose cells are about half the window's larger side."""
+        """Choose the quadtree level for a window: cells about half its larger side.
+
+        Parameters
+        ----------
+        window : (float, float, float, float)
+            ``(x0, x1, y0, y1)`` in plane coordinates.
+
+        Returns
+        -------
+        int
+            The level, ``0..max_level``.
+        """
         x0, x1, y0, y1 = window
         side = max(x1 - x0, y1 - y0, 1e-300)
         box = float(max(self.hi - self.lo))
@@ -88,8 +149,20 @@ class Windows:
         return self._grids[key]
 
     def cells_for(self, window, z: int) -> Tuple[range, range]:
-        """The ranges of cell indices ``i`` (along x) and ``j`` (along y) at level ``z``
-        that meet ``window = (x0, x1, y0, y1)``."""
+        """Find the cells of a level that meet a window.
+
+        Parameters
+        ----------
+        window : (float, float, float, float)
+            ``(x0, x1, y0, y1)`` in plane coordinates.
+        z : int
+            The quadtree level.
+
+        Returns
+        -------
+        xs, ys : range
+            The cell indices ``i`` (along x) and ``j`` (along y).
+        """
         n = 1 << z
 
         def span(axis, a, b):
@@ -100,7 +173,20 @@ class Windows:
         return span(0, window[0], window[1]), span(1, window[2], window[3])
 
     def block_polygon(self, z: int, xs: range, ys: range) -> np.ndarray:
-        """The slice clipped to the rectangle of cells ``xs x ys`` at level ``z``."""
+        """Clip the slice to a rectangle of cells.
+
+        Parameters
+        ----------
+        z : int
+            The quadtree level.
+        xs, ys : range
+            The cell indices along x and y; the rectangle is ``xs x ys``.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(k, 2)`` the clipped polygon (empty when it misses the slice).
+        """
         p = self.slice.polygon
         for axis, r in ((0, xs), (1, ys)):
             if len(p) and r.start > 0:
@@ -113,8 +199,24 @@ class Windows:
 
     # -- computing -------------------------------------------------------------------------
     def cell(self, z: int, i: int, j: int):
-        """``(polygon, partition, reused)`` of one cell (``None``s when the cell misses the
-        slice), from the cache or computed now."""
+        """Get one cell's partition, from the cache or computed now.
+
+        Parameters
+        ----------
+        z : int
+            The quadtree level.
+        i, j : int
+            The cell's indices along x and y.
+
+        Returns
+        -------
+        polygon : numpy.ndarray or None
+            The cell clipped to the slice (None when the cell misses the slice).
+        partition : Partition or None
+            Its exact partition (None when the cell misses the slice).
+        reused : bool
+            Whether it came from the cache.
+        """
         key = (z, i, j)
         with self._lock:
             if key in self._cells:
@@ -133,8 +235,26 @@ class Windows:
         return entry + (False,)
 
     def compute(self, window, progress=None) -> View:
-        """The exact partition of the visible block of cells for ``window = (x0, x1, y0,
-        y1)`` in plane coordinates. ``progress(done, total)`` is called after each cell."""
+        """Compute the exact partition of the block of cells that a window shows.
+
+        Parameters
+        ----------
+        window : (float, float, float, float)
+            ``(x0, x1, y0, y1)`` in plane coordinates.
+        progress : callable, optional
+            Called as ``progress(done, total)`` after each cell.
+
+        Returns
+        -------
+        View
+            The block's partition (the cells stitched into one), its level, and how
+            many cells were computed and reused.
+
+        Raises
+        ------
+        ValueError
+            When the window does not meet the slice.
+        """
         t0 = time.perf_counter()
         window = tuple(float(v) for v in window)
         z = self.level_for(window)
@@ -165,9 +285,19 @@ class Windows:
 
 # -- what a page draws -----------------------------------------------------------------------
 def region_layer(P) -> np.ndarray:
-    """Per region, the last hidden layer that cut it: the deepest ``l`` whose region
-    containing it came from splitting a region of layer ``l - 1``; 0 when no layer cut
-    the slice."""
+    """Find, per region, the last hidden layer that cut it (the page's ``layer`` colouring).
+
+    Parameters
+    ----------
+    P : Partition
+        The partition.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(F,)`` int64: the deepest ``l`` whose region containing it came from splitting
+        a region of layer ``l - 1``; 0 when no layer cut the slice.
+    """
     out = np.zeros(P.num_regions, np.int64)
     for l in range(1, P.num_layers + 1):
         fp = P._layers[l - 1].face_parent  # layer l's regions -> layer l - 1's
@@ -178,19 +308,43 @@ def region_layer(P) -> np.ndarray:
 
 def draw_data(P, window, pixels: Tuple[int, int] = (800, 800), *, color: str = "slope",
               min_pixels: float = 2.0, max_polygons: int = 40000) -> Dict[str, object]:
-    """What a page draws of partition ``P`` in ``window = (x0, x1, y0, y1)`` at
-    ``pixels = (width, height)``.
+    """Compute what a page draws of a partition in a window.
 
-    Returns ``regions``: columns for a patches glyph (``xs``, ``ys``, ``fill``, ``id``,
-    ``cls``, ``slope``, ``area``, ``pattern``, ``layer``) of the regions that meet the
-    window and cover at least ``min_pixels`` pixels (at most ``max_polygons``, largest
-    first); ``density``: ``None`` or an image (``image``, ``x``, ``y``, ``dw``, ``dh``)
-    of the regions per pixel of those left out; ``boundary``: ``xs``, ``ys`` of the
-    decision boundary's segments in the window; ``drawn``, ``hidden``: counts; ``vmax``:
-    the top of the slope colour scale (``color="slope"``; the 99th percentile); ``color``:
-    the colouring used. A partition after a hidden layer (``P.at_layer(l)``) has no class
-    or slope (the model is not affine on its regions): ``cls`` is -1, ``slope`` NaN,
-    and it is coloured by pattern instead."""
+    A partition after a hidden layer (``P.at_layer(l)``) has no class or slope (the
+    model is not affine on its regions): there ``cls`` is -1, ``slope`` NaN, and it is
+    coloured by pattern instead of slope or class.
+
+    Parameters
+    ----------
+    P : Partition
+        The partition (of the window's cells, or of any slice).
+    window : (float, float, float, float)
+        ``(x0, x1, y0, y1)`` in plane coordinates.
+    pixels : (int, int)
+        The drawing's width and height in pixels.
+    color : str
+        One of :data:`~splinecam.explorer.view.COLORINGS`: ``"slope"``, ``"class"``, ``"pattern"``, ``"layer"``.
+    min_pixels : float
+        Regions that cover fewer pixels are drawn as density instead of polygons.
+    max_polygons : int
+        At most this many polygons (the largest) are drawn.
+
+    Returns
+    -------
+    dict
+        ``regions``: columns for a patches glyph (``xs``, ``ys``, ``fill``, ``id``,
+        ``cls``, ``slope``, ``area``, ``pattern``, ``layer``) of the regions drawn as
+        polygons; ``density``: None or an image (``image``, ``x``, ``y``, ``dw``,
+        ``dh``) of the regions per pixel of those left out; ``boundary``: ``xs``,
+        ``ys`` of the decision boundary's segments in the window; ``drawn``,
+        ``hidden``: the two counts; ``vmax``: the top of the slope colour scale (the
+        99th percentile; ``color="slope"`` only); ``color``: the colouring used.
+
+    Raises
+    ------
+    ValueError
+        When ``color`` is not one of :data:`~splinecam.explorer.view.COLORINGS`.
+    """
     from matplotlib import colormaps
 
     from splinecam.analysis.export import _hex

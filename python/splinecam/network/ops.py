@@ -25,7 +25,12 @@ __all__ = ["UnsupportedModelError", "SUPPORTED_MODULES", "AFFINE_MODULES", "ELEM
 
 
 class UnsupportedModelError(TypeError):
-    """The model contains something splinecam cannot partition exactly."""
+    """The model contains something splinecam cannot partition exactly.
+
+    The message names the module or operation (and its line in the model's source when
+    torch.fx records it), says why it is not supported, and lists what is. A subclass
+    of :class:`TypeError`.
+    """
 
 
 # -- what is supported ---------------------------------------------------------------------

@@ -15,6 +15,12 @@ partition larger than memory can be opened, and its regions, edges and per-layer
 partitions queried piece by piece. The model is not stored; queries that evaluate it
 (``activation_patterns``, ``layer_names``) need it passed to :func:`load` (``locate``
 works without it, taking the deepest region for points on edges).
+
+The same arrays also travel inside a ``.npz`` file: ``P.save("p.npz")``
+(:func:`splinecam.analysis.export.save_npz`) writes them under the keys
+``store/<name>`` (``store/xy``, ``store/layer_001/face_offsets``, ...) next to its plain
+arrays, with ``meta.json`` as the text array ``store/meta.json``, and :func:`load` opens
+such a file as well (read into memory: a zipped array cannot be memory-mapped).
 """
 from __future__ import annotations
 
@@ -28,14 +34,27 @@ import torch
 from splinecam.result.partition import Layer, Partition
 from splinecam.slice import Slice
 
-__all__ = ["save", "load", "Writer", "FORMAT", "is_store"]
+__all__ = ["save", "load", "Writer", "FORMAT", "is_store", "npz_arrays", "NPZ_PREFIX"]
 
 FORMAT = 1
+#: the prefix of the store's arrays inside a ``.npz`` file
+NPZ_PREFIX = "store/"
 _FACE_FIELDS = ("face_offsets", "face_verts", "he_layer", "he_unit")
 
 
 def is_store(path) -> bool:
-    """Whether ``path`` is a directory written by :func:`save`."""
+    """Tell whether ``path`` is a directory written by :func:`save`.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The directory.
+
+    Returns
+    -------
+    bool
+        Whether it holds a complete store (its ``meta.json``).
+    """
     return os.path.isfile(os.path.join(os.fspath(path), "meta.json"))
 
 
@@ -54,9 +73,18 @@ def _write(path, name, a):
 
 
 class Writer:
-    """A store written piece by piece (the stitcher writes each level as it finishes it
-    and keeps only the memory-mapped copy): ``slice``, ``array``, ``layer``,
-    ``decision``, then ``finish`` writes ``meta.json`` (a store without it is not one)."""
+    """Write a store piece by piece.
+
+    The stitcher writes each level as it finishes it and keeps only the memory-mapped
+    copy: :meth:`slice`, :meth:`array`, :meth:`layer`, :meth:`decision`, then
+    :meth:`finish` writes ``meta.json`` (a store without it is not one).
+
+    Parameters
+    ----------
+    path : str or path-like
+        The directory (created; a ``meta.json`` already there is removed first, so an
+        interrupted write leaves no store behind).
+    """
 
     def __init__(self, path):
         self.path = os.fspath(path)
@@ -68,19 +96,51 @@ class Writer:
         self.decision_layer = None
         self.has_outputs = False
 
-    def slice(self, sl: Slice):
+    def slice(self, sl: Slice) -> None:
+        """Write the slice's plane and polygon.
+
+        Parameters
+        ----------
+        sl : Slice
+            The slice of the partition.
+        """
         _write(self.path, "slice_origin", sl.origin.numpy())
         _write(self.path, "slice_basis", sl.basis.numpy())
         _write(self.path, "slice_polygon", sl.polygon)
 
     def array(self, name: str, a) -> np.ndarray:
-        """Write ``a`` as ``name.npy``; returns it memory-mapped."""
+        """Write one array of the store.
+
+        Parameters
+        ----------
+        name : str
+            Its name (``"xy"``, ``"outputs"``): written as ``name.npy``.
+        a : array-like
+            The array.
+
+        Returns
+        -------
+        numpy.ndarray
+            The written array, memory-mapped read-only.
+        """
         _write(self.path, name, a)
         if name == "outputs":
             self.has_outputs = True
         return np.load(os.path.join(self.path, name + ".npy"), mmap_mode="r")
 
     def layer(self, f: Layer) -> Layer:
+        """Write the next hidden layer's faces (as ``layer_NNN/``).
+
+        Parameters
+        ----------
+        f : Layer
+            The partition after that layer.
+
+        Returns
+        -------
+        Layer
+            The same layer over the written arrays, memory-mapped read-only.
+        """
         l = len(self.num_vertices) + 1
         d = os.path.join(self.path, f"layer_{l:03d}")
         os.makedirs(d, exist_ok=True)
@@ -91,6 +151,19 @@ class Writer:
                      int(f.num_vertices))
 
     def decision(self, dec: dict) -> dict:
+        """Write the decision-boundary refinement (as ``decision/``).
+
+        Parameters
+        ----------
+        dec : dict
+            ``faces`` (offsets, vertices, layers, units), ``winner``, ``layer`` and
+            optionally ``parent``, as a Partition keeps it.
+
+        Returns
+        -------
+        dict
+            The same refinement over the written arrays, memory-mapped read-only.
+        """
         d = os.path.join(self.path, "decision")
         os.makedirs(d, exist_ok=True)
         for name, a in zip(_FACE_FIELDS, dec["faces"]):
@@ -103,18 +176,92 @@ class Writer:
                 "parent": m("parent")}
 
     def finish(self, regions: int, run_info: dict, rtol=None) -> str:
-        meta = dict(format=FORMAT, num_layers=len(self.num_vertices), num_vertices=self.num_vertices,
-                    has_outputs=self.has_outputs, decision_layer=self.decision_layer, regions=int(regions),
-                    rtol=rtol if rtol is not None else run_info.get("rtol"), run_info=_jsonable(run_info))
+        """Write ``meta.json`` last: from then on the directory is a complete store.
+
+        Parameters
+        ----------
+        regions : int
+            The number of regions.
+        run_info : dict
+            ``Partition.run_info``; its JSON-able values are kept.
+        rtol : float, optional
+            The snapping tolerance of the run (default: ``run_info["rtol"]``).
+
+        Returns
+        -------
+        str
+            The store's path.
+        """
+        meta = _meta(self.num_vertices, self.has_outputs, self.decision_layer, regions, run_info, rtol)
         with open(self.meta_path + ".tmp", "w") as fh:
             json.dump(meta, fh, indent=1)
         os.replace(self.meta_path + ".tmp", self.meta_path)  # written last: a store with meta.json is complete
         return self.path
 
 
+def _meta(num_vertices, has_outputs, decision_layer, regions, run_info, rtol) -> dict:
+    return dict(format=FORMAT, num_layers=len(num_vertices), num_vertices=[int(n) for n in num_vertices],
+                has_outputs=bool(has_outputs), decision_layer=decision_layer, regions=int(regions),
+                rtol=rtol if rtol is not None else run_info.get("rtol"), run_info=_jsonable(run_info))
+
+
+def npz_arrays(P: Partition, *, rtol: Optional[float] = None) -> dict:
+    """Collect the store of ``P`` as arrays for a ``.npz`` file.
+
+    Parameters
+    ----------
+    P : Partition
+        The partition.
+    rtol : float, optional
+        The snapping tolerance to record (default: ``P.run_info["rtol"]``).
+
+    Returns
+    -------
+    dict
+        ``{NPZ_PREFIX + name: array}`` for every array of the directory layout (``name``
+        its path there without ``.npy``), plus ``NPZ_PREFIX + "meta.json"``, the
+        metadata as a 0-d text array. ``np.savez(path, **arrays)`` writes a file that
+        :func:`load` opens.
+    """
+    out = {"slice_origin": P.slice.origin.numpy(), "slice_basis": P.slice.basis.numpy(),
+           "slice_polygon": P.slice.polygon, "xy": np.asarray(P._xy)}
+    if P._outputs is not None:
+        out["outputs"] = np.asarray(P._outputs)
+    for l, f in enumerate(P._layers, start=1):
+        for name in _FACE_FIELDS + ("face_parent",):
+            out[f"layer_{l:03d}/{name}"] = np.asarray(getattr(f, name))
+    dec = P._decision
+    if dec is not None:
+        for name, a in zip(_FACE_FIELDS, dec["faces"]):
+            out[f"decision/{name}"] = np.asarray(a)
+        out["decision/winner"] = np.asarray(dec["winner"])
+        out["decision/parent"] = np.asarray(dec.get("parent", np.zeros(0, np.int64)))
+    meta = _meta([f.num_vertices for f in P._layers], P._outputs is not None,
+                 None if dec is None else int(dec["layer"]), P.num_regions, P.run_info, rtol)
+    out = {NPZ_PREFIX + k: v for k, v in out.items()}
+    out[NPZ_PREFIX + "meta.json"] = np.array(json.dumps(meta))
+    return out
+
+
 def save(P: Partition, path, *, rtol: Optional[float] = None) -> str:
-    """Write ``P`` to the directory ``path`` (created; an existing store there is
-    replaced). Returns the path."""
+    """Write ``P`` as a store: a directory of ``.npy`` arrays.
+
+    Parameters
+    ----------
+    P : Partition
+        The partition.
+    path : str or path-like
+        The directory (created; an existing store there is replaced).
+    rtol : float, optional
+        The snapping tolerance to record (default: ``P.run_info["rtol"]``); used to
+        measure the rounding floors of activation patterns when the store is opened
+        with a model.
+
+    Returns
+    -------
+    str
+        The path.
+    """
     w = Writer(path)
     w.slice(P.slice)
     w.array("xy", P._xy)
@@ -128,18 +275,66 @@ def save(P: Partition, path, *, rtol: Optional[float] = None) -> str:
 
 
 def load(path, model: Optional[torch.nn.Module] = None, *, mmap: bool = True) -> Partition:
-    """Open the store at ``path`` (memory-mapped unless ``mmap=False``). ``model``: the
-    network it was computed for, needed by queries that evaluate it
-    (``activation_patterns``, ``layer_names``, ``check_partition``)."""
+    """Open a partition written by :func:`save` (a directory) or by ``P.save("p.npz")``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A store directory, or a ``.npz`` file written by
+        :func:`splinecam.analysis.export.save_npz` with ``loadable=True`` (the default,
+        and what ``P.save("p.npz")`` writes).
+    model : torch.nn.Module, optional
+        The network it was computed for, needed by queries that evaluate it
+        (``activation_patterns``, ``patterns_at``, ``layer_names``, ``explore``).
+    mmap : bool
+        Memory-map the arrays of a directory (read-only) instead of reading them; a
+        ``.npz`` file is always read into memory.
+
+    Returns
+    -------
+    Partition
+        The partition; ``run_info["store"]`` is ``path``.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``path`` is neither a store nor a file.
+    ValueError
+        When the store is of another format version, a ``.npz`` file holds only the
+        plain arrays, or ``model`` has fewer hidden layers than the partition.
+    """
     path = os.fspath(path)
+    if os.path.isfile(path):
+        return _load_npz(path, model)
     if not is_store(path):
         raise FileNotFoundError(f"{path!r} is not a splinecam store (no meta.json): write one with P.save(path)")
     with open(os.path.join(path, "meta.json")) as fh:
         meta = json.load(fh)
+    mode = "r" if mmap else None
+    return _open(meta, lambda *p: np.load(os.path.join(path, *p) + ".npy", mmap_mode=mode), model, path)
+
+
+def _load_npz(path: str, model) -> Partition:
+    try:
+        f = np.load(path, allow_pickle=False)
+    except Exception as e:  # not a zip file, or not numpy's
+        raise ValueError(f"{path!r} is neither a splinecam store directory nor a .npz file: {e}") from e
+    with f:
+        key = NPZ_PREFIX + "meta.json"
+        if key not in f.files:
+            raise ValueError(f"{path!r} holds the plain arrays of a partition only (written with loadable=False, "
+                             f"by the command line before it stored more, or by another tool): read them with "
+                             f"splinecam.analysis.export.load_npz(path); Partition.load needs a file written by "
+                             f"P.save('p.npz')")
+        meta = json.loads(str(f[key]))
+        arrays = {k[len(NPZ_PREFIX):]: f[k] for k in f.files if k.startswith(NPZ_PREFIX) and k != key}
+    return _open(meta, lambda *p: arrays["/".join(p)], model, path)
+
+
+def _open(meta: dict, arr, model, path: str) -> Partition:
+    """A Partition over the arrays ``arr(*parts)`` of a store whose ``meta.json`` is ``meta``."""
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path!r} holds store format {meta.get('format')!r}; this splinecam reads format {FORMAT}")
-    mode = "r" if mmap else None
-    arr = lambda *p: np.load(os.path.join(path, *p) + ".npy", mmap_mode=mode)
     sl = Slice(torch.from_numpy(np.array(arr("slice_origin"))), torch.from_numpy(np.array(arr("slice_basis"))),
                np.array(arr("slice_polygon")))
     layers = []
