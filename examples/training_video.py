@@ -101,15 +101,23 @@ def main():
     pick = sorted(set(np.linspace(0, len(parts) - 1, min(8, len(parts))).round().astype(int).tolist()))
     cols = min(4, len(pick))
     rows = -(-len(pick) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 4.4 * rows), constrained_layout=True, squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.0 * cols, 4.4 * rows), constrained_layout=True, squeeze=False)
     for a, i in zip(axes.flat, pick):
         draw(a, parts[i], X, y, norm, checkpoints[i][0], checkpoints[i][1])
     for a in list(axes.flat)[len(pick):]:
         a.axis("off")
-    fig.colorbar(ScalarMappable(norm, "viridis"), ax=axes, shrink=0.6, aspect=30, label="slope norm (clipped)")
     fig.suptitle("Exact partition and decision boundary (red) of an MLP during training on two moons")
+    # The panels are square, so constrained layout leaves slack in their cells; a colorbar
+    # it placed would float right of that slack. Fix the layout, then put the colorbar
+    # against the last column's actual edge.
+    fig.canvas.draw()
+    fig.set_layout_engine("none")
+    top, bottom = axes[0, -1].get_position(), axes[-1, -1].get_position()
+    height = top.y1 - bottom.y0
+    cax = fig.add_axes([top.x1 + 0.008, bottom.y0 + 0.15 * height, 0.008, 0.7 * height])
+    fig.colorbar(ScalarMappable(norm, "viridis"), cax=cax, label="slope norm (clipped)")
     grid = os.path.join(args.out, "training_frames.png")
-    fig.savefig(grid, dpi=110)
+    fig.savefig(grid, dpi=110, bbox_inches="tight")
     plt.close(fig)
     written.append(grid)
 
