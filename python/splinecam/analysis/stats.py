@@ -43,7 +43,6 @@ def _strip_pieces(coords, off, edges, axis):
     Returns ``(coords, off, src, strip)``: the non-empty pieces, the polygon each came
     from and its strip index. Only strips that a polygon's bounding range touches are
     tried, so the cost is about the number of (polygon, strip) intersections."""
-    nf = len(off) - 1
     nb = len(edges) - 1
     counts = np.diff(off)
     ok = np.flatnonzero(counts > 0)

@@ -26,8 +26,10 @@ _M_MMAP_THRESHOLD = -3
 
 #: Allocations up to this size come from the heap (glibc's largest allowed value).
 MMAP_THRESHOLD = 32 << 20
-#: Free memory at the top of the heap kept for reuse before it is returned.
-TRIM_THRESHOLD = 512 << 20
+#: Free memory at the top of the heap kept for reuse before it is returned: a few
+#: batches' temporaries (each batch's tensors stay near 8 MB). It is part of the fixed
+#: overhead above ``memory_limit`` (see the README's "Large slices").
+TRIM_THRESHOLD = 128 << 20
 
 _state = {"done": False, "tuned": False}
 

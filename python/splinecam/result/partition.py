@@ -13,7 +13,6 @@ from functools import cached_property
 from typing import List, Optional, Tuple
 
 import numpy as np
-import torch
 
 from splinecam import _core
 from splinecam.geometry import polygon_areas, take
