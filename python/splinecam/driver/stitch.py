@@ -31,8 +31,6 @@ from __future__ import annotations
 from typing import List, Sequence
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from splinecam import _core
 from splinecam.geometry import face_ids, next_index
@@ -145,6 +143,8 @@ def _unify(tiles, xy, lines, diameter):
                 j += 1
     if pairs:
         pr = np.concatenate(pairs)
+        from scipy.sparse import coo_matrix  # imported here: a one-pass partition never needs scipy
+        from scipy.sparse.csgraph import connected_components
         m = coo_matrix((np.ones(len(pr)), (pr[:, 0], pr[:, 1])), shape=(n, n))
         _, comp = connected_components(m, directed=False)
         # representative: the smallest id of each component

@@ -31,6 +31,8 @@ import builtins
 import copy
 import math
 import operator
+import os
+import traceback
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -120,8 +122,7 @@ class Network:
 
     @classmethod
     def _trace(cls, model: nn.Module, input_shape: Sequence[int]) -> "Network":
-        tracer = fx.Tracer()
-        tracer.record_stack_traces = True
+        tracer = _Tracer()
         try:
             graph = tracer.trace(model)
         except Exception as e:
@@ -789,6 +790,30 @@ class Network:
     def forward(self, x: torch.Tensor) -> np.ndarray:
         """The (float64) model's outputs (n, C) at inputs ``x``, final monotone op dropped."""
         return self.all_preactivations(x)[-1]
+
+
+class _Tracer(fx.Tracer):
+    """torch.fx's tracer, recording each node's source lines (for messages that name
+    them) with Python's own ``traceback`` rather than torch's ``record_stack_traces``,
+    whose symbolizer imports torch._inductor, torch._dynamo, sympy and networkx (a
+    thousand modules, seconds at a process's first partition). Frames from the first
+    ``forward`` on are kept, minus those inside torch and this tracer."""
+
+    def create_node(self, *args, **kwargs):
+        node = super().create_node(*args, **kwargs)
+        if not node.stack_trace:
+            frames = traceback.extract_stack()
+            first = next((i for i, f in enumerate(frames) if f.name == "forward"), None)
+            if first is not None:
+                keep = [f for f in frames[first:] if not os.path.abspath(f.filename).startswith(_TORCH_DIR)
+                        and os.path.abspath(f.filename) != _THIS_FILE]
+                if keep:
+                    node.stack_trace = "".join(traceback.StackSummary.from_list(keep).format()).strip()
+        return node
+
+
+_TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
+_THIS_FILE = os.path.abspath(__file__)
 
 
 def _batches(blocks, chunk: int, tensors: bool):
