@@ -11,6 +11,7 @@
 
 #include "batched_launcher.h"
 #include "host_backend.h"
+#include "host_windows.h"
 #include "splinecam/halfedge.h"
 #include "splinecam/merge.h"
 #include "splinecam/refine.h"
@@ -339,6 +340,45 @@ py::dict refine_cuda_binding(uintptr_t xy, uintptr_t rows, int64_t num_vertices,
 #endif
 }
 
+// Checks rows (V, C) float64 C-contiguous and the windows idx (W, k) over columns from x0.
+void check_windows(const py::array& rows, const carray<int64_t>& idx, int64_t x0) {
+  require(rows.ndim() == 2 && (rows.flags() & py::array::c_style) && py::isinstance<py::array_t<double>>(rows),
+          "rows must be a C-contiguous float64 array of shape (V, n_cols)");
+  require(idx.ndim() == 2 && idx.shape(1) >= 1, "idx must have shape (W, k)");
+  const int64_t C = rows.shape(1), n = idx.size();
+  require(x0 >= 0 && x0 <= C, "x0 must be a column of rows");
+  const int64_t* p = idx.data();
+  for (int64_t i = 0; i < n; ++i) require(p[i] >= 0 && x0 + p[i] < C, "idx points outside the rows");
+}
+
+void window_chain(py::array rows_obj, int64_t x0, carray<int64_t> idx, int64_t s, int num_threads) {
+  check_windows(rows_obj, idx, x0);
+  auto rows = py::array_t<double>::ensure(rows_obj);
+  require(rows.writeable(), "rows must be writable");
+  const int64_t W = idx.shape(0), k = idx.shape(1);
+  require(s >= 1 && s < k, "s must be in [1, k)");
+  require(W <= x0, "the chain columns [0, W) must lie before the candidates (W <= x0)");
+  double* r = rows.mutable_data();
+  const int64_t V = rows.shape(0), C = rows.shape(1);
+  py::gil_scoped_release release;
+  window_chain_host(r, V, C, x0, idx.data(), W, k, s, num_threads);
+}
+
+py::array_t<uint8_t> winner_changes(py::array rows_obj, int64_t x0, carray<int64_t> idx, carray<double> floor,
+                                    int num_threads) {
+  check_windows(rows_obj, idx, x0);
+  auto rows = py::array_t<double>::ensure(rows_obj);
+  const int64_t W = idx.shape(0), k = idx.shape(1);
+  require(floor.ndim() == 1 && floor.shape(0) == W, "floor must have shape (W,)");
+  std::vector<uint8_t> out;
+  {
+    py::gil_scoped_release release;
+    out = winner_changes_host(rows.data(), rows.shape(0), rows.shape(1), x0, idx.data(), floor.data(), W, k,
+                              num_threads);
+  }
+  return to_numpy(std::move(out), {static_cast<py::ssize_t>(W)});
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -357,6 +397,10 @@ PYBIND11_MODULE(_core, m) {
         py::arg("he_layer"), py::arg("he_unit"));
   m.def("merge", &merge, py::arg("num_vertices"), py::arg("face_offsets"), py::arg("face_verts"),
         py::arg("he_layer"), py::arg("he_unit"), py::arg("remove_he"));
+  m.def("window_chain", &window_chain, py::arg("rows"), py::arg("x0"), py::arg("idx"), py::arg("s"),
+        py::arg("num_threads") = 0);
+  m.def("winner_changes", &winner_changes, py::arg("rows"), py::arg("x0"), py::arg("idx"), py::arg("floor"),
+        py::arg("num_threads") = 0);
   m.def("build_info", &build_info);
   m.def("cuda_device_count", &cuda_device_count_binding);
   m.def("cuda_status", &cuda_status_binding);

@@ -227,3 +227,32 @@ def test_build_info():
         assert "80" in info["cuda_architectures"] and "90" in info["cuda_architectures"]
 
 
+
+
+def test_window_steps_match_their_numpy_definitions():
+    """The max-type window bodies (src/splinecam/windows.h) give exactly what the numpy
+    expressions of their definitions give: chain columns max(c_0..c_{s-1}) - c_s, and
+    which windows change winner (first candidate within the floor of the maximum)."""
+    rng = np.random.default_rng(0)
+    for trial in range(30):
+        V, W, k = int(rng.integers(1, 300)), int(rng.integers(1, 40)), int(rng.integers(2, 6))
+        D = W * k + int(rng.integers(0, 10))
+        x0 = W + int(rng.integers(0, 5))
+        # integer values make ties and equal candidates common
+        rows = (rng.integers(-3, 4, size=(V, x0 + D)).astype(float) if trial % 2
+                else rng.standard_normal((V, x0 + D)))
+        idx = rng.integers(0, D, size=(W, k))
+        for s in range(1, k):
+            want = rows.copy()
+            X = want[:, x0:]
+            want[:, :W] = X[:, idx[:, :s]].max(axis=2) - X[:, idx[:, s]]
+            got = rows.copy()
+            _core.window_chain(got, x0, idx, s)
+            assert np.array_equal(want, got)
+        floor = np.abs(rng.standard_normal(W)) * (0.0 if trial % 3 == 0 else 0.5)
+        c = rows[:, x0:][:, idx]
+        win = np.argmax(c >= c.max(axis=-1, keepdims=True) - floor[:, None], axis=-1)
+        want = (win != win[0]).any(axis=0)
+        assert np.array_equal(_core.winner_changes(rows, x0, idx, floor).astype(bool), want)
+    with pytest.raises(ValueError, match="outside the rows"):
+        _core.winner_changes(np.zeros((2, 4)), 2, np.array([[0, 2]]), np.zeros(1))

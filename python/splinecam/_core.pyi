@@ -65,6 +65,15 @@ def validate(num_vertices: int, face_offsets: np.ndarray, face_verts: np.ndarray
              he_unit: np.ndarray) -> str:
     """The first violated planar-graph invariant, or ``""`` when there is none."""
 
+def window_chain(rows: np.ndarray, x0: int, idx: np.ndarray, s: int, num_threads: int = 0) -> None:
+    """Chain step ``s`` of a max-type layer, in place: ``rows[:, w] = max(X[:, idx[w, :s]])
+    - X[:, idx[w, s]]`` for every window ``w``, with ``X = rows[:, x0:]``."""
+
+def winner_changes(rows: np.ndarray, x0: int, idx: np.ndarray, floor: np.ndarray, num_threads: int = 0
+                   ) -> np.ndarray:
+    """Per window, 1 when its winner (first candidate within ``floor[w]`` of the maximum of
+    ``X[v, idx[w]]``, ``X = rows[:, x0:]``) is not the same at every vertex (uint8)."""
+
 def build_info() -> dict:
     """``version``, ``cuda`` (CUDA code compiled), ``cuda_architectures``, ``cuda_version``,
     ``compiler``."""

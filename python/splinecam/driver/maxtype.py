@@ -12,13 +12,13 @@ from __future__ import annotations
 import numpy as np
 
 from splinecam import _core
-from splinecam.driver.refine import _refine
+from splinecam.driver.refine import _cat_rows, _refine
 from splinecam.result.partition import face_means
 
 __all__ = []
 
 
-def _max_layer(backend, xy, rows, faces, lay, nl, layer_id, rtol, threads, budget, bounds, ties, chunk=8192):
+def _max_layer(backend, xy, rows, faces, lay, nl, layer_id, rtol, threads, budget, bounds, ties):
     """A max-type layer: for windows of k candidates, k - 1 refinements by
     ``max(c_0..c_{s-1}) - c_s`` (each a ReLU, max(a, b) = b + relu(a - b)), then the
     faces on both sides of a split line with the same winner are merged again.
@@ -30,15 +30,15 @@ def _max_layer(backend, xy, rows, faces, lay, nl, layer_id, rtol, threads, budge
     xcols = (x0, x0 + nl.in_numel)  # the candidates X, carried after the chain column(s)
     parent = None
     degenerate = 0
+    idx64 = np.ascontiguousarray(idx, dtype=np.int64)
+    nt = int(threads or 0)
+    rows = np.ascontiguousarray(rows)
     for s in range(1, k):
-        X = rows[:, xcols[0]:xcols[1]]
-        for a in range(0, len(rows), chunk):
-            Xc = X[a:a + chunk]
-            rows[a:a + chunk, :W] = Xc[:, idx[:, :s]].max(axis=2) - Xc[:, idx[:, s]]
+        _core.window_chain(rows, x0, idx64, s, nt)  # rows[:, :W] = max(c_0..c_{s-1}) - c_s
         out = _refine(backend, xy, rows, faces, W, layer_id, rtol, threads, budget, bounds, host=True)
         degenerate += int(out["degenerate"])
         xy = np.concatenate([xy, out["xy"]])
-        rows = np.concatenate(out["rows_blocks"])
+        rows = _cat_rows(out["rows_blocks"], spare=len(out["xy"]) if s < k - 1 else 0)
         faces = (out["face_offsets"], out["face_verts"], out["he_layer"], out["he_unit"])
         parent = out["face_parent"] if parent is None else parent[out["face_parent"]]
     if parent is None:
@@ -53,8 +53,10 @@ def _max_layer(backend, xy, rows, faces, lay, nl, layer_id, rtol, threads, budge
         # wherever that line came from (coincident tie lines of different windows make
         # one edge): so the windows to compare are those tied at both ends of the edge.
         X = rows[:, xcols[0]:xcols[1]]
-        floor = np.asarray(bounds[0], dtype=np.float64)
-        edge, w = _tied_windows(X, idx, verts[h], he["origin"][he["next"][h]], floor, np.asarray(ties, np.float64))
+        floor = np.ascontiguousarray(bounds[0], dtype=np.float64)
+        active = _core.winner_changes(np.ascontiguousarray(rows), x0, idx64, floor, nt).astype(bool)
+        edge, w = _tied_windows(X, idx, verts[h], he["origin"][he["next"][h]], active,
+                                np.asarray(ties, np.float64))
         fa, fb = face[h][edge], face[twin[h]][edge]
         win = _face_window_argmax(X, idx, off, verts, np.concatenate([fa, fb]), np.concatenate([w, w]), floor)
         differs = np.bincount(edge, weights=win[: len(w)] != win[len(w):], minlength=len(h)) > 0
@@ -86,22 +88,16 @@ def _winners(cand, floor):
     return np.argmax(cand >= cand.max(axis=-1, keepdims=True) - floor[..., None], axis=-1)
 
 
-def _tied_windows(X, idx, a, b, floor, tie_tol, budget=1 << 24):
+def _tied_windows(X, idx, a, b, active, tie_tol, budget=1 << 24):
     """The pairs ``(edge, window)`` of the edges ``a[e] -> b[e]`` with the windows whose
     two largest candidates are tied (within ``tie_tol``) at both ends of the edge, among
-    the windows whose winner is not the same at every vertex (candidates within ``floor``
-    of the maximum are tied for the winner). Temporaries are bounded by ``budget``
-    values."""
+    the ``active`` windows: those whose winner is not the same at every vertex
+    (``_core.winner_changes``; candidates within the floor of the maximum are tied for
+    the winner). Temporaries are bounded by ``budget`` values."""
     W, k = idx.shape
     empty = np.zeros(0, np.int64)
     if k < 2 or len(a) == 0:
         return empty, empty
-    step = max(1, budget // (W * k))
-    first, active = None, np.zeros(W, bool)
-    for s in range(0, len(X), step):
-        win = _winners(X[s:s + step][:, idx], floor)                 # candidates (n, W, k)
-        first = win[0] if first is None else first
-        active |= (win != first).any(axis=0)
     act = np.flatnonzero(active)
     if len(act) == 0:
         return empty, empty
@@ -152,7 +148,7 @@ def _decision(backend, xy, outputs, faces, layer_id, rtol, threads, validate, to
         degenerate += int(out["degenerate"])
         parent = out["face_parent"] if parent is None else parent[out["face_parent"]]
         xy = np.concatenate([xy, out["xy"]])
-        rows = np.concatenate(out["rows_blocks"])
+        rows = _cat_rows(out["rows_blocks"], spare=len(out["xy"]) if c < max(C, 2) - 1 else 0)
         unit = out["he_unit"]
         if C > 1:
             unit[(out["he_layer"] == layer_id) & (unit == 0)] = c
