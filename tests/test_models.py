@@ -947,7 +947,7 @@ def test_final_sigmoid_is_dropped(name):
     sl = splinecam.Slice.plane2d(1.5 * SQUARE)
     P = splinecam.partition(model, sl, decision_boundary=True, progress=False)
     _assert_same_partition(P, _sigmoid_logits_partition())
-    _, x = P.sample_decision_boundary(50)
+    _, x = P.sample_decision_boundary(50, rng=0)
     with torch.no_grad():
         y = copy.deepcopy(model).double()(torch.as_tensor(x, dtype=torch.float64)).numpy()
     assert y.shape == (50, 1)

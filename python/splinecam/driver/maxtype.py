@@ -54,7 +54,7 @@ def _max_layer(backend, xy, rows, faces, lay, nl, layer_id, rtol, threads, budge
         # one edge): so the windows to compare are those tied at both ends of the edge.
         X = rows[:, xcols[0]:xcols[1]]
         floor = np.ascontiguousarray(bounds[0], dtype=np.float64)
-        active = _core.winner_changes(np.ascontiguousarray(rows), x0, idx64, floor, nt).astype(bool)
+        active = _core.winner_changes(rows, x0, idx64, floor, nt).astype(bool)  # rows: one C-contiguous array
         edge, w = _tied_windows(X, idx, verts[h], he["origin"][he["next"][h]], active,
                                 np.asarray(ties, np.float64))
         fa, fb = face[h][edge], face[twin[h]][edge]
