@@ -1,9 +1,9 @@
-// CUDA backend of the batched launcher (batched_launcher.h): the steps of
-// refine_steps.h (the same bodies the CPU launcher runs) as grid-stride kernels, scans
-// and sorts from Thrust, stream-ordered scratch memory. Pointers are raw device pointers
+// CUDA backend of the launcher (launcher.h): the steps of refine_steps.h (the same
+// bodies the CPU launcher runs) as grid-stride kernels, scans and sorts from Thrust,
+// stream-ordered scratch memory, the pooled face pass. Pointers are raw device pointers
 // taken from torch tensors by the Python driver; the extension never links against
-// libtorch. The launcher logic itself is shared with host_backend.h, which runs it on
-// machines without a GPU.
+// libtorch. The launcher itself is the one the host backend runs (host_backend.h), so a
+// machine without a GPU runs it too.
 #include <cuda_runtime.h>
 #include <thrust/execution_policy.h>
 #include <thrust/scan.h>
@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "cuda_launcher.h"
-#include "batched_launcher.h"
+#include "launcher.h"
 
 namespace splinecam {
 namespace {
@@ -126,7 +126,8 @@ class CudaBackend {
   template <class T>
   using Array = Scratch<T>;
 
-  CudaBackend(cudaStream_t s, int device) : s_(s), device_(device) {}
+  CudaBackend(cudaStream_t s, int device, int64_t scratch_bytes)
+      : s_(s), device_(device), scratch_bytes_(scratch_bytes) {}
 
   template <class T>
   Scratch<T> array(int64_t n) {
@@ -167,10 +168,14 @@ class CudaBackend {
     if (bytes > 0) check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, s_), "cudaMemcpyAsync");
   }
   void sync() { check(cudaStreamSynchronize(s_), "cudaStreamSynchronize"); }
+  void cut_faces(const RefineInput& in, const FaceInput& fin, const double* xy_edge, RefineResult<Buffer>& out) {
+    pooled_face_pass(*this, in, fin, xy_edge, scratch_bytes_, out);
+  }
 
  private:
   cudaStream_t s_;
   int device_;
+  int64_t scratch_bytes_;
 };
 
 class DeviceGuard {
@@ -230,8 +235,8 @@ std::string cuda_status() {
 CudaRefineOutput refine_cuda(const RefineInput& in, int64_t num_half_edges, int device, uintptr_t stream,
                              int64_t scratch_bytes) {
   DeviceGuard guard(device);
-  CudaBackend be(reinterpret_cast<cudaStream_t>(stream), device);
-  return refine_batched(in, num_half_edges, be, scratch_bytes);
+  CudaBackend be(reinterpret_cast<cudaStream_t>(stream), device, scratch_bytes);
+  return refine(in, num_half_edges, be);
 }
 
 }  // namespace splinecam

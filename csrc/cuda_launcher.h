@@ -8,7 +8,7 @@
 #include <memory>
 #include <string>
 
-#include "batched_launcher.h"
+#include "launcher.h"
 #include "splinecam/refine.h"
 
 namespace splinecam {
@@ -32,7 +32,7 @@ struct DeviceBuffer {
 using DevicePtr = std::shared_ptr<DeviceBuffer>;
 
 // The refinement on one GPU: the same result as refine_cpu, in device memory.
-using CudaRefineOutput = BatchedOutput<DevicePtr>;
+using CudaRefineOutput = RefineResult<DevicePtr>;
 
 // Every pointer of `in` is a device pointer on `device`; work runs on `stream` (0: the
 // legacy default stream) and is complete when this returns. num_half_edges is

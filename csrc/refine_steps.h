@@ -1,6 +1,7 @@
 // The steps of one refinement as index -> work functors over the bodies of src/splinecam/.
-// Both launchers run exactly these: cpu_launcher.cpp over blocks on a thread pool,
-// cuda_launcher.cu as grid-stride kernels. Each step reads its inputs and writes only
+// The launcher (launcher.h) runs exactly these on every backend: over blocks on the
+// host's thread pool, or as grid-stride kernels on a GPU (phase 1's steps are those of
+// src/splinecam/edge_table.h). Each step reads its inputs and writes only
 // the output slots of its own index; variable-size outputs go count -> exclusive scan ->
 // write, with the counts written at [i + 1] so that the scan runs in place.
 #pragma once
@@ -8,6 +9,7 @@
 #include "splinecam/common.h"
 #include "splinecam/crossing.h"
 #include "splinecam/edge_cross.h"
+#include "splinecam/edge_table.h"
 #include "splinecam/face_cut.h"
 
 namespace splinecam {
@@ -123,7 +125,7 @@ struct PlanFaceStep {
   SPLINECAM_HD void operator()(int64_t f) const { plan[f] = plan_face(in, f); }
 };
 
-// Phase 3 where every face of a batch has its own scratch (the CUDA launcher): faces
+// Phase 3 where every face of a batch has its own scratch (the pooled face pass): faces
 // face_ids[i] at capacity level levels[face], scratch at pool + scratch_off[i].
 struct CutFaceStep {
   FaceInput in;
@@ -171,49 +173,6 @@ struct CutEmitFaceStep {
     emit_face(s, r, cut.in.n0 + cut.in.n1, static_cast<index_t>(local_off[f]), f, cut.in.n_cols, sizes + piece_off[f],
               verts + he_off[f], layer + he_off[f], unit + he_off[f], parents + piece_off[f], xy + 2 * local_off[f],
               rows + local_off[f] * C);
-  }
-};
-
-// Phase 1 on the GPU: the edge table by sorting half-edges on their key (lo, hi); edges
-// are numbered in key order, the same numbering as the CPU's counting sort.
-struct HalfEdgeKeyStep {
-  const offset_t* face_offsets;
-  const index_t* face_verts;
-  uint64_t* key;  // [H]
-  SPLINECAM_HD void operator()(int64_t f) const {
-    const offset_t b = face_offsets[f], e = face_offsets[f + 1];
-    for (offset_t h = b; h < e; ++h) {
-      const index_t u = face_verts[h], v = face_verts[h + 1 < e ? h + 1 : b];
-      const uint32_t lo = static_cast<uint32_t>(u < v ? u : v), hi = static_cast<uint32_t>(u < v ? v : u);
-      key[h] = (static_cast<uint64_t>(lo) << 32) | hi;
-    }
-  }
-};
-
-struct IotaStep {
-  int64_t* a;
-  SPLINECAM_HD void operator()(int64_t i) const { a[i] = i; }
-};
-
-struct EdgeHeadStep {
-  const uint64_t* sorted_key;  // [H]
-  offset_t* edge_id;           // [H]: 1 where a new edge starts (scanned: edge number + 1)
-  SPLINECAM_HD void operator()(int64_t i) const { edge_id[i] = i == 0 || sorted_key[i] != sorted_key[i - 1]; }
-};
-
-struct EdgeWriteStep {
-  const uint64_t* sorted_key;
-  const int64_t* order;    // [H] half-edge at sorted position i
-  const offset_t* edge_id;  // [H] inclusive scan of the heads
-  index_t* edge_of;         // [H]
-  index_t *lo, *hi;         // [E]
-  SPLINECAM_HD void operator()(int64_t i) const {
-    const index_t e = static_cast<index_t>(edge_id[i] - 1);
-    edge_of[order[i]] = e;
-    if (i == 0 || sorted_key[i] != sorted_key[i - 1]) {
-      lo[e] = static_cast<index_t>(sorted_key[i] >> 32);
-      hi[e] = static_cast<index_t>(sorted_key[i] & 0xffffffffu);
-    }
   }
 };
 

@@ -111,8 +111,8 @@ def net3():
 # Devices. Geometry tests take a ``device`` argument and run once per launcher:
 #   "cpu"           the CPU launcher (threads over blocks of the step bodies);
 #   "host-batched"  the GPU path on the host: the driver with torch tensors, and the
-#                   GPU's launcher (batched_launcher.h) on the host backend with a
-#                   small scratch pool, so that the face pass runs in many batches
+#                   launcher with the GPU's pooled face pass on the host backend
+#                   (launcher.h) and a small scratch pool, so that the face pass runs in many batches
 #                   and retries faces at higher capacity levels;
 #   "cuda"          the GPU's launcher on a GPU (skipped where there is none).
 # --------------------------------------------------------------------------- #

@@ -29,16 +29,19 @@ def refine(xy: np.ndarray, rows: np.ndarray, face_offsets: np.ndarray, face_vert
     Returns a dict: ``xy`` (new vertices, 2 per vertex), ``rows_edge`` and ``rows_face`` (their
     rows: one block of vertices made on edges, then blocks of vertices made inside faces),
     ``face_offsets``, ``face_verts``, ``he_layer``, ``he_unit``, ``face_parent`` (the given face
-    each new face lies in), ``degenerate``, ``edge_vertices``, ``face_retries`` and
-    ``seconds`` (five phases). Raises BudgetExceeded past ``max_new_vertices`` (0: no limit)."""
+    each new face lies in), ``degenerate``, ``edge_vertices``, ``face_retries`` (face runs
+    repeated with a larger scratch), ``face_rounds`` and ``face_batches`` (0 here: see
+    :func:`refine_batched`) and ``seconds`` (the phases: snap, edges, crossings, faces, and
+    a fifth kept 0). Raises BudgetExceeded past ``max_new_vertices`` (0: no limit)."""
 
 def refine_batched(xy: np.ndarray, rows: np.ndarray, face_offsets: np.ndarray, face_verts: np.ndarray,
                    he_layer: np.ndarray, he_unit: np.ndarray, n_cut: int, layer_id: int, rtol: float = 1e-10,
                    num_threads: int = 0, max_new_vertices: int = 0, scratch_bytes: int = 536870912,
                    cut_begin: int = 0, tol_bounds: Optional[np.ndarray] = None) -> dict:
-    """:func:`refine` by the GPU's batched launcher on the host backend, with
-    ``scratch_bytes`` of face scratch per batch; the same result, plus ``face_rounds`` and
-    ``face_batches``."""
+    """:func:`refine` with the GPU's face pass run on the host (pooled scratch,
+    ``scratch_bytes`` per batch): the same launcher as :func:`refine_cuda`, the same result
+    bit for bit as :func:`refine`, with ``face_rounds`` (runs of the counting face pass)
+    and ``face_batches`` (batches of scratch) counted."""
 
 def refine_cuda(xy: int, rows: int, num_vertices: int, n_cols: int, n_cut: int, face_offsets: int,
                 face_verts: int, he_layer: int, he_unit: int, num_faces: int, num_half_edges: int, layer_id: int,

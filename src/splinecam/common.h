@@ -1,8 +1,8 @@
 // splinecam — shared definitions for the geometry kernels.
 //
 // Every per-element body in src/ is written once. Under nvcc SPLINECAM_HD marks it
-// __host__ __device__ so the CUDA launcher (csrc/cuda_launcher.cu) runs the same body
-// as the CPU launcher (csrc/cpu_launcher.cpp); without nvcc it is plain `inline`.
+// __host__ __device__ so the CUDA backend (csrc/cuda_launcher.cu) runs the same body as
+// the host backend (csrc/host_backend.h); without nvcc it is plain `inline`.
 #pragma once
 
 #include <cstdint>

@@ -2,11 +2,19 @@
 //
 // Faces are stored as cycles of vertex ids (CSR: offsets [F+1], verts [H]); half-edge h
 // runs from verts[h] to the next vertex of its cycle. Each undirected edge {lo, hi}
-// appears in one cycle (domain boundary) or two (interior). The table is built by a
-// counting sort on the smaller endpoint: O(H + V), no hashing, deterministic.
+// appears in one cycle (domain boundary) or two (interior).
+//
+// One algorithm builds the table everywhere: every half-edge gets its edge's key
+// (lo << 32 | hi), the keys are sorted stably, and edges are numbered in key order (the
+// heads of runs of equal keys, scanned). The steps below are per-element bodies: the
+// refinement's launchers run them on threads or on a GPU (csrc/launcher.h), with the
+// backend's sort; build_edge_table runs them in sequence with the host's radix sort.
+// The numbering is therefore one and the same in every launcher and in every half-edge
+// view of a partition.
 #pragma once
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "common.h"
@@ -14,59 +22,126 @@
 namespace splinecam {
 
 // Next half-edge of h in its face cycle, given the cycle bounds [begin, end).
-inline offset_t cycle_next(offset_t h, offset_t begin, offset_t end) {
-  return h + 1 < end ? h + 1 : begin;
-}
+SPLINECAM_HD offset_t cycle_next(offset_t h, offset_t begin, offset_t end) { return h + 1 < end ? h + 1 : begin; }
 
 struct EdgeTable {
   std::vector<index_t> lo, hi;   // [E] endpoints, lo < hi
   std::vector<index_t> edge_of;  // [H] undirected edge of each half-edge
 };
 
-inline EdgeTable build_edge_table(index_t num_vertices, offset_t num_faces,
-                                  const offset_t* face_offsets, const index_t* face_verts) {
+// Per face f: the key of each of its half-edges.
+struct HalfEdgeKeyStep {
+  const offset_t* face_offsets;
+  const index_t* face_verts;
+  uint64_t* key;  // [H]
+  SPLINECAM_HD void operator()(int64_t f) const {
+    const offset_t b = face_offsets[f], e = face_offsets[f + 1];
+    for (offset_t h = b; h < e; ++h) {
+      const index_t u = face_verts[h], v = face_verts[cycle_next(h, b, e)];
+      const uint32_t lo = static_cast<uint32_t>(u < v ? u : v), hi = static_cast<uint32_t>(u < v ? v : u);
+      key[h] = (static_cast<uint64_t>(lo) << 32) | hi;
+    }
+  }
+};
+
+struct IotaStep {
+  int64_t* a;
+  SPLINECAM_HD void operator()(int64_t i) const { a[i] = i; }
+};
+
+// Per sorted position: 1 where a new edge starts (after an inclusive scan: edge + 1).
+struct EdgeHeadStep {
+  const uint64_t* sorted_key;  // [H]
+  offset_t* edge_id;           // [H]
+  SPLINECAM_HD void operator()(int64_t i) const { edge_id[i] = i == 0 || sorted_key[i] != sorted_key[i - 1]; }
+};
+
+struct EdgeWriteStep {
+  const uint64_t* sorted_key;
+  const int64_t* order;     // [H] half-edge at sorted position i
+  const offset_t* edge_id;  // [H] inclusive scan of the heads
+  index_t* edge_of;         // [H]
+  index_t *lo, *hi;         // [E]
+  SPLINECAM_HD void operator()(int64_t i) const {
+    const index_t e = static_cast<index_t>(edge_id[i] - 1);
+    edge_of[order[i]] = e;
+    if (i == 0 || sorted_key[i] != sorted_key[i - 1]) {
+      lo[e] = static_cast<index_t>(sorted_key[i] >> 32);
+      hi[e] = static_cast<index_t>(sorted_key[i] & 0xffffffffu);
+    }
+  }
+};
+
+// Stable sort of (key, value) pairs by key on the host: least-significant-digit radix
+// sort over 11-bit digits, only over the bits in which the keys differ (edge keys of V
+// vertices differ in about 2 log2 V bits: four passes up to two million vertices). One
+// read of the keys makes every digit's histogram.
+inline void radix_sort_by_key(uint64_t* key, int64_t* value, int64_t n) {
+  if (n < 2) return;
+  uint64_t varying = 0;
+  for (int64_t i = 1; i < n; ++i) varying |= key[i] ^ key[0];
+  if (varying == 0) return;
+  constexpr int kBits = 11, kBuckets = 1 << kBits;
+  std::vector<int> shifts;
+  for (int b = 0; b < 64;) {
+    if (!((varying >> b) & 1)) {
+      ++b;
+      continue;
+    }
+    shifts.push_back(b);
+    b += kBits;
+  }
+  const size_t D = shifts.size();
+  std::vector<int64_t> count(D * kBuckets, 0);
+  for (int64_t i = 0; i < n; ++i)
+    for (size_t d = 0; d < D; ++d) ++count[d * kBuckets + ((key[i] >> shifts[d]) & (kBuckets - 1))];
+  std::vector<uint64_t> key2(n);
+  std::vector<int64_t> value2(n);
+  uint64_t *k0 = key, *k1 = key2.data();
+  int64_t *v0 = value, *v1 = value2.data();
+  for (size_t d = 0; d < D; ++d) {
+    int64_t* c = count.data() + d * kBuckets;
+    int64_t sum = 0;
+    for (int j = 0; j < kBuckets; ++j) {
+      const int64_t t = c[j];
+      c[j] = sum;
+      sum += t;
+    }
+    const int s = shifts[d];
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t at = c[(k0[i] >> s) & (kBuckets - 1)]++;
+      k1[at] = k0[i];
+      v1[at] = v0[i];
+    }
+    std::swap(k0, k1);
+    std::swap(v0, v1);
+  }
+  if (k0 != key) {
+    std::memcpy(key, k0, sizeof(uint64_t) * n);
+    std::memcpy(value, v0, sizeof(int64_t) * n);
+  }
+}
+
+// The edge table of a partition on the host: the steps above, in sequence.
+inline EdgeTable build_edge_table(index_t /*num_vertices*/, offset_t num_faces, const offset_t* face_offsets,
+                                  const index_t* face_verts) {
   const offset_t H = face_offsets[num_faces];
+  std::vector<uint64_t> key(H);
+  std::vector<int64_t> order(H);
+  std::vector<offset_t> edge_id(H);
+  const HalfEdgeKeyStep keys{face_offsets, face_verts, key.data()};
+  for (offset_t f = 0; f < num_faces; ++f) keys(f);
+  for (offset_t h = 0; h < H; ++h) IotaStep{order.data()}(h);
+  radix_sort_by_key(key.data(), order.data(), H);
+  for (offset_t i = 0; i < H; ++i) EdgeHeadStep{key.data(), edge_id.data()}(i);
+  for (offset_t i = 1; i < H; ++i) edge_id[i] += edge_id[i - 1];
   EdgeTable t;
-  t.edge_of.assign(H, -1);
-  // Bucket half-edges by their smaller endpoint.
-  std::vector<offset_t> bucket(static_cast<size_t>(num_vertices) + 1, 0);
-  std::vector<index_t> other(H);
-  for (offset_t f = 0; f < num_faces; ++f) {
-    const offset_t b = face_offsets[f], e = face_offsets[f + 1];
-    for (offset_t h = b; h < e; ++h) {
-      index_t u = face_verts[h], v = face_verts[cycle_next(h, b, e)];
-      index_t lo = std::min(u, v);
-      other[h] = std::max(u, v);
-      ++bucket[lo + 1];
-    }
-  }
-  for (index_t v = 0; v < num_vertices; ++v) bucket[v + 1] += bucket[v];
-  std::vector<offset_t> fill(bucket.begin(), bucket.end() - 1);
-  std::vector<offset_t> order(H);
-  for (offset_t f = 0; f < num_faces; ++f) {
-    const offset_t b = face_offsets[f], e = face_offsets[f + 1];
-    for (offset_t h = b; h < e; ++h) {
-      index_t u = face_verts[h], v = face_verts[cycle_next(h, b, e)];
-      order[fill[std::min(u, v)]++] = h;
-    }
-  }
-  // Within a bucket, half-edges with the same larger endpoint are one edge.
-  t.lo.reserve(H / 2 + 1);
-  t.hi.reserve(H / 2 + 1);
-  for (index_t v = 0; v < num_vertices; ++v) {
-    offset_t b = bucket[v], e = bucket[v + 1];
-    if (b == e) continue;
-    std::sort(order.begin() + b, order.begin() + e,
-              [&](offset_t x, offset_t y) { return other[x] < other[y] || (other[x] == other[y] && x < y); });
-    for (offset_t i = b; i < e; ++i) {
-      offset_t h = order[i];
-      if (i == b || other[order[i - 1]] != other[h]) {
-        t.lo.push_back(v);
-        t.hi.push_back(other[h]);
-      }
-      t.edge_of[h] = static_cast<index_t>(t.lo.size() - 1);
-    }
-  }
+  const offset_t E = H > 0 ? edge_id[H - 1] : 0;
+  t.lo.resize(E);
+  t.hi.resize(E);
+  t.edge_of.resize(H);
+  const EdgeWriteStep write{key.data(), order.data(), edge_id.data(), t.edge_of.data(), t.lo.data(), t.hi.data()};
+  for (offset_t i = 0; i < H; ++i) write(i);
   return t;
 }
 

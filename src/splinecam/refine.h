@@ -1,7 +1,7 @@
 // One refinement step of the partition: split every face along the zero sets of one
 // layer's breakpoint functions, given their values at the current vertices.
 //
-// Phases (each a per-element body run by a launcher):
+// Phases (each a per-element body; csrc/launcher.h runs them on every backend):
 //   0. tolerance: per column, |z| <= tol_j is snapped to exactly 0, where tol_j is
 //      min(rtol * max_v |z_j|, cap_j) raised to floor_j when the caller gives bounds (the
 //      driver's tolerance policy: a rounding floor, and a cap that keeps two
@@ -15,10 +15,8 @@
 
 #include <cstdint>
 #include <stdexcept>
-#include <vector>
 
 #include "common.h"
-#include "host_memory.h"
 
 namespace splinecam {
 
@@ -41,28 +39,9 @@ struct RefineInput {
   int num_threads = 0;                     // 0 = all hardware threads
 };
 
-struct RefineOutput {
-  std::vector<double> xy;              // [M, 2] new vertices, ids V .. V + M - 1
-  HostVector<double> rows_edge;       // [M_edge, n_cols] values of the first M_edge new vertices
-  // values of the other new vertices, in id order, as the face blocks made them (no
-  // copy): block b holds [rows_face[b].size() / n_cols, n_cols]
-  std::vector<HostVector<double>> rows_face;
-  std::vector<offset_t> face_offsets;  // [F' + 1]
-  std::vector<index_t> face_verts;     // [H']
-  std::vector<int32_t> he_layer;       // [H']
-  std::vector<int32_t> he_unit;        // [H']
-  std::vector<index_t> face_parent;    // [F'] face of the input it was cut from
-  int64_t edge_vertices = 0;           // M_edge: new vertices on existing edges (ids V ..)
-  int64_t degenerate = 0;              // sub-polygons left uncut (see face_cut.h)
-  int64_t face_retries = 0;         // face runs repeated with a larger scratch
-  double seconds[5] = {0, 0, 0, 0, 0};  // snap, edge table, edge crossings, faces, stitch
-};
-
 // Thrown when a refinement would create more than max_new_vertices vertices.
 struct BudgetExceeded : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
-
-RefineOutput refine_cpu(const RefineInput& in);
 
 }  // namespace splinecam

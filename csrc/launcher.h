@@ -1,16 +1,23 @@
-// The refinement as a device runs it: the steps of refine_steps.h launched over index
-// ranges, variable-size outputs by count -> scan -> write, and a face pass whose scratch
-// comes from one pool per batch of faces instead of per-thread buffers.
+// The refinement, written once (its phases: src/splinecam/refine.h). Every phase is a
+// step of refine_steps.h launched over an index range by a backend; variable-size
+// outputs go count -> scan -> write. A backend says where memory lives and how a step,
+// a scan and a sort run. The one phase whose algorithm differs between backends is the
+// face pass, where the scratch of the face bodies comes from:
 //
-// The launcher is written once against a small Backend interface (memory, launch, scan,
-// sort, copies). cuda_launcher.cu instantiates it with CUDA kernels and Thrust;
-// host_backend.h instantiates it with plain loops on the host, so a machine without a
-// GPU still runs and tests every line of this file, not only the bodies.
+//   threaded (HostBackend, the CPU launcher): each thread reuses one scratch buffer; a
+//     face that outgrows it runs again at once at the next capacity level; pieces go
+//     to per-block outputs joined in order. One run per face.
+//   pooled (CudaBackend; HostBackend::pooled runs the GPU's path on the host so that a
+//     machine without a GPU tests it): every face of a batch gets its own scratch from
+//     one pool; counting runs until every face fits, a scan of the sizes, then a
+//     writing run (pooled_face_pass below).
 //
 // Backend:
+//   using Buffer                                        output memory handed to the caller
 //   template <class T> Array<T> array(int64_t n)        scratch; .get() -> T*
-//   Buffer buffer(int64_t bytes)                        output owned by the caller; ->ptr
-//   void launch(const Step&, int64_t n, int threads)    step(i) for i < n
+//   Buffer buffer(int64_t bytes)                        ->ptr
+//   void launch(const Step&, int64_t n, int threads)    step(i) for i < n (threads per
+//                                                       block on a GPU)
 //   offset_t scan_counts(offset_t* off, int64_t n)      off[0] = 0, inclusive scan of
 //                                                       off[1..n]; returns off[n]
 //   void inclusive_scan(offset_t* p, int64_t n)
@@ -20,6 +27,8 @@
 //   template <class T> void upload(T* dst, const std::vector<T>& src)
 //   void copy(void* dst, const void* src, int64_t bytes)
 //   void sync()
+//   void cut_faces(const RefineInput&, const FaceInput&, const double* xy_edge,
+//                  RefineResult<Buffer>&)          phase 3; fills every face output
 #pragma once
 
 #include <algorithm>
@@ -33,50 +42,41 @@
 
 namespace splinecam {
 
+// The refined partition, in the backend's memory. New vertices have ids V .. V + M - 1:
+// first the crossings made on existing edges, then the vertices made inside faces.
 template <class Buffer>
-struct BatchedOutput {
-  Buffer xy;            // [M, 2] new vertices: edge crossings, then face vertices
-  Buffer rows_edge;     // [M_edge, n_cols] float64
-  Buffer rows_face;     // [M - M_edge, n_cols]
-  Buffer face_offsets;  // [F' + 1] int64
-  Buffer face_verts;    // [H'] int32
-  Buffer he_layer;      // [H'] int32
-  Buffer he_unit;       // [H'] int32
-  Buffer face_parent;   // [F'] int32
-  int64_t edge_vertices = 0, face_vertices = 0, num_faces = 0, num_half_edges = 0, degenerate = 0;
-  int64_t face_rounds = 0;  // runs of the counting face pass (1 + retries at higher levels)
-  int64_t face_batches = 0;
-  double seconds[5] = {0, 0, 0, 0, 0};
+struct RefineResult {
+  Buffer xy;                         // [M, 2]
+  Buffer rows_edge;                  // [M_edge, n_cols] values of the edge crossings
+  std::vector<Buffer> rows_face;     // values of the other new vertices, in id order,
+  std::vector<int64_t> rows_face_n;  // as blocks of rows_face_n[b] rows (no copy)
+  Buffer face_offsets;               // [F' + 1] int64
+  Buffer face_verts;                 // [H'] int32
+  Buffer he_layer;                   // [H'] int32
+  Buffer he_unit;                    // [H'] int32
+  Buffer face_parent;                // [F'] int32: face of the input it was cut from
+  int64_t edge_vertices = 0, face_vertices = 0, num_faces = 0, num_half_edges = 0;
+  int64_t degenerate = 0;    // sub-polygons left uncut (face_cut.h)
+  int64_t face_retries = 0;  // face runs repeated with a larger scratch
+  int64_t face_rounds = 0;   // pooled: runs of the counting face pass
+  int64_t face_batches = 0;  // pooled: batches of scratch
+  double seconds[5] = {0, 0, 0, 0, 0};  // snap, edge table, edge crossings, faces, (unused)
 };
 
-// Faces cut into batches whose scratch fits in `limit` bytes (a face larger than the
-// limit gets a batch of its own). Returns the batch boundaries into `ids`.
-inline std::vector<size_t> face_batches(const std::vector<int32_t>& ids, const std::vector<int64_t>& bytes,
-                                        int64_t limit) {
-  std::vector<size_t> cut{0};
-  int64_t acc = 0;
-  for (size_t i = 0; i < ids.size(); ++i) {
-    const int64_t b = bytes[ids[i]];
-    if (acc > 0 && acc + b > limit) {
-      cut.push_back(i);
-      acc = 0;
-    }
-    acc += b;
-  }
-  cut.push_back(ids.size());
-  return cut;
+[[noreturn]] inline void budget_exceeded() {
+  throw BudgetExceeded("the refinement exceeds its budget of new vertices (memory limit)");
 }
 
+inline int64_t at_least_1(int64_t n) { return n > 0 ? n : 1; }
+
 // num_half_edges: face_offsets[num_faces] (the caller knows it without reading memory
-// that may live on a device). scratch_bytes: the face pass's pool per batch.
+// that may live on a device).
 template <class Backend>
-BatchedOutput<typename Backend::Buffer> refine_batched(const RefineInput& in, int64_t H, Backend& be,
-                                                       int64_t scratch_bytes) {
-  using Out = BatchedOutput<typename Backend::Buffer>;
+RefineResult<typename Backend::Buffer> refine(const RefineInput& in, int64_t num_half_edges, Backend& be) {
   const index_t V = in.num_vertices;
   const int C = in.n_cols, K = in.n_cut, B = in.cut_begin;
-  const int64_t F = in.num_faces;
-  Out out;
+  const int64_t F = in.num_faces, H = num_half_edges;
+  RefineResult<typename Backend::Buffer> out;
   auto clock = std::chrono::steady_clock::now();
   auto lap = [&](int phase) {
     be.sync();
@@ -84,18 +84,15 @@ BatchedOutput<typename Backend::Buffer> refine_batched(const RefineInput& in, in
     out.seconds[phase] = std::chrono::duration<double>(now - clock).count();
     clock = now;
   };
-  auto over_budget = [&](int64_t made) {
-    if (in.max_new_vertices > 0 && made > in.max_new_vertices)
-      throw BudgetExceeded("the refinement exceeds its budget of new vertices (memory limit)");
-  };
-  auto at_least_1 = [](int64_t n) { return n > 0 ? n : 1; };
 
   // ---- 0. per-column tolerance and snapping -------------------------------------------
   auto tol = be.template array<double>(at_least_1(K));
   be.column_tolerance(in.rows, V, C, K, in.rtol, tol.get());
   if (in.tol_bounds && K > 0) be.launch(BoundToleranceStep{tol.get(), in.tol_bounds, K}, K, 256);
+  // Zero columns of every vertex (CSR: count, scan, write) and its sign bits over the
+  // columns cut now: the edge passes read a few words per vertex instead of its row.
   auto zero_off = be.template array<offset_t>(static_cast<int64_t>(V) + 1);
-  const int W = sign_words(K - B);  // the edge passes read these sign bits, not the rows
+  const int W = sign_words(K - B);
   auto bits = be.template array<uint64_t>(at_least_1(static_cast<int64_t>(V) * 2 * W));
   be.launch(SnapStep{in.rows, tol.get(), C, B, K, zero_off.get(), bits.get()}, V, 256);
   const offset_t Z = be.scan_counts(zero_off.get(), V);
@@ -121,6 +118,8 @@ BatchedOutput<typename Backend::Buffer> refine_batched(const RefineInput& in, in
   lap(1);
 
   // ---- 2. crossings on edges -----------------------------------------------------------
+  // Hits (column crossings) per edge: count, scan, write sorted along the edge; then the
+  // merged crossing vertices: count, scan, write their rows straight into the output.
   auto hit_off = be.template array<offset_t>(E + 1);
   auto cross_off = be.template array<offset_t>(E + 1);
   be.launch(CountHitsStep{bits.get(), W, edge_lo.get(), edge_hi.get(), hit_off.get()}, E, 256);
@@ -129,13 +128,13 @@ BatchedOutput<typename Backend::Buffer> refine_batched(const RefineInput& in, in
   auto hit_col = be.template array<int32_t>(at_least_1(n_hits));
   auto used = be.template array<uint8_t>(at_least_1(n_hits));
   be.launch(WriteHitsStep{in.rows, bits.get(), C, B, W, edge_lo.get(), edge_hi.get(), hit_off.get(), hit_t.get(),
-                              hit_col.get()},
+                          hit_col.get()},
             E, 256);
   MergeHitsStep merge{in.rows, in.xy, tol.get(), C, K, edge_lo.get(), edge_hi.get(), hit_off.get(), hit_t.get(),
                       hit_col.get(), used.get(), cross_off.get(), nullptr, nullptr};
   be.launch(merge, E, 256);
   const index_t n1 = static_cast<index_t>(be.scan_counts(cross_off.get(), E));
-  over_budget(n1);
+  if (in.max_new_vertices > 0 && n1 > in.max_new_vertices) budget_exceeded();
   out.edge_vertices = n1;
   auto xy_edge = be.template array<double>(2 * at_least_1(n1));
   out.rows_edge = be.buffer(8 * static_cast<int64_t>(n1) * C);
@@ -148,6 +147,35 @@ BatchedOutput<typename Backend::Buffer> refine_batched(const RefineInput& in, in
   const FaceInput fin{in.face_offsets, in.face_verts, in.he_layer, in.he_unit, edge_lo.get(), edge_of.get(),
                       cross_off.get(), hit_off.get(), hit_col.get(), zero_off.get(), zero_col.get(), in.xy,
                       in.rows, xy_edge.get(), merge.rows1, tol.get(), V, n1, C, K, in.layer_id};
+  be.cut_faces(in, fin, xy_edge.get(), out);
+  lap(3);
+  return out;
+}
+
+// Faces cut into batches whose scratch fits in `limit` bytes (a face larger than the
+// limit gets a batch of its own). Returns the batch boundaries into `ids`.
+inline std::vector<size_t> face_batches(const std::vector<int32_t>& ids, const std::vector<int64_t>& bytes,
+                                        int64_t limit) {
+  std::vector<size_t> cut{0};
+  int64_t acc = 0;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const int64_t b = bytes[ids[i]];
+    if (acc > 0 && acc + b > limit) {
+      cut.push_back(i);
+      acc = 0;
+    }
+    acc += b;
+  }
+  cut.push_back(ids.size());
+  return cut;
+}
+
+// The pooled face pass (see the top of this file); scratch_bytes: the pool per batch.
+template <class Backend>
+void pooled_face_pass(Backend& be, const RefineInput& in, const FaceInput& fin, const double* xy_edge,
+                      int64_t scratch_bytes, RefineResult<typename Backend::Buffer>& out) {
+  const int64_t F = in.num_faces, n1 = fin.n1;
+  const int C = in.n_cols;
   auto plan = be.template array<FacePlan>(at_least_1(F));
   be.launch(PlanFaceStep{fin, plan.get()}, F, 256);
   const std::vector<FacePlan> hplan = be.read(plan.get(), F);
@@ -193,6 +221,7 @@ BatchedOutput<typename Backend::Buffer> refine_batched(const RefineInput& in, in
         ++level[f];
         again.push_back(f);
       }
+    out.face_retries += static_cast<int64_t>(again.size());
     pending.swap(again);
     ++out.face_rounds;
   }
@@ -205,18 +234,19 @@ BatchedOutput<typename Backend::Buffer> refine_batched(const RefineInput& in, in
     out.degenerate += hres[f].degenerate;
   }
   const int64_t P = piece_off[F], HO = he_off[F], ML = local_off[F];
-  over_budget(n1 + ML);
+  if (in.max_new_vertices > 0 && n1 + ML > in.max_new_vertices) budget_exceeded();
   out.face_vertices = ML;
   out.num_faces = P;
   out.num_half_edges = HO;
   out.xy = be.buffer(16 * (n1 + ML));
-  out.rows_face = be.buffer(8 * ML * C);
+  out.rows_face = {be.buffer(8 * ML * C)};
+  out.rows_face_n = {ML};
   out.face_offsets = be.buffer(8 * (P + 1));
   out.face_verts = be.buffer(4 * HO);
   out.he_layer = be.buffer(4 * HO);
   out.he_unit = be.buffer(4 * HO);
   out.face_parent = be.buffer(4 * P);
-  be.copy(out.xy->ptr, xy_edge.get(), 16 * static_cast<int64_t>(n1));
+  be.copy(out.xy->ptr, xy_edge, 16 * n1);
   auto dpiece = be.template array<int64_t>(F + 1);
   auto dhe = be.template array<int64_t>(F + 1);
   auto dlocal = be.template array<int64_t>(F + 1);
@@ -232,15 +262,13 @@ BatchedOutput<typename Backend::Buffer> refine_batched(const RefineInput& in, in
     be.launch(CutEmitFaceStep{step, dpiece.get(), dhe.get(), dlocal.get(), offsets + 1,
                               static_cast<index_t*>(out.face_verts->ptr), static_cast<int32_t*>(out.he_layer->ptr),
                               static_cast<int32_t*>(out.he_unit->ptr), static_cast<index_t*>(out.face_parent->ptr),
-                              static_cast<double*>(out.xy->ptr) + 2 * static_cast<int64_t>(n1),
-                              static_cast<double*>(out.rows_face->ptr), mismatch.get()},
+                              static_cast<double*>(out.xy->ptr) + 2 * n1,
+                              static_cast<double*>(out.rows_face[0]->ptr), mismatch.get()},
               n, 128);
   });
   if (be.read(mismatch.get()))
     throw std::runtime_error("a face cut differently in its writing run than in its counting run (internal error)");
   be.scan_counts(offsets, P);
-  lap(3);
-  return out;
 }
 
 }  // namespace splinecam
