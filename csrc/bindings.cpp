@@ -221,6 +221,37 @@ py::array_t<uint8_t> winner_changes(py::array rows_obj, int64_t x0, carray<int64
   return to_numpy(std::move(out), {static_cast<py::ssize_t>(W)});
 }
 
+// The window bodies on a GPU: every pointer a device pointer (torch's data_ptr()) on `device`.
+void window_chain_cuda_binding(uintptr_t rows, int64_t num_vertices, int64_t ld, int64_t x0, uintptr_t idx,
+                               int64_t W, int64_t k, int64_t s, int device, uintptr_t stream) {
+#ifdef SPLINECAM_WITH_CUDA
+  require(W >= 0 && k >= 1 && s >= 1 && s < k && W <= x0 && x0 < ld, "inconsistent window arguments");
+  py::gil_scoped_release release;
+  window_chain_cuda(reinterpret_cast<double*>(rows), num_vertices, ld, x0, reinterpret_cast<const int64_t*>(idx), W,
+                    k, s, device, stream);
+#else
+  not_built();
+#endif
+}
+
+py::array_t<uint8_t> winner_changes_cuda_binding(uintptr_t rows, int64_t num_vertices, int64_t ld, int64_t x0,
+                                                 uintptr_t idx, uintptr_t floor, int64_t W, int64_t k, int device,
+                                                 uintptr_t stream) {
+#ifdef SPLINECAM_WITH_CUDA
+  require(W >= 0 && k >= 1 && x0 < ld, "inconsistent window arguments");
+  std::vector<uint8_t> out;
+  {
+    py::gil_scoped_release release;
+    out = winner_changes_cuda(reinterpret_cast<const double*>(rows), num_vertices, ld, x0,
+                              reinterpret_cast<const int64_t*>(idx), reinterpret_cast<const double*>(floor), W, k,
+                              device, stream);
+  }
+  return to_numpy(std::move(out), {static_cast<py::ssize_t>(W)});
+#else
+  not_built();
+#endif
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -251,6 +282,12 @@ PYBIND11_MODULE(_core, m) {
         py::arg("he_unit"), py::arg("num_faces"), py::arg("num_half_edges"), py::arg("layer_id"),
         py::arg("rtol") = 1e-10, py::arg("max_new_vertices") = 0, py::arg("device") = 0, py::arg("stream") = 0,
         py::arg("scratch_bytes") = int64_t(512) << 20, py::arg("cut_begin") = 0, py::arg("tol_bounds") = 0);
+  m.def("window_chain_cuda", &window_chain_cuda_binding, py::arg("rows"), py::arg("num_vertices"), py::arg("ld"),
+        py::arg("x0"), py::arg("idx"), py::arg("W"), py::arg("k"), py::arg("s"), py::arg("device") = 0,
+        py::arg("stream") = 0);
+  m.def("winner_changes_cuda", &winner_changes_cuda_binding, py::arg("rows"), py::arg("num_vertices"),
+        py::arg("ld"), py::arg("x0"), py::arg("idx"), py::arg("floor"), py::arg("W"), py::arg("k"),
+        py::arg("device") = 0, py::arg("stream") = 0);
 #ifdef SPLINECAM_WITH_CUDA
   py::class_<DeviceArray>(m, "DeviceArray")
       .def_property_readonly("__cuda_array_interface__", &DeviceArray::interface)

@@ -18,6 +18,7 @@
 
 #include "cuda_launcher.h"
 #include "launcher.h"
+#include "splinecam/windows.h"
 
 namespace splinecam {
 namespace {
@@ -178,6 +179,17 @@ class CudaBackend {
   int64_t scratch_bytes_;
 };
 
+// The winner of every window at vertex 0 (WinnerChangesStep compares against it).
+struct WindowFirstStep {
+  const double* rows;
+  int64_t x0;
+  const int64_t* idx;
+  const double* floor;
+  int64_t k;
+  int64_t* first;
+  __device__ void operator()(int64_t w) const { first[w] = window_winner(rows + x0, idx + w * k, k, floor[w]); }
+};
+
 class DeviceGuard {
  public:
   explicit DeviceGuard(int device) {
@@ -237,6 +249,28 @@ CudaRefineOutput refine_cuda(const RefineInput& in, int64_t num_half_edges, int 
   DeviceGuard guard(device);
   CudaBackend be(reinterpret_cast<cudaStream_t>(stream), device, scratch_bytes);
   return refine(in, num_half_edges, be);
+}
+
+void window_chain_cuda(double* rows, int64_t V, int64_t ld, int64_t x0, const int64_t* idx, int64_t W, int64_t k,
+                       int64_t s, int device, uintptr_t stream) {
+  DeviceGuard guard(device);
+  const cudaStream_t st = reinterpret_cast<cudaStream_t>(stream);
+  launch(ChainColumnStep{rows, ld, x0, idx, W, k, s}, V, st);
+  check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
+}
+
+std::vector<uint8_t> winner_changes_cuda(const double* rows, int64_t V, int64_t ld, int64_t x0, const int64_t* idx,
+                                         const double* floor, int64_t W, int64_t k, int device, uintptr_t stream) {
+  DeviceGuard guard(device);
+  const cudaStream_t st = reinterpret_cast<cudaStream_t>(stream);
+  if (V == 0 || W == 0) return std::vector<uint8_t>(static_cast<size_t>(W), 0);
+  Scratch<int64_t> first(W, st);
+  Scratch<uint8_t> changed(W, st);
+  check(cudaMemsetAsync(changed.get(), 0, W, st), "cudaMemsetAsync");
+  launch(WindowFirstStep{rows, x0, idx, floor, k, first.get()}, W, st);
+  // Every vertex that finds a change writes the same 1: the races are benign.
+  launch(WinnerChangesStep{rows, ld, x0, idx, floor, first.get(), W, k, changed.get()}, V, st);
+  return read_back(changed.get(), W, st);
 }
 
 }  // namespace splinecam

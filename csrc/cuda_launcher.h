@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "launcher.h"
 #include "splinecam/refine.h"
@@ -39,5 +40,14 @@ using CudaRefineOutput = RefineResult<DevicePtr>;
 // face_offsets[num_faces].
 CudaRefineOutput refine_cuda(const RefineInput& in, int64_t num_half_edges, int device, uintptr_t stream,
                              int64_t scratch_bytes);
+
+// The window bodies of max-type layers (src/splinecam/windows.h) on one GPU: rows and
+// idx [W, k] (int64) and floor [W] are device pointers, rows with row stride ld.
+// Chain step s's breakpoint columns [0, W) of every vertex, in place:
+void window_chain_cuda(double* rows, int64_t V, int64_t ld, int64_t x0, const int64_t* idx, int64_t W, int64_t k,
+                       int64_t s, int device, uintptr_t stream);
+// Per window: 1 when its winner is not the same at every vertex (read back to the host).
+std::vector<uint8_t> winner_changes_cuda(const double* rows, int64_t V, int64_t ld, int64_t x0, const int64_t* idx,
+                                         const double* floor, int64_t W, int64_t k, int device, uintptr_t stream);
 
 }  // namespace splinecam

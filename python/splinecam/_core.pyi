@@ -77,6 +77,17 @@ def winner_changes(rows: np.ndarray, x0: int, idx: np.ndarray, floor: np.ndarray
     """Per window, 1 when its winner (first candidate within ``floor[w]`` of the maximum of
     ``X[v, idx[w]]``, ``X = rows[:, x0:]``) is not the same at every vertex (uint8)."""
 
+def window_chain_cuda(rows: int, num_vertices: int, ld: int, x0: int, idx: int, W: int, k: int, s: int,
+                      device: int = 0, stream: int = 0) -> None:
+    """:func:`window_chain` on a CUDA device: ``rows`` (V, ld) float64 and ``idx`` (W, k)
+    int64 are device pointers (``tensor.data_ptr()``). Raises RuntimeError when the
+    extension was built without CUDA."""
+
+def winner_changes_cuda(rows: int, num_vertices: int, ld: int, x0: int, idx: int, floor: int, W: int, k: int,
+                        device: int = 0, stream: int = 0) -> np.ndarray:
+    """:func:`winner_changes` on a CUDA device (``floor`` (W,) float64 a device pointer
+    too); the flags come back as a host array."""
+
 def build_info() -> dict:
     """``version``, ``cuda`` (CUDA code compiled), ``cuda_architectures``, ``cuda_version``,
     ``compiler``."""

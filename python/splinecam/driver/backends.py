@@ -5,18 +5,22 @@ vertices, their rows of values and the faces, and returns the refined faces with
 new vertices' rows. A :class:`Backend` says where those arrays live and which launcher
 cuts them:
 
-============== ===================== ==================================================
-backend        vertex values         launcher
-============== ===================== ==================================================
-``cpu``        numpy, host           the CPU launcher (thread pool)
-``host-batched`` torch tensors, host the GPU's batched launcher on the host backend: the
-                                     device path, testable and timeable without a GPU
-``cuda``       torch tensors, GPU    the batched launcher on CUDA
-============== ===================== ==================================================
+================ ===================== ================================================
+backend          vertex values         launcher (``csrc/launcher.h``)
+================ ===================== ================================================
+``cpu``          numpy, host           host backend, threaded face pass
+``host-batched`` torch tensors, host   host backend, the GPU's pooled face pass: the
+                                       device path, testable and timeable without a GPU
+``cuda``         torch tensors, GPU    CUDA backend, pooled face pass
+================ ===================== ================================================
 
-Max-type layers, the decision boundary and lean layers refine on the host
-(:meth:`Backend.refine_host`): the CPU launcher, or for ``host-batched`` the batched
-launcher again, so that every refinement of a partition runs the launcher under test.
+Every step of a partition runs in the backend's memory: elementwise layers, max-type
+layers (their chain columns and winner tests are the window bodies of
+``src/splinecam/windows.h`` on the backend: :meth:`Backend.window_chain`,
+:meth:`Backend.winner_changes`), the decision boundary (a max over the outputs: the same
+chain) and lean layers. What a max-type layer merges afterwards is decided on the host
+from a few values per split edge (:meth:`Backend.take`) and the face arrays (integers,
+a few bytes per half-edge): the vertex rows never leave the backend's memory.
 
 The backend is chosen once per partition: ``partition(..., backend=...)`` (a name or an
 instance), else the innermost :func:`use` block, else from the device.
@@ -59,9 +63,39 @@ class Backend:
         layer_id, rtol, threads, max_new, cut_begin, bounds``."""
         return self._launch(xy, rows, faces, _engine_kwargs(**args))
 
-    def refine_host(self, xy, rows, faces, **args) -> dict:
-        """One refinement of numpy arrays on the host (max-type layers, decision, lean)."""
-        return self._launch_host(xy, rows, faces, _engine_kwargs(**args))
+    # Arrays in the backend's memory: numpy arrays on the host here; torch tensors on
+    # :attr:`device` for the backends that keep tensors (_TensorArrays).
+    def asarray(self, a, dtype=None):
+        """``a`` (numpy or torch) in this backend's memory, C-contiguous."""
+        if isinstance(a, torch.Tensor):
+            a = a.cpu().numpy()
+        return np.ascontiguousarray(a, dtype=dtype)
+
+    def to_host(self, a) -> np.ndarray:
+        """An array of this backend's memory as a numpy array (no copy on the host)."""
+        return a
+
+    def empty(self, shape):
+        """An uninitialised float64 array of this backend's memory."""
+        return np.empty(shape)
+
+    def cat(self, parts):
+        """Arrays of this backend's memory concatenated along the first axis."""
+        return np.concatenate(parts)
+
+    def window_chain(self, rows, x0: int, idx: np.ndarray, s: int, threads=None) -> None:
+        """Chain step ``s`` of windows ``idx`` (W, k) over the candidates ``rows[:, x0:]``,
+        in place: ``rows[:, w] = max(c_0..c_{s-1}) - c_s`` (:func:`splinecam._core.window_chain`)."""
+        _core.window_chain(rows, x0, idx, s, threads or 0)
+
+    def winner_changes(self, rows, x0: int, idx: np.ndarray, floor: np.ndarray, threads=None) -> np.ndarray:
+        """Per window (numpy bool): its winner is not the same at every vertex
+        (:func:`splinecam._core.winner_changes`)."""
+        return _core.winner_changes(rows, x0, idx, floor, threads or 0).astype(bool)
+
+    def take(self, rows, vertices: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """``rows[vertices, cols]`` (numpy fancy indexing, broadcast) on the host."""
+        return rows[vertices, cols]
 
     def _launch(self, xy, rows, faces, kw) -> dict:
         return self._launch_host(xy, rows, faces, kw)
@@ -104,7 +138,34 @@ class CpuBackend(Backend):
     """numpy arrays on the host, the CPU launcher."""
 
 
-class HostBatchedBackend(Backend):
+class _TensorArrays:
+    """Arrays of a backend that keeps torch tensors on ``self.device``."""
+
+    def asarray(self, a, dtype=None):
+        t = torch.as_tensor(np.ascontiguousarray(a, dtype=dtype) if isinstance(a, np.ndarray) else a)
+        if dtype is not None:
+            t = t.to(_TORCH_DTYPES[np.dtype(dtype)])
+        return t.to(self.device).contiguous()
+
+    def to_host(self, a) -> np.ndarray:
+        return a.cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+
+    def empty(self, shape):
+        return torch.empty(shape, dtype=torch.float64, device=self.device)
+
+    def cat(self, parts):
+        return torch.cat([p if isinstance(p, torch.Tensor) else self.asarray(p) for p in parts])
+
+    def take(self, rows, vertices, cols):
+        dev = rows.device
+        return rows[torch.as_tensor(vertices).to(dev), torch.as_tensor(cols).to(dev)].cpu().numpy()
+
+
+_TORCH_DTYPES = {np.dtype(np.float64): torch.float64, np.dtype(np.int64): torch.int64,
+                 np.dtype(np.int32): torch.int32, np.dtype(np.uint8): torch.uint8}
+
+
+class HostBatchedBackend(_TensorArrays, Backend):
     """The device path on the host: vertex values as torch CPU tensors, every refinement
     by the GPU's batched launcher on the host backend with ``scratch_bytes`` of face
     scratch per batch. Records, per refinement, the runs of the counting face pass
@@ -133,13 +194,20 @@ class HostBatchedBackend(Backend):
         self.face_batches.append(out["face_batches"])
         return out
 
+    def window_chain(self, rows, x0, idx, s, threads=None):
+        _core.window_chain(rows.numpy(), x0, idx, s, threads or 0)  # the tensor's memory, in place
+
+    def winner_changes(self, rows, x0, idx, floor, threads=None):
+        return _core.winner_changes(rows.numpy(), x0, idx, floor, threads or 0).astype(bool)
+
     def __repr__(self):
         return f"HostBatchedBackend(scratch_bytes={self.scratch_bytes})"
 
 
-class CudaBackend(Backend):
-    """torch tensors on a CUDA device, the batched launcher on CUDA; host refinements on
-    the CPU launcher. ``memory_limit`` defaults to half of the GPU's free memory."""
+class CudaBackend(_TensorArrays, Backend):
+    """torch tensors on a CUDA device, the launcher with its CUDA backend and the window
+    bodies as CUDA kernels.
+    ``memory_limit`` defaults to half of the GPU's free memory."""
 
     name = "cuda"
     keeps_tensors = True
@@ -172,6 +240,27 @@ class CudaBackend(Backend):
         res["degenerate"] = out["degenerate"]
         res["seconds"] = out["seconds"]
         return res
+
+    def _windows(self, rows, idx):
+        if rows.dtype != torch.float64 or not rows.is_contiguous() or rows.dim() != 2:
+            raise ValueError(f"rows must be a contiguous float64 (V, n_cols) tensor; got {rows.dtype} "
+                             f"{tuple(rows.shape)}")
+        idx_t = torch.as_tensor(np.ascontiguousarray(idx, dtype=np.int64)).to(self.device)
+        if idx_t.numel() and (int(idx_t.min()) < 0 or int(idx_t.max()) >= rows.shape[1]):
+            raise ValueError("window candidates point outside the rows")
+        return idx_t, torch.cuda.current_stream(self.device).cuda_stream
+
+    def window_chain(self, rows, x0, idx, s, threads=None):
+        idx_t, stream = self._windows(rows, idx)
+        _core.window_chain_cuda(rows.data_ptr(), len(rows), rows.shape[1], x0, idx_t.data_ptr(), idx_t.shape[0],
+                                idx_t.shape[1], s, device=self.device.index or 0, stream=stream)
+
+    def winner_changes(self, rows, x0, idx, floor, threads=None):
+        idx_t, stream = self._windows(rows, idx)
+        floor_t = torch.as_tensor(np.ascontiguousarray(floor, dtype=np.float64)).to(self.device)
+        return _core.winner_changes_cuda(rows.data_ptr(), len(rows), rows.shape[1], x0, idx_t.data_ptr(),
+                                         floor_t.data_ptr(), idx_t.shape[0], idx_t.shape[1],
+                                         device=self.device.index or 0, stream=stream).astype(bool)
 
     def default_memory_limit(self) -> int:
         return int(0.5 * torch.cuda.mem_get_info(self.device)[0])

@@ -26,10 +26,10 @@ import torch
 from splinecam import _core
 from splinecam.driver.backends import CpuBackend, get_backend
 from splinecam.driver import host_memory
-from splinecam.driver.checks import check_finite_rows, check_partition_args, values_at
-from splinecam.driver.lean import _columns_from_input, _lean_layer
-from splinecam.driver.maxtype import _decision, _max_layer
-from splinecam.driver.refine import MemoryLimitExceeded, _cat, _refine
+from splinecam.driver.checks import check_partition_args
+from splinecam.driver.maxtype import _decision
+from splinecam.driver.refine import MemoryLimitExceeded
+from splinecam.driver.steps import CarriedRows, InputRows, PassContext
 from splinecam.driver.tolerance import Tolerances
 from splinecam.network.model import Network
 from splinecam.result.partition import Layer, Partition
@@ -109,8 +109,9 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
     device : str or torch.device, optional
         Where the forward passes and the geometry run: ``"cpu"``, ``"cuda"`` or
         ``"cuda:i"``. Default: the device of the model's parameters. On a GPU the vertex
-        values, forward passes and refinements of elementwise layers stay on the device;
-        max-type layers, the decision boundary and ``lean`` layers run on the host. The
+        values, forward passes and every refinement (max-type layers, the decision boundary
+        and ``lean`` layers included) stay on the device; only the face arrays of a
+        max-type layer's merge visit the host. The
         result is the same as on the CPU (float64 throughout). ``memory_limit`` then
         defaults to half of the GPU's free memory.
     backend : str or splinecam.driver.backends.Backend, optional
@@ -265,99 +266,59 @@ def check_tiles(tiles, slice: Slice):
 def _partition_polygon(net, tols, whole: Slice, polygon, *, decision_boundary, rtol, threads, validate, chunk, limit,
                        lean, dev, backend, progress=False) -> Partition:
     """The partition of the convex ``polygon`` of the slice ``whole`` (one pass; its
-    tolerances ``tols`` are the whole slice's)."""
+    tolerances ``tols`` are the whole slice's): the layer loop. Each layer is one step of
+    its kind, on rows from a source (:mod:`splinecam.driver.steps`); every array lives in
+    the backend's memory until the result is made."""
     t0 = time.perf_counter()
     slice = whole if polygon is None else Slice(whole.origin, whole.basis, polygon)
-    gpu = backend.keeps_tensors  # vertex values stay torch tensors on the backend's device
-    poly = slice.polygon
-    k = len(poly)
-    xy = np.ascontiguousarray(poly)
-    faces = (np.array([0, k], dtype=np.int64), np.arange(k, dtype=np.int32), np.full(k, -1, np.int32),
-             np.full(k, -1, np.int32))
-    x_in = slice.to_input(xy)
-    if gpu:
+    b = backend
+    if b.keeps_tensors:
         net.to(dev)
-        xy, faces, x_in = _to_device(xy, dev), tuple(_to_device(f, dev) for f in faces), x_in.to(dev)
+    k = len(slice.polygon)
+    xy = b.asarray(slice.polygon, np.float64)
+    faces = (b.asarray(np.array([0, k], np.int64)), b.asarray(np.arange(k, dtype=np.int32)),
+             b.asarray(np.full(k, -1, np.int32)), b.asarray(np.full(k, -1, np.int32)))
     clock = _Clock(dev)
-    rows, lay = clock("forward", net.rows_for, 1, x_in, chunk, gpu)
-    check_finite_rows(rows, values_at(net, 1))
+    ctx = PassContext(net, tols, slice, b, rtol=rtol, threads=threads, chunk=chunk, limit=limit, clock=clock)
+    source = CarriedRows(ctx, slice.to_input(b.to_host(xy)).to(net.device))
     layers: List[Layer] = []
-    stats = {"degenerate": 0, "device": str(dev), "backend": backend.name}
+    stats = {"degenerate": 0, "device": str(dev), "backend": b.name}
     bar = _progress(net.num_layers + (1 if decision_boundary else 0), progress, "splinecam")
-    use_lean, lean = lean, False  # lean: once a layer's rows exceed the limit, units in chunks
-    for l in range(1, net.num_layers + 1):
-        nl = net.layers[l - 1]
+    for l, nl in enumerate(net.layers, 1):
         if bar is not None:  # name the step before it runs: a slow layer shows which one it is
             what = f"{type(net.gm.get_submodule(nl.node.target)).__name__} ({nl.name})" \
                 if nl.node.op == "call_module" else nl.name
             bar.set_postfix_str(f"layer {l}/{net.num_layers} {what}, regions={layers[-1].num_faces if layers else 1}")
-        budget = (limit, net.layout(l + 1).n_cols)
-        if not lean:
-            try:
-                if nl.kind == "elementwise":
-                    out = clock("geometry", _refine, backend, xy, rows, faces, lay.n_cut, l, rtol, threads, budget,
-                                tols.bounds(l))
-                    deg = int(out["degenerate"])
-                    new_xy = _cat([xy, out["xy"]])
-                    unit = out["he_unit"]
-                    if len(nl.breakpoints) > 1:  # columns are (breakpoint, unit): label by unit
-                        unit[out["he_layer"] == l] %= nl.width
-                    new_faces = (out["face_offsets"], out["face_verts"], out["he_layer"], unit)
-                    parent = out["face_parent"]
-                    blocks = out["rows_blocks"]
-                else:
-                    # On the host: the merge step needs the half-edge view (see module doc).
-                    new_xy, rows, new_faces, parent, deg = clock("geometry", _max_layer, backend, _host(xy),
-                                                                 _host(rows), tuple(_host(f) for f in faces), lay, nl,
-                                                                 l, rtol, threads, budget, tols.bounds(l),
-                                                                 tols.tie_tolerance(l))
-                    if gpu:
-                        new_xy, rows = _to_device(new_xy, dev), _to_device(rows, dev)
-                        new_faces = tuple(_to_device(f, dev) for f in new_faces)
-                    blocks = [rows]
-                xy, faces = new_xy, new_faces
-            except MemoryLimitExceeded:
-                if not use_lean:
-                    raise
-                lean = True
-                rows = blocks = None
-        if lean:
-            if gpu:  # the lean path works from the input on the host
-                gpu = False
-                net.to("cpu")
-                xy, faces = _host(xy), tuple(_host(f) for f in faces)
-            xy, faces, parent, deg = clock("lean", _lean_layer, backend, net, slice, xy, faces, l, nl, rtol, threads,
-                                           limit, chunk, tols)
+        try:
+            xy, faces, parent, deg = source.refine(l, nl, xy, faces)
+        except MemoryLimitExceeded:
+            if not lean or isinstance(source, InputRows):
+                raise
+            source = InputRows(ctx)  # this layer and the rest: a chunk of units at a time
+            xy, faces, parent, deg = source.refine(l, nl, xy, faces)
         stats["degenerate"] += deg
-        layer = Layer(*(_host(f) for f in faces), _host(parent), len(xy))
+        layer = Layer(*(b.to_host(f) for f in faces), np.asarray(parent), len(xy))
         layers.append(layer)
         if validate:
             _check(layer, f"after layer {l} ({nl.name})")
-        if not lean:
-            # The next layer's rows at every vertex: the blocks feed the glue in order,
-            # never concatenated.
-            rows, lay = clock("forward", net.rows_for, l + 1, (blocks, lay, l), chunk, gpu)
-            check_finite_rows(rows, values_at(net, l + 1))
         if bar is not None:
             bar.update(1)
-    if lean:
-        C = net.num_outputs
-        rows = _columns_from_input(net, slice, xy, net.num_layers + 1, np.arange(C), chunk, limit)
-    stats["lean"] = lean
-    xy, faces = _host(xy), tuple(_host(f) for f in faces)
-    outputs = _host(rows)  # (V, C) model outputs at every vertex of the final partition
+    stats["lean"] = isinstance(source, InputRows)
+    outputs = source.outputs(xy)  # (V, C) model outputs at every vertex of the final partition
     if not layers:
         # No nonlinearity: the model is affine on the whole slice.
-        layers.append(Layer(*faces, np.zeros(1, np.int32), len(xy)))
+        layers.append(Layer(*(b.to_host(f) for f in faces), np.zeros(1, np.int32), len(xy)))
     decision = None
     if decision_boundary:
         if bar is not None:
             bar.set_postfix_str(f"decision boundary, regions={layers[-1].num_faces}")
-        xy, outputs, decision = clock("geometry", _decision, backend, xy, outputs, faces, net.num_layers + 1, rtol,
+        xy, outputs, decision = clock("geometry", _decision, b, xy, outputs, faces, net.num_layers + 1, rtol,
                                       threads, validate, tols)
         stats["degenerate"] += decision.pop("degenerate")
         if bar is not None:
             bar.update(1)
+    else:
+        xy, outputs = b.to_host(xy), np.ascontiguousarray(b.to_host(outputs))
     if bar is not None:  # the final state stays: regions and the time of the whole pass
         bar.set_postfix_str(f"regions={layers[-1].num_faces} in {time.perf_counter() - t0:.2f} s", refresh=False)
         bar.leave = True
@@ -413,15 +374,6 @@ def resolve_device(model: torch.nn.Module, device=None) -> torch.device:
     if index >= n:
         raise ValueError(f"device {dev} does not exist: this machine has {n} CUDA device(s)")
     return torch.device("cuda", index)
-
-
-def _host(a):
-    """A numpy array of ``a`` (a torch tensor on any device, or already numpy)."""
-    return a.cpu().numpy() if isinstance(a, torch.Tensor) else a
-
-
-def _to_device(a, dev):
-    return torch.as_tensor(a).to(dev)
 
 
 def _check(layer: Layer, where: str) -> None:

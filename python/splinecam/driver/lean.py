@@ -4,6 +4,7 @@ with each chunk's values computed by forward passes from the input
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from splinecam.driver.checks import check_finite_rows, format_bytes, values_at
 from splinecam.driver.maxtype import _max_layer
@@ -12,9 +13,11 @@ from splinecam.driver.refine import MemoryLimitExceeded, _refine
 __all__ = []
 
 
-def _columns_from_input(net, slice, xy, l, cols, chunk, limit=None):
-    """Columns ``cols`` of layer ``l``'s rows at the points ``xy``, by forward passes from
-    the input in batches: no (V, width) matrix is ever whole."""
+def _columns_from_input(backend, net, slice, xy, l, cols, chunk, limit=None):
+    """Columns ``cols`` of layer ``l``'s rows at the points ``xy`` (the backend's memory),
+    by forward passes from the input in batches on the network's device: no (V, width)
+    matrix is ever whole. Returns a host array."""
+    xy = backend.to_host(xy)
     out = np.empty((len(xy), len(cols)))
     # Every layer up to l is built per batch, with the glue's temporaries: a batch's
     # values stay within a tenth of the memory limit.
@@ -23,8 +26,8 @@ def _columns_from_input(net, slice, xy, l, cols, chunk, limit=None):
     if limit is not None:
         step = max(16, min(step, int(0.1 * limit) // (16 * sum(widths))))
     for a in range(0, len(xy), step):
-        r, _ = net.rows_from_input(l, slice.to_input(xy[a:a + step]), chunk)
-        out[a:a + step] = r[:, cols]
+        r, _ = net.rows_from_input(l, slice.to_input(xy[a:a + step]).to(net.device), chunk)
+        out[a:a + step] = torch.as_tensor(r)[:, torch.as_tensor(cols)].cpu().numpy()
     check_finite_rows(out, values_at(net, l))
     return out
 
@@ -33,7 +36,8 @@ def _lean_layer(backend, net, slice, xy, faces, layer_id, nl, rtol, threads, lim
     """Refine by one layer whose rows do not fit in memory: its units (or pooling
     windows) a chunk at a time, each chunk's values computed from the input at the
     current vertices. Cutting by some units of a layer, then by others, gives the same
-    partition as cutting by all at once; every vertex still has one value per unit."""
+    partition as cutting by all at once; every vertex still has one value per unit.
+    ``xy`` and ``faces`` are in the backend's memory, and so are the results."""
     bounds = tols.bounds(layer_id, from_input=True)
     ties = tols.tie_tolerance(layer_id, from_input=True) if nl.kind != "elementwise" else None
     tmp = layer_id + (1 << 20)  # marks the edges of the chunk being cut
@@ -50,19 +54,18 @@ def _lean_layer(backend, net, slice, xy, faces, layer_id, nl, rtol, threads, lim
             if nl.kind == "elementwise":
                 N = nl.width
                 cols = np.concatenate([b * N + np.arange(j, j + uc) for b in range(len(nl.breakpoints))])
-                rows = _columns_from_input(net, slice, xy, layer_id, cols, chunk, limit)
-                out = _refine(backend, xy, rows, faces, len(cols), tmp, rtol, threads, (limit, 0), bounds[:, cols],
-                              host=True)
+                rows = backend.asarray(_columns_from_input(backend, net, slice, xy, layer_id, cols, chunk, limit))
+                out = _refine(backend, xy, rows, faces, len(cols), tmp, rtol, threads, (limit, 0), bounds[:, cols])
                 degenerate += int(out["degenerate"])
-                new_xy = np.concatenate([xy, out["xy"]])
+                new_xy = backend.cat([xy, out["xy"]])
                 new_faces = (out["face_offsets"], out["face_verts"], out["he_layer"], out["he_unit"])
-                step_parent = out["face_parent"]
+                step_parent = backend.to_host(out["face_parent"])
             else:
                 sub_idx = nl.idx[j:j + uc]
                 cand, inv = np.unique(sub_idx, return_inverse=True)
                 x0 = net.layout(layer_id).n_cut
                 rows = np.zeros((len(xy), uc + len(cand)))
-                rows[:, uc:] = _columns_from_input(net, slice, xy, layer_id, x0 + cand, chunk, limit)
+                rows[:, uc:] = _columns_from_input(backend, net, slice, xy, layer_id, x0 + cand, chunk, limit)
                 sub = _Sub(idx=inv.reshape(sub_idx.shape), in_numel=len(cand), n_cut=uc)
                 new_xy, _, new_faces, step_parent, deg = _max_layer(backend, xy, rows, faces, sub, sub, tmp, rtol, threads,
                                                                     (limit, 0), bounds[:, j:j + uc], ties[j:j + uc])

@@ -34,13 +34,13 @@ class MemoryLimitExceeded(MemoryError):
 FEW_FACES = 256
 
 
-def _refine(backend, xy, rows, faces, n_cut, layer_id, rtol, threads, budget=None, bounds=None, host=False):
+def _refine(backend, xy, rows, faces, n_cut, layer_id, rtol, threads, budget=None, bounds=None):
     """Refine the faces by the zero sets of the breakpoint columns ``[0, n_cut)`` of
     ``rows``. ``budget`` = (memory_limit bytes, width of the next rows): the engine stops
     (MemoryLimitExceeded) before the vertices it creates, with their rows and the next
     layer's rows, would exceed the limit. ``bounds`` (2, n_cut): per column the floor
-    and the cap of the snapping tolerance (:mod:`splinecam.driver.tolerance`). ``host``: the
-    arrays are numpy arrays on the host (``backend.refine_host``), whatever the backend.
+    and the cap of the snapping tolerance (:mod:`splinecam.driver.tolerance`). The arrays
+    are in the backend's memory.
 
     While there are few faces (the first layer has one), one face takes all the work of
     many columns and the launchers have nothing to spread over threads; so the columns
@@ -57,7 +57,7 @@ def _refine(backend, xy, rows, faces, n_cut, layer_id, rtol, threads, budget=Non
     while True:
         e = n_cut if len(faces[0]) - 1 >= FEW_FACES or b + 2 * size >= n_cut else b + size
         out = _refine_range(backend, xy, rows, faces, e, layer_id, rtol, threads, budget, b,
-                            None if bounds is None else bounds[:, :e], host)
+                            None if bounds is None else bounds[:, :e])
         deg += int(out["degenerate"])
         parent = out["face_parent"] if parent is None else parent[out["face_parent"]]
         faces = (out["face_offsets"], out["face_verts"], out["he_layer"], out["he_unit"])
@@ -73,16 +73,14 @@ def _refine(backend, xy, rows, faces, n_cut, layer_id, rtol, threads, budget=Non
     return res
 
 
-def _refine_range(backend, xy, rows, faces, n_cut, layer_id, rtol, threads, budget, cut_begin=0, bounds=None,
-                  host=False):
+def _refine_range(backend, xy, rows, faces, n_cut, layer_id, rtol, threads, budget, cut_begin=0, bounds=None):
     """One engine call: cut by the columns ``[cut_begin, n_cut)``; those before are
     snapped (they were cut already), those after are carried like any other value."""
     if bounds is not None:
         bounds = np.ascontiguousarray(bounds, dtype=np.float64)
     max_new = _budget_vertices(budget, len(xy), rows.shape[1], layer_id)
-    run = backend.refine_host if host else backend.refine
     try:
-        return run(xy, rows, faces, n_cut=n_cut, layer_id=layer_id, rtol=rtol, threads=threads, max_new=max_new,
+        return backend.refine(xy, rows, faces, n_cut=n_cut, layer_id=layer_id, rtol=rtol, threads=threads, max_new=max_new,
                    cut_begin=cut_begin, bounds=bounds)
     except _core.BudgetExceeded:
         _over_limit(layer_id, len(xy), budget[0], rows.shape[1])
