@@ -32,7 +32,7 @@ test: build
 
 # Property-based tests with many random examples (hypothesis profile "fuzz", see tests/conftest.py).
 fuzz: build
-	SPLINECAM_HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q tests/test_properties.py
+	SPLINECAM_HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q tests/driver/test_properties.py
 
 bench: build
 	$(PY) benchmarks/bench_mlp.py

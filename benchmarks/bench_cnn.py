@@ -63,12 +63,10 @@ def trained_cnn(steps=60):
 
 
 def mnist_cnn(seed=0):
-    """conv 8, conv 8 (3x3, ReLU, 2x2 average pooling after each), dense 64, 10 outputs."""
-    from torch import nn
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),
-                         nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(),
-                         nn.Linear(8 * 7 * 7, 64), nn.ReLU(), nn.Linear(64, 10)).eval()
+    """conv 8, conv 8 (3x3, ReLU, 2x2 average pooling after each), dense 64, 10 outputs:
+    zoo.small_cnn's layout for 1x28x28 inputs."""
+    from splinecam.zoo import small_cnn
+    return small_cnn(input_shape=(1, 28, 28), channels=(8, 8), dense=(64,), classes=10, seed=seed)
 
 
 def forward_seconds(model, sl, vertices):

@@ -41,7 +41,7 @@ autodoc_inherit_docstrings = False  # nn.Module.forward's docstring is not ours
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 numpydoc_xref_param_type = False
-numpydoc_validation_checks = set()  # the section checks live in tests/test_docs.py
+numpydoc_validation_checks = set()  # the section checks live in tests/project/test_docs.py
 
 # -- cross-references -------------------------------------------------------------------
 # Nitpicky: every reference to this project's objects must resolve. Other projects'

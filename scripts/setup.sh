@@ -18,7 +18,7 @@ TORCH_PIN="torch==2.13.0"
 need_apt=()
 "$SYS_PY" -c "import graph_tool" 2>/dev/null || need_apt+=(python3-graph-tool)
 "$SYS_PY" -c "import ensurepip" 2>/dev/null || need_apt+=(python3-venv)
-# a real browser for the explorer's page test (tests/test_explorer.py skips it without one)
+# a real browser for the explorer's page test (tests/explorer/test_explorer.py skips it without one)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 inc=$("$SYS_PY" -c "import sysconfig; print(sysconfig.get_paths()['include'])")

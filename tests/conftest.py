@@ -12,7 +12,7 @@ from torch import nn
 
 _REPO = pathlib.Path(__file__).resolve().parents[1]
 
-# Hypothesis profiles for tests/test_properties.py, chosen by SPLINECAM_HYPOTHESIS_PROFILE:
+# Hypothesis profiles for tests/driver/test_properties.py, chosen by SPLINECAM_HYPOTHESIS_PROFILE:
 #   default  few examples per test, derandomized (the same examples on every run: CI is
 #            deterministic), no example database;
 #   fuzz     `make fuzz`: many random examples, without the explicit @example cases (the
@@ -36,37 +36,32 @@ else:
     _hyp_settings.load_profile(os.environ.get("SPLINECAM_HYPOTHESIS_PROFILE", "default"))
 
 
-def _load_reference():
-    """splinecam.reference, even when the compiled engine is not importable."""
+def _load_standalone(name):
+    """splinecam.<name>, even when the compiled engine is not importable (then loaded from
+    its file: reference.py and zoo.py need torch and numpy only)."""
     try:
-        from splinecam import reference  # noqa: PLC0415
-
-        return reference
+        return importlib.import_module(f"splinecam.{name}")
     except Exception:  # engine not built / not installed yet
-        path = _REPO / "python" / "splinecam" / "reference.py"
-        spec = importlib.util.spec_from_file_location("splinecam_reference_standalone", path)
+        path = _REPO / "python" / "splinecam" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(f"splinecam_{name}_standalone", path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         return module
 
 
-reference_module = _load_reference()
+reference_module = _load_standalone("reference")
+_zoo = _load_standalone("zoo")
 
 
 def build_seeded_mlp(widths, seed=0, act=nn.ReLU):
-    """``torch.manual_seed(seed)``, then ``nn.Linear`` layers created in order
-    (default init) with ``act()`` between them; returned in float64, eval mode.
+    """:func:`splinecam.zoo.mlp` in float64: ``torch.manual_seed(seed)``, then
+    ``nn.Linear`` layers created in order (default init) with ``act()`` between them;
+    eval mode.
 
     This is the construction behind the published peer region counts
     (2-16-16-16-1 on [-1,1]^2 -> 178 regions, etc.).
     """
-    torch.manual_seed(seed)
-    mods = []
-    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-        if i > 0:
-            mods.append(act())
-        mods.append(nn.Linear(a, b))
-    return nn.Sequential(*mods).double().eval()
+    return _zoo.mlp(widths, seed, act).double().eval()
 
 
 @pytest.fixture(scope="session")

@@ -1340,7 +1340,7 @@ class Partition:
                                      boundary_width=boundary_width, window=window, colorbar=colorbar, title=title,
                                      axis=axis, legend=legend)
 
-    def _repr_png_(self):  # exercised in a notebook by tests/test_packaging.py
+    def _repr_png_(self):  # exercised in a notebook by tests/project/test_packaging.py
         import io
         from matplotlib.figure import Figure
         fig = Figure(figsize=(5, 5))

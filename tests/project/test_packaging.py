@@ -12,7 +12,7 @@ import pytest
 
 import splinecam
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 try:
     import tomllib

@@ -117,10 +117,7 @@ def test_face_scratch_levels_are_exercised_and_exact(launcher):
     """The first layer's faces are cut by many lines: some scratch overflows level 0 and
     those faces run again at higher levels, on both launchers. The result must still
     be the exact partition (the published 6,668 regions of this net)."""
-    torch.manual_seed(0)
-    mods = [nn.Linear(2, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(),
-            nn.Linear(64, 1)]
-    model = nn.Sequential(*mods).double().eval()
+    model = zoo.mlp([2, 64, 64, 64, 1], seed=0).double()
     sl = splinecam.Slice.plane2d(SQUARE)
     if launcher == "cpu":
         rec = _Record()

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import splinecam
-from splinecam import zoo
+from splinecam.zoo import mlp
 from splinecam import _core
 from splinecam.testing import check_partition
 
@@ -109,10 +109,6 @@ def test_validate_detects_a_broken_graph():
     t = np.array([0, 1, 2, 4, 2, 3, 0], np.int32)
     lab5 = np.array([-1, -1, 1, 1, -1, -1, 1], np.int32)
     assert _core.validate(5, off5, t, lab5, np.zeros(7, np.int32)) != ""
-
-
-def mlp(widths, seed=0, act=nn.ReLU):
-    return zoo.mlp(widths, seed, act)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -75,11 +75,15 @@ def residual_slice():
     return model, splinecam.Slice.through(a, b, c).scaled(0.015)
 
 
-def hardtanh_maxpool_slice():
+def hardtanh_maxpool1d():
+    """Hardtanh, then MaxPool1d over the units of a Linear layer (float32, eval mode)."""
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(2, 24), nn.Hardtanh(), nn.Linear(24, 16), nn.Unflatten(1, (1, 16)),
-                          nn.MaxPool1d(2), nn.Flatten(), nn.Linear(8, 2)).double().eval()
-    return model, splinecam.Slice.plane2d(SQUARE)
+    return nn.Sequential(nn.Linear(2, 24), nn.Hardtanh(), nn.Linear(24, 16), nn.Unflatten(1, (1, 16)),
+                         nn.MaxPool1d(2), nn.Flatten(), nn.Linear(8, 2)).eval()
+
+
+def hardtanh_maxpool_slice():
+    return hardtanh_maxpool1d().double(), splinecam.Slice.plane2d(SQUARE)
 
 
 SLICES = {"mlp": mlp_slice, "conv-maxpool": conv_maxpool_slice, "residual": residual_slice,
@@ -143,14 +147,10 @@ def test_tiles_that_do_not_cover_the_slice_are_refused():
 
 @pytest.mark.parametrize("which", ["mlp", "hardtanh-maxpool", "cnn"])
 def test_lean_mode_gives_the_same_partition(which):
-    from torch import nn
     if which == "mlp":
         model, sl = mlp((2, 32, 32, 3), seed=3), splinecam.Slice.plane2d(SQUARE)
     elif which == "hardtanh-maxpool":
-        torch.manual_seed(0)
-        model = nn.Sequential(nn.Linear(2, 24), nn.Hardtanh(), nn.Linear(24, 16), nn.Unflatten(1, (1, 16)),
-                              nn.MaxPool1d(2), nn.Flatten(), nn.Linear(8, 2)).eval()
-        sl = splinecam.Slice.plane2d(SQUARE)
+        model, sl = hardtanh_maxpool1d(), splinecam.Slice.plane2d(SQUARE)
     else:
         model = small_cnn(input_shape=(3, 6, 6), channels=(3,), dense=(8,), classes=3, seed=1)
         g = torch.Generator().manual_seed(0)
