@@ -32,7 +32,7 @@ def refine(xy: np.ndarray, rows: np.ndarray, face_offsets: np.ndarray, face_vert
     each new face lies in), ``degenerate``, ``edge_vertices``, ``face_retries`` (face runs
     repeated with a larger scratch), ``face_rounds`` and ``face_batches`` (0 here: see
     :func:`refine_batched`) and ``seconds`` (the phases: snap, edges, crossings, faces, and
-    a fifth kept 0). Raises BudgetExceeded past ``max_new_vertices`` (0: no limit)."""
+    the joining of the face pass's per-block outputs). Raises BudgetExceeded past ``max_new_vertices`` (0: no limit)."""
 
 def refine_batched(xy: np.ndarray, rows: np.ndarray, face_offsets: np.ndarray, face_verts: np.ndarray,
                    he_layer: np.ndarray, he_unit: np.ndarray, n_cut: int, layer_id: int, rtol: float = 1e-10,

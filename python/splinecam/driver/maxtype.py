@@ -59,12 +59,13 @@ def _max_layer(backend, xy, rows, faces, lay, nl, layer_id, rtol, threads, budge
         # wherever that line came from (coincident tie lines of different windows make
         # one edge): so the windows to compare are those tied at both ends of the edge.
         take = functools.partial(backend.take, rows)
+        cols = x0 + idx64  # the candidates' columns in the rows
         floor = np.ascontiguousarray(bounds[0], dtype=np.float64)
         active = backend.winner_changes(rows, x0, idx64, floor, threads)
-        edge, w = _tied_windows(take, x0 + idx64, verts[h], he["origin"][he["next"][h]], active,
+        edge, w = _tied_windows(take, cols, verts[h], he["origin"][he["next"][h]], active,
                                 np.asarray(ties, np.float64))
         fa, fb = face[h][edge], face[twin[h]][edge]
-        win = _face_window_argmax(take, x0 + idx64, off, verts, np.concatenate([fa, fb]), np.concatenate([w, w]),
+        win = _face_window_argmax(take, cols, off, verts, np.concatenate([fa, fb]), np.concatenate([w, w]),
                                   floor)
         differs = np.bincount(edge, weights=win[: len(w)] != win[len(w):], minlength=len(h)) > 0
         remove = np.zeros(len(verts), np.uint8)
