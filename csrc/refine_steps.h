@@ -22,20 +22,54 @@ struct BoundToleranceStep {
   SPLINECAM_HD void operator()(int64_t j) const { tol[j] = bounded_tolerance(tol[j], bounds[j], bounds[K + j]); }
 };
 
-// Phase 0: snap |z| <= tol[j] to exactly 0 (every breakpoint column j < K), count the
-// zeros of every old vertex among the columns cut now, [B, K), and write its sign bits
-// over those columns (see sign_bits) while its row is at hand.
+// Phase 0: snap |z| <= tol[j] to exactly 0 (every breakpoint column j < K) and write
+// every old vertex's sign bits over the columns cut now, [B, K) (see sign_bits), while its
+// row is at hand; clear its end marks (EndMarkStep).
 struct SnapStep {
   double* rows;
   const double* tol;
   int C, B, K;
-  offset_t* zero_off;  // [V + 1]: count at v + 1
-  uint64_t* bits;      // [V, 2 * sign_words(K - B)]
+  uint64_t* bits;   // [V, 2 * sign_words(K - B)]
+  uint64_t* marks;  // [V, sign_words(K - B)]
   SPLINECAM_HD void operator()(int64_t v) const {
     double* r = rows + v * C;
     snap_row(r, tol, K);
+    const int W = sign_words(K - B);
+    sign_bits(r, B, K, bits + v * 2 * W);
+    for (int w = 0; w < W; ++w) marks[v * W + w] = 0;
+  }
+};
+
+// Phase 2, before the crossings: the crossings of edge e that land on one of its ends
+// (mark_crossings_on_ends), decided from the snapped rows alone, so the marks do not
+// depend on the order in which edges run.
+struct EndMarkStep {
+  const double* rows;
+  const double* xy;
+  const uint64_t* bits;
+  int C, B, W;
+  const index_t *lo, *hi;
+  uint64_t* marks;  // [V, W]
+  SPLINECAM_HD void operator()(int64_t e) const {
+    const int64_t a = lo[e], b = hi[e];
+    mark_crossings_on_ends(rows + a * C, rows + b * C, xy + 2 * a, xy + 2 * b, bits + a * 2 * W, bits + b * 2 * W, W,
+                           B, marks + a * W, marks + b * W);
+  }
+};
+
+// Then per vertex: the marked columns become 0, and the zeros among the columns cut now
+// are counted.
+struct EndSnapStep {
+  double* rows;
+  uint64_t* bits;
+  const uint64_t* marks;
+  int C, B, K;
+  offset_t* zero_off;  // [V + 1]: count at v + 1
+  SPLINECAM_HD void operator()(int64_t v) const {
+    double* r = rows + v * C;
+    const int W = sign_words(K - B);
+    zero_marked_columns(r, bits + v * 2 * W, marks + v * W, W, B);
     zero_off[v + 1] = count_zeros(r, B, K);
-    sign_bits(r, B, K, bits + v * 2 * sign_words(K - B));
   }
 };
 

@@ -37,6 +37,9 @@ from torch import nn
 
 __all__ = [
     "reference_partition",
+    "exact_preactivations",
+    "exact_polygon_area",
+    "exact_centroid",
     "sample_patterns",
     "sample_preactivations",
     "hidden_layer_sizes",
@@ -371,3 +374,128 @@ def reference_partition(model: nn.Module, origin, basis, polygon, *, min_area: f
             new_regions.extend(pieces)
         regions = new_regions
     return regions
+
+
+# --------------------------------------------------------------------------- #
+# exact activation patterns (rational arithmetic)
+# --------------------------------------------------------------------------- #
+def _fractions(a) -> np.ndarray:
+    """A float array as an object array of exact ``Fraction`` values."""
+    from fractions import Fraction
+
+    a = np.asarray(a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else a, dtype=np.float64)
+    return np.array([Fraction(float(v)) for v in a.ravel()], dtype=object).reshape(a.shape)
+
+
+def _exact_elementwise(m, z: np.ndarray):
+    """``m`` applied to the rational values ``z`` (n, width), or None when ``m`` is not
+    one of the elementwise modules this evaluator knows."""
+    from fractions import Fraction
+
+    zero = Fraction(0)
+    if isinstance(m, nn.Hardtanh):  # includes ReLU6
+        lo, hi = Fraction(float(m.min_val)), Fraction(float(m.max_val))
+        return np.vectorize(lambda v: min(max(v, lo), hi), otypes=[object])(z)
+    if isinstance(m, nn.ReLU):
+        return np.vectorize(lambda v: max(v, zero), otypes=[object])(z)
+    if isinstance(m, nn.LeakyReLU):
+        s = Fraction(float(m.negative_slope))
+        return np.vectorize(lambda v: v if v > 0 else s * v, otypes=[object])(z)
+    if isinstance(m, nn.PReLU):
+        w = _fractions(m.weight).ravel()
+        s = np.broadcast_to(w if len(w) > 1 else w[:1], z.shape[1:])
+        return np.where(z > 0, z, z * s[None])
+    return None
+
+
+def exact_polygon_area(poly):
+    """The signed area of a polygon with float64 vertices, in exact rational arithmetic
+    (``fractions.Fraction``): positive exactly when the counter-clockwise vertices enclose
+    something, however thin. A float64 shoelace of a region two ulps wide can round to 0.
+    """
+    p = _fractions(np.asarray(poly, dtype=np.float64))
+    q = np.roll(p, -1, axis=0)
+    return sum(p[:, 0] * q[:, 1] - p[:, 1] * q[:, 0]) / 2
+
+
+def exact_centroid(poly) -> np.ndarray:
+    """The vertex mean of a polygon with float64 vertices, as exact rationals ``(2,)``
+    (object array): inside a convex polygon however thin it is, which a rounded float64
+    mean of a region two ulps wide need not be."""
+    p = _fractions(np.asarray(poly, dtype=np.float64))
+    return p.sum(axis=0) / len(p)
+
+
+def exact_preactivations(net, slice, points):
+    """Evaluate every hidden layer's breakpoint columns ``z - b`` at plane points in
+    exact rational arithmetic, from the float64 weights and plane coordinates as given.
+
+    Slow (``fractions.Fraction``), for a few hundred points of a small network, and
+    independent of the float64 rounding that makes a thin region's pattern ambiguous:
+    the columns of one unit of a clamp scaled by 1e15 are resolved at any separation.
+
+    Parameters
+    ----------
+    net : splinecam.network.model.Network
+        The traced network (``Partition._net``).
+    slice : splinecam.Slice
+        The plane: ``x(u) = origin + u0 * b0 + u1 * b1`` is evaluated exactly too.
+    points : array-like
+        ``(n, 2)`` plane coordinates: floats, or an object array of ``Fraction``
+        (:func:`exact_centroid`).
+
+    Returns
+    -------
+    list of numpy.ndarray or None
+        Per hidden layer, ``(n, width * len(breakpoints))`` integer signs of ``z - b``
+        (breakpoints outermost, as :meth:`Network.all_preactivations` orders them); None
+        when the network is not a chain of ``nn.Linear`` layers and elementwise modules
+        (ReLU, LeakyReLU, PReLU, Hardtanh, ReLU6, ``torch.abs``), which is all this
+        evaluator knows.
+    """
+    import operator
+
+    from torch.nn import functional as F
+
+    u = (np.asarray(points, dtype=object).reshape(-1, 2) if np.asarray(points).dtype == object
+         else _fractions(np.asarray(points, dtype=np.float64).reshape(-1, 2)))
+    o = _fractions(slice.origin).reshape(1, -1)
+    b = _fractions(slice.basis).reshape(2, -1)
+    x = o + u[:, :1] * b[None, 0] + u[:, 1:] * b[None, 1]
+    layer_of = {nl.node: nl for nl in net.layers}
+    env, out = {}, []
+    for n in net.nodes:
+        if n.op == "output" or net.kind.get(n) == "dropped":
+            continue
+        if n.op == "placeholder":
+            env[n] = x
+            continue
+        args = [env.get(a, a) if isinstance(a, torch.fx.Node) else a for a in n.args]
+        v = None
+        if n.op == "call_module":
+            m = net.gm.get_submodule(n.target)
+            if isinstance(m, nn.Linear):
+                v = args[0].dot(_fractions(m.weight).T)
+                if m.bias is not None:
+                    v = v + _fractions(m.bias)[None]
+            elif isinstance(m, (nn.Identity, nn.Dropout, nn.Flatten)):
+                v = args[0]
+            else:
+                v = _exact_elementwise(m, args[0])
+        elif n.op == "call_function" and n.target in (torch.abs, operator.abs):
+            v = np.abs(args[0])
+        elif n.op == "call_function" and n.target in (torch.relu, F.relu):
+            v = _exact_elementwise(nn.ReLU(), args[0])
+        if v is None or not isinstance(args[0], np.ndarray) or args[0].ndim != 2:
+            return None
+        nl = layer_of.get(n)
+        if nl is not None:
+            if nl.kind != "elementwise":
+                return None
+            from fractions import Fraction
+
+            z = args[0]
+            out.append(np.concatenate([np.sign(z - Fraction(float(bp))).astype(np.int8) for bp in nl.breakpoints],
+                                      axis=1))
+        env[n] = v
+    return out

@@ -22,4 +22,14 @@ using offset_t = int64_t;  // offsets into ragged (CSR) arrays
 // column of that layer whose zero set the edge lies on.
 constexpr int32_t kBoundary = -1;
 
+// *word |= m, atomically (relaxed): a flag set by several elements of one step, in any
+// order, with the same result.
+SPLINECAM_HD void atomic_or64(uint64_t* word, uint64_t m) {
+#if defined(__CUDA_ARCH__)
+  atomicOr(reinterpret_cast<unsigned long long*>(word), static_cast<unsigned long long>(m));
+#else
+  __atomic_fetch_or(word, m, __ATOMIC_RELAXED);
+#endif
+}
+
 }  // namespace splinecam

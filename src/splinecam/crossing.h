@@ -50,9 +50,36 @@ SPLINECAM_HD int count_zeros(const double* row, int b, int e) {
   return n;
 }
 
-// out[k] = a[k] + t * (b[k] - a[k]) for k < n. Used for coordinates and value rows.
+// out[k] = a[k] + t * (b[k] - a[k]) for k < n.
 SPLINECAM_HD void lerp_row(const double* a, const double* b, double t, double* out, int n) {
   for (int k = 0; k < n; ++k) out[k] = a[k] + t * (b[k] - a[k]);
+}
+
+// The crossing of a column with values za, zb at the ends of a -> b, as an end and a
+// parameter measured from it: from the nearer end (the one with the smaller |z|), so that
+// a crossing close to a vertex lands within rounding of that vertex's own coordinates,
+// not within rounding of the far end's (a point 1e-15 from a vertex at the origin, on an
+// edge of length 2, is then placed to 1e-31, not to 2e-16).
+struct Crossing {
+  bool from_b;  // measured from b (else from a)
+  double t;     // parameter from that end
+};
+
+SPLINECAM_HD Crossing crossing_of(double za, double zb) {
+  const double aa = za < 0.0 ? -za : za, ab = zb < 0.0 ? -zb : zb;
+  if (aa <= ab) return Crossing{false, za / (za - zb)};
+  return Crossing{true, zb / (zb - za)};
+}
+
+// One value interpolated at crossing c of a -> b.
+SPLINECAM_HD double lerp_at(double a, double b, Crossing c) {
+  return c.from_b ? b + c.t * (a - b) : a + c.t * (b - a);
+}
+
+// out[k] = the values a[k], b[k] interpolated at crossing c, for k < n. Used for
+// coordinates and value rows.
+SPLINECAM_HD void lerp_row_at(const double* a, const double* b, Crossing c, double* out, int n) {
+  for (int k = 0; k < n; ++k) out[k] = lerp_at(a[k], b[k], c);
 }
 
 }  // namespace splinecam

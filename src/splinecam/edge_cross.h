@@ -90,34 +90,86 @@ SPLINECAM_HD void write_edge_hits(const double* za, const double* zb, const uint
   }
 }
 
+// A strict crossing that lands on an end of its edge. The crossings of edge a -> b by
+// columns [B, K) are placed from their nearer end (crossing_of); where that point is, in
+// float64, the end's own coordinates, the line passes through the end at the resolution
+// of the coordinates, and the end's value of that column is made 0 instead of creating a
+// second vertex at the same point (a zero-length edge, a region of area 0). Sets bit
+// (j - B) in ends_a / ends_b ([W] words each, atomically: other edges of the same end
+// set bits too) for the columns that land on a / on b.
+SPLINECAM_HD void mark_crossings_on_ends(const double* za, const double* zb, const double* xa, const double* xb,
+                                         const uint64_t* ba, const uint64_t* bb, int W, int B, uint64_t* ends_a,
+                                         uint64_t* ends_b) {
+  for (int w = 0; w < W; ++w) {
+    uint64_t m = (ba[w] & bb[W + w]) | (ba[W + w] & bb[w]);
+    while (m) {
+      const uint64_t bit = m & (~m + 1);
+      const int j = B + 64 * w + lowest_bit64(m);
+      m &= m - 1;
+      const Crossing c = crossing_of(za[j], zb[j]);
+      const double* x_end = c.from_b ? xb : xa;
+      if (lerp_at(xa[0], xb[0], c) == x_end[0] && lerp_at(xa[1], xb[1], c) == x_end[1])
+        atomic_or64((c.from_b ? ends_b : ends_a) + w, bit);
+    }
+  }
+}
+
+// The marks of mark_crossings_on_ends applied to one vertex: its values of the marked
+// columns become 0 and its sign bits say so. row: [K] (at least); bits: [2 W]; marks: [W].
+SPLINECAM_HD void zero_marked_columns(double* row, uint64_t* bits, const uint64_t* marks, int W, int B) {
+  for (int w = 0; w < W; ++w) {
+    uint64_t m = marks[w];
+    if (!m) continue;
+    bits[w] &= ~m;
+    bits[W + w] &= ~m;
+    while (m) {
+      row[B + 64 * w + lowest_bit64(m)] = 0.0;
+      m &= m - 1;
+    }
+  }
+}
+
 // Merges the sorted hits of one edge into new vertices: the vertex made at the first
-// unused hit t_i also carries every later hit whose column is (snapped to) zero there.
+// unused hit t_i also carries every later hit whose column is (snapped to) zero there, or
+// whose crossing lands on the same float64 point (that column is then zero there too).
 // Returns the number of vertices. With rows_out == nullptr it only counts; otherwise it
 // writes their coordinates xy_out [m, 2] and value rows rows_out [m, C] (the first K
 // columns snapped with tol). used: [n] scratch flags.
 SPLINECAM_HD int merge_edge_hits(const double* za, const double* zb, const double* xa, const double* xb,
                                  const double* tol, const double* t, const int32_t* col, int n, int C, int K,
                                  uint8_t* used, double* xy_out, double* rows_out) {
+  (void)t;  // the hits' order; each vertex is placed from the nearer end (crossing_of)
   for (int i = 0; i < n; ++i) used[i] = 0;
   int made = 0;
   for (int i = 0; i < n; ++i) {
     if (used[i]) continue;
-    const double ti = t[i];
+    const Crossing ci = crossing_of(za[col[i]], zb[col[i]]);
     used[i] = 1;
     double* r = nullptr;
     if (rows_out) {
       r = rows_out + static_cast<int64_t>(made) * C;
-      lerp_row(za, zb, ti, r, C);
+      lerp_row_at(za, zb, ci, r, C);
       snap_row(r, tol, K);
       r[col[i]] = 0.0;
-      lerp_row(xa, xb, ti, xy_out + 2 * static_cast<int64_t>(made), 2);
+      lerp_row_at(xa, xb, ci, xy_out + 2 * static_cast<int64_t>(made), 2);
     }
+    // Where the vertex lands in float64: a later hit that lands on the same point is the
+    // same vertex (its line passes through it at the resolution of the coordinates).
+    const double px = lerp_at(xa[0], xb[0], ci), py = lerp_at(xa[1], xb[1], ci);
     for (int k = i + 1; k < n; ++k) {
       if (used[k]) continue;
       const int j = col[k];
-      // Same expression as lerp_row + snap_row, so counting and writing agree exactly.
-      const double z = r ? r[j] : za[j] + ti * (zb[j] - za[j]);
-      if (z <= tol[j] && z >= -tol[j]) used[k] = 1;
+      // Same expression as lerp_row_at + snap_row, so counting and writing agree exactly.
+      const double z = r ? r[j] : lerp_at(za[j], zb[j], ci);
+      if (z <= tol[j] && z >= -tol[j]) {
+        used[k] = 1;
+        continue;
+      }
+      const Crossing ck = crossing_of(za[j], zb[j]);
+      if (lerp_at(xa[0], xb[0], ck) == px && lerp_at(xa[1], xb[1], ck) == py) {
+        used[k] = 1;
+        if (r) r[j] = 0.0;
+      }
     }
     ++made;
   }

@@ -437,12 +437,12 @@ class FaceCutter {
         const int64_t C = in_.n_cols;
         const double* rl = row(lo);
         const double* rh = row(hi);
-        const double t = crossing_t(rl[j], rh[j]);
+        const Crossing c = crossing_of(rl[j], rh[j]);
         double* r = s_.lrows + local_ * C;
-        lerp_row(rl, rh, t, r, in_.n_cols);
+        lerp_row_at(rl, rh, c, r, in_.n_cols);
         snap_row(r, in_.tol, in_.n_cut);
         r[j] = 0.0;
-        lerp_row(xy(lo), xy(hi), t, s_.lxy + 2 * static_cast<int64_t>(local_), 2);
+        lerp_row_at(xy(lo), xy(hi), c, s_.lxy + 2 * static_cast<int64_t>(local_), 2);
         const index_t id = base() + local_++;
         s_.hcol[slot] = j;
         s_.hkey[slot] = key;

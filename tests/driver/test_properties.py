@@ -680,11 +680,11 @@ KNOWN_BITWISE_CNN = CNNSpec(seed=805, size=6, channels=1, batchnorm=True, residu
 # MLP tests
 # --------------------------------------------------------------------------- #
 @given(spec=mlp_specs())
-@example(spec=KNOWN_HARDTANH_SCALE_AREA).xfail(raises=AssertionError, reason='Hardtanh after three layers x1e5: strips near coordinate resolution (open)')
-@example(spec=KNOWN_HARDTANH_SCALE_REFLEX).xfail(raises=AssertionError, reason='Hardtanh after three layers x1e3 (open)')
+@example(spec=KNOWN_HARDTANH_SCALE_AREA)
+@example(spec=KNOWN_HARDTANH_SCALE_REFLEX)
 @example(spec=KNOWN_HARDTANH_TINY)
-@example(spec=KNOWN_HARDTANH_SCALE_MINIMAL).xfail(raises=AssertionError, reason='Hardtanh after three layers x1e5: values ~1e15, breakpoints 2 apart (open)')
-@example(spec=KNOWN_TWO_BREAKPOINTS_FAR).xfail(raises=AssertionError, reason='ReLU6 at 1e4 from the origin with weights x1e4 per layer: values ~1e12 (open)')
+@example(spec=KNOWN_HARDTANH_SCALE_MINIMAL)
+@example(spec=KNOWN_TWO_BREAKPOINTS_FAR)
 def test_mlp_check_partition(spec):
     """Planar subdivision, areas, convexity, neighbours differ, one pattern per region."""
     model, sl = spec.build()
@@ -695,11 +695,8 @@ def test_mlp_check_partition(spec):
 
 @given(spec=mlp_specs())
 @example(spec=KNOWN_HARDTANH_SCALE_ZERO_AREA)
-@example(spec=KNOWN_RELU6_SCALE_ZERO_AREA).xfail(raises=AssertionError, reason='ReLU6 after two layers x1e3: a 2e-19 sliver of layer 3 cut by layer 4 into a triangle with two coincident corners (open)')
+@example(spec=KNOWN_RELU6_SCALE_ZERO_AREA)
 def test_mlp_area_conservation_and_euler(spec):
-    # the open family (stacked_clamp) is left to its known examples here: generated ones
-    # of it fail this check in ways already tracked (the xfail above)
-    assume(not stacked_clamp(spec))
     model, sl = spec.build()
     P = run(model, sl)
     note(repr(P))
@@ -835,10 +832,6 @@ def check_tiled_equals_whole(spec):
 @example(spec=KNOWN_HARDTANH_TINY)
 @example(spec=KNOWN_HARDTANH_TINY_AREAS)
 def test_tiled_gives_the_same_partition(spec):
-    # Open: clamps (Hardtanh, ReLU6) after weights x1e2..1e6 per layer make regions
-    # thinner than the patterns' rounding (whole slices fail check_partition there too);
-    # pieces of such slivers on two sides of a seam get different centroid patterns.
-    assume(not stacked_clamp(spec))
     check_tiled_equals_whole(spec)
 
 
@@ -848,9 +841,9 @@ def test_tiled_uses_the_whole_slice_tolerance():
     check_tiled_equals_whole(KNOWN_HARDTANH_SCALE_MISSING)
 
 
-@pytest.mark.xfail(raises=AssertionError, strict=True,
-                   reason="ReLU6 at 1e4 from the origin with weights x1e4 per layer: values ~1e12 (open)")
 def test_tiled_two_breakpoints_far_known():
+    """A strip of a ReLU6 unit 6e-11 wide at 1e4 from the origin (values ~1e12): its
+    pattern needs exact arithmetic, and both sides of a seam keep it."""
     check_tiled_equals_whole(KNOWN_TWO_BREAKPOINTS_FAR)
 
 

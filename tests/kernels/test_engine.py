@@ -91,6 +91,25 @@ def test_parallel_lines_make_strips():
     assert widths == pytest.approx(sorted([0.1, 0.4, 0.5, 0.5, 0.5]))
 
 
+def test_a_crossing_next_to_a_vertex_is_placed_from_that_vertex():
+    """A line 1e-20 from a corner at the origin, on an edge of length 2 whose other end
+    has the smaller vertex id: interpolated from the far end the crossing would round onto
+    the corner (a region of area 0); from the nearer end it lands at 1e-20, and the sliver
+    it cuts off has its exact area 1e-20 (hand-worked: half of 1e-20 x 2)."""
+    tri = np.array([[2.0, 0.0], [0.0, 2.0], [0.0, 0.0]])
+    rows = np.ascontiguousarray(tri[:, :1] - 1e-20)                      # x - 1e-20
+    faces = (np.array([0, 3], np.int64), np.arange(3, dtype=np.int32), np.full(3, -1, np.int32),
+             np.full(3, -1, np.int32))
+    out = _core.refine(tri.copy(), rows, *faces, n_cut=1, layer_id=1, rtol=0.0)
+    polys = polygons(out, tri)
+    assert len(polys) == 2
+    areas = sorted(shoelace(p) for p in polys)
+    assert areas[0] == pytest.approx(1e-20, rel=1e-12)
+    assert areas[0] + areas[1] == pytest.approx(2.0, rel=1e-15)
+    on_bottom = out["xy"][np.abs(out["xy"][:, 1]) == 0.0]
+    assert on_bottom[:, 0] == pytest.approx([1e-20], rel=1e-15)
+
+
 def test_validate_detects_a_broken_graph():
     # Two triangles sharing the diagonal 0-2 of the square 0-1-2-3.
     off = np.array([0, 3, 6], np.int64)

@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+import splinecam
 from conftest import build_seeded_mlp, reference_module as ref
 
 SQUARE = np.array([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]])
@@ -314,3 +315,45 @@ def test_cnn_plane_through_three_inputs():
         x = torch.as_tensor(np.stack([a, b, c]))
         first = model[1](model[0](x)).reshape(3, -1).numpy()
     np.testing.assert_allclose(z[:, : first.shape[1]], first, rtol=1e-12, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- #
+# exact activation patterns
+# --------------------------------------------------------------------------- #
+def _network(model, input_shape=(2,)):
+    from splinecam.network.model import Network
+
+    return Network.from_model(model.double().eval(), input_shape)
+
+
+def test_exact_preactivations_agree_with_float64_where_it_is_sure():
+    from splinecam.reference import exact_preactivations
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 6), nn.ReLU(), nn.Linear(6, 5), nn.Hardtanh(), nn.Linear(5, 4),
+                          nn.LeakyReLU(0.1), nn.Linear(4, 3), nn.ReLU6(), nn.Linear(3, 1))
+    net = _network(model)
+    sl = splinecam.Slice.plane2d(2.0 * SQUARE)
+    pts = np.random.default_rng(0).uniform(-2, 2, (60, 2))
+    ex = exact_preactivations(net, sl, pts)
+    fl = net.all_preactivations(sl.to_input(pts))[:-1]
+    assert [e.shape for e in ex] == [f.shape for f in fl] == [(60, 6), (60, 10), (60, 4), (60, 6)]
+    for e, f in zip(ex, fl):
+        sure = np.abs(f) > 1e-9 * (np.abs(f).max() + 1)
+        assert sure.mean() > 0.9
+        assert np.array_equal(e[sure], np.sign(f[sure]).astype(np.int8))
+
+
+def test_exact_preactivations_resolve_what_float64_cannot():
+    """Hand-worked: z = 3 x at x = fl(1/3) = (1 - 2^-54) / 3 is exactly 1 - 2^-54, just
+    below the clamp's upper breakpoint 1; float64 rounds 3 x to 1.0 and reads z - 1 = 0."""
+    from splinecam.reference import exact_preactivations
+
+    net = _network(nn.Sequential(linear([[3.0, 0.0]], [0.0]), nn.Hardtanh()))
+    sl = splinecam.Slice.plane2d(2.0 * SQUARE)
+    pt = np.array([[1.0 / 3.0, 0.0]])
+    assert net.all_preactivations(sl.to_input(pt))[0].tolist() == [[2.0, 0.0]]
+    assert exact_preactivations(net, sl, pt)[0].tolist() == [[1, -1]]   # z + 1 > 0, z - 1 < 0
+    # a model the evaluator does not know gives None, not a guess
+    conv = nn.Sequential(nn.Unflatten(1, (1, 2)), nn.Conv1d(1, 1, 1), nn.ReLU(), nn.Flatten())
+    assert exact_preactivations(_network(conv), sl, np.zeros((1, 2))) is None

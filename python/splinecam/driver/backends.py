@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import time
+import weakref
 from typing import Optional, Union
 
 import numpy as np
@@ -41,6 +42,9 @@ __all__ = ["Backend", "CpuBackend", "HostBatchedBackend", "CudaBackend", "use", 
 
 FACE_KEYS = ("face_offsets", "face_verts", "he_layer", "he_unit")
 
+
+#: Row buffers made by Backend.cat_rows (by id; entries vanish with the buffers).
+_ROW_BUFFERS = weakref.WeakValueDictionary()
 
 #: (time read, half of the available host memory): see Backend.default_memory_limit
 _HOST_MEMORY = [-1e9, 0]
@@ -82,6 +86,33 @@ class Backend:
     def cat(self, parts):
         """Arrays of this backend's memory concatenated along the first axis."""
         return np.concatenate(parts)
+
+    def cat_rows(self, blocks, spare: int = 0):
+        """Row blocks of this backend's memory, in order, as one C-contiguous array,
+        copying as little as it can.
+
+        Refinements that follow each other (a layer's columns a few at a time, a max-type
+        layer's chain steps) hand back ``[rows, new rows...]``. When ``rows`` is the
+        leading part of a buffer this method made and the new rows fit in its spare rows,
+        they are copied after it and a longer view of the same buffer is returned: the
+        old rows are not copied again (only buffers made here are grown in place: any
+        other array's rows beyond a view may belong to someone). Otherwise a new buffer
+        is made, with room for ``spare`` more rows (at most as many as the rows it holds,
+        the budget's "rows twice")."""
+        first = blocks[0]
+        n = sum(len(b) for b in blocks)
+        base = first.base
+        if (isinstance(base, np.ndarray) and _ROW_BUFFERS.get(id(base)) is base and base.shape[1] == first.shape[1]
+                and len(base) >= n and first.__array_interface__["data"][0] == base.__array_interface__["data"][0]):
+            buf, i = base, len(first)
+            blocks = blocks[1:]
+        else:
+            buf, i = np.empty((n + min(max(0, int(spare)), n), first.shape[1]), dtype=first.dtype), 0
+            _ROW_BUFFERS[id(buf)] = buf
+        for b in blocks:
+            buf[i:i + len(b)] = b
+            i += len(b)
+        return buf[:n]
 
     def window_chain(self, rows, x0: int, idx: np.ndarray, s: int, threads=None) -> None:
         """Chain step ``s`` of windows ``idx`` (W, k) over the candidates ``rows[:, x0:]``,
@@ -154,7 +185,10 @@ class _TensorArrays:
         return torch.empty(shape, dtype=torch.float64, device=self.device)
 
     def cat(self, parts):
-        return torch.cat([p if isinstance(p, torch.Tensor) else self.asarray(p) for p in parts])
+        return torch.cat(parts)
+
+    def cat_rows(self, blocks, spare: int = 0):
+        return torch.cat(blocks)
 
     def take(self, rows, vertices, cols):
         dev = rows.device

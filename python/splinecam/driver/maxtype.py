@@ -14,7 +14,7 @@ import functools
 import numpy as np
 
 from splinecam import _core
-from splinecam.driver.refine import _cat_rows, _refine
+from splinecam.driver.refine import _refine
 from splinecam.result.partition import face_means
 
 __all__ = []
@@ -43,7 +43,7 @@ def _max_layer(backend, xy, rows, faces, lay, nl, layer_id, rtol, threads, budge
         out = _refine(backend, xy, rows, faces, W, layer_id, rtol, threads, budget, bounds)
         degenerate += int(out["degenerate"])
         xy = backend.cat([xy, out["xy"]])
-        rows = _cat_rows(out["rows_blocks"], spare=len(out["xy"]) if s < k - 1 else 0)
+        rows = backend.cat_rows(out["rows_blocks"], spare=len(out["xy"]) if s < k - 1 else 0)
         faces = (out["face_offsets"], out["face_verts"], out["he_layer"], out["he_unit"])
         step_parent = backend.to_host(out["face_parent"])
         parent = step_parent if parent is None else parent[step_parent]
@@ -162,7 +162,7 @@ def _decision(backend, xy, outputs, faces, layer_id, rtol, threads, validate, to
         step_parent = backend.to_host(out["face_parent"])
         parent = step_parent if parent is None else parent[step_parent]
         xy = backend.cat([xy, out["xy"]])
-        rows = _cat_rows(out["rows_blocks"], spare=len(out["xy"]) if c < max(C, 2) - 1 else 0)
+        rows = backend.cat_rows(out["rows_blocks"], spare=len(out["xy"]) if c < max(C, 2) - 1 else 0)
         unit = out["he_unit"]
         if C > 1:
             unit[(out["he_layer"] == layer_id) & (unit == 0)] = c

@@ -8,10 +8,7 @@ would exceed the limit, which surfaces as :class:`MemoryLimitExceeded` (and make
 """
 from __future__ import annotations
 
-import weakref
-
 import numpy as np
-import torch
 
 from splinecam import _core
 from splinecam.driver.checks import format_bytes
@@ -66,9 +63,9 @@ def _refine(backend, xy, rows, faces, n_cut, layer_id, rtol, threads, budget=Non
         if e >= n_cut:
             break
         b, size = e, 4 * size
-        xy, rows = _cat([xy, out["xy"]]), _cat_rows(blocks, spare=4 * len(out["xy"]))
+        xy, rows = backend.cat([xy, out["xy"]]), backend.cat_rows(blocks, spare=4 * len(out["xy"]))
     res = dict(zip(("face_offsets", "face_verts", "he_layer", "he_unit"), faces))
-    res.update(xy=_cat(new_xy) if len(new_xy) > 1 else new_xy[0], face_parent=parent, degenerate=deg,
+    res.update(xy=backend.cat(new_xy) if len(new_xy) > 1 else new_xy[0], face_parent=parent, degenerate=deg,
                rows_blocks=blocks)
     return res
 
@@ -110,40 +107,3 @@ def _over_limit(layer_id, n_vertices, limit, width):
         f"the partition of this slice needs more than memory_limit = {format_bytes(limit)} at layer {layer_id} "
         f"({n_vertices} vertices so far, {width} values each): compute it in tiles (tiles='auto', the default), "
         "pass lean=True (slower), zoom in, or raise memory_limit") from None
-
-
-def _cat(parts):
-    return torch.cat(parts) if isinstance(parts[0], torch.Tensor) else np.concatenate(parts)
-
-
-#: Row buffers made by _cat_rows (by id; entries vanish with the buffers).
-_ROW_BUFFERS = weakref.WeakValueDictionary()
-
-
-def _cat_rows(blocks, spare: int = 0):
-    """The row blocks, in order, as one C-contiguous array, copying as little as it can.
-
-    Refinements that follow each other (a layer's columns a few at a time, a max-type
-    layer's chain steps) hand back ``[rows, new rows...]``. When ``rows`` is the leading
-    part of a buffer this function made and the new rows fit in its spare rows, they
-    are copied after it and a longer view of the same buffer is returned: the old rows
-    are not copied again (only buffers made here are grown in place: any other array's
-    rows beyond a view may belong to someone). Otherwise a new buffer is made, with
-    room for ``spare`` more rows (at most as many as the rows it holds, the budget's
-    "rows twice"). torch tensors are concatenated."""
-    first = blocks[0]
-    if isinstance(first, torch.Tensor):
-        return torch.cat(blocks)
-    n = sum(len(b) for b in blocks)
-    base = first.base
-    if (isinstance(base, np.ndarray) and _ROW_BUFFERS.get(id(base)) is base and base.shape[1] == first.shape[1]
-            and len(base) >= n and first.__array_interface__["data"][0] == base.__array_interface__["data"][0]):
-        buf, i = base, len(first)
-        blocks = blocks[1:]
-    else:
-        buf, i = np.empty((n + min(max(0, int(spare)), n), first.shape[1]), dtype=first.dtype), 0
-        _ROW_BUFFERS[id(buf)] = buf
-    for b in blocks:
-        buf[i:i + len(b)] = b
-        i += len(b)
-    return buf[:n]
