@@ -103,8 +103,9 @@ def check_partition(P, *, rtol: float = 1e-9) -> None:
     d_next = np.roll(d, -1, axis=0)
     d_next[off[1:] - 1] = d[off[:-1]]
     cross = d[:, 0] * d_next[:, 1] - d[:, 1] * d_next[:, 0]
-    scale = np.linalg.norm(d, axis=1) * np.linalg.norm(d_next, axis=1)
-    bad = cross < -1e-7 * scale
+    ld, ln = np.linalg.norm(d, axis=1), np.linalg.norm(d_next, axis=1)
+    # a corner may bend back by the placement of its vertices (RESOLUTION x coordinates)
+    bad = cross < -(1e-7 * ld * ln + RESOLUTION * np.abs(P.slice.polygon).max() * (ld + ln))
     assert not bad.any(), f"{int(bad.sum())} reflex corners: some regions are not convex"
 
     # Patterns across interior edges, from the model itself.

@@ -7,6 +7,8 @@
 // vertices is interpolated with the same t. No geometric predicate is ever evaluated.
 #pragma once
 
+#include <cmath>
+
 #include "common.h"
 
 namespace splinecam {
@@ -74,6 +76,33 @@ SPLINECAM_HD Crossing crossing_of(double za, double zb) {
 // One value interpolated at crossing c of a -> b.
 SPLINECAM_HD double lerp_at(double a, double b, Crossing c) {
   return c.from_b ? b + c.t * (a - b) : a + c.t * (b - a);
+}
+
+// The distance from |x| to the next float64 away from zero.
+SPLINECAM_HD double ulp_of(double x) {
+  x = x < 0.0 ? -x : x;
+  return nextafter(x, 2.0 * x + 1.0) - x;
+}
+
+// The point one resolvable step from p toward q: p + s (q - p) for the smallest s
+// (doubling from one ulp of p's faster-moving coordinate) at which it is neither p nor q
+// in float64; p itself when there is no such point up to the middle of p -> q. out may
+// not alias p or q.
+SPLINECAM_HD void step_off(const double* p, const double* q, double* out) {
+  const double dx = q[0] - p[0], dy = q[1] - p[1];
+  const double ax = dx < 0.0 ? -dx : dx, ay = dy < 0.0 ? -dy : dy;
+  out[0] = p[0];
+  out[1] = p[1];
+  if (ax == 0.0 && ay == 0.0) return;
+  double s = ax >= ay ? ulp_of(p[0]) / ax : ulp_of(p[1]) / ay;
+  for (int it = 0; it < 64 && s <= 0.5; ++it, s *= 2.0) {
+    const double x = p[0] + s * dx, y = p[1] + s * dy;
+    if ((x != p[0] || y != p[1]) && (x != q[0] || y != q[1])) {
+      out[0] = x;
+      out[1] = y;
+      return;
+    }
+  }
 }
 
 // out[k] = the values a[k], b[k] interpolated at crossing c, for k < n. Used for

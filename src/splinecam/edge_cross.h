@@ -90,13 +90,14 @@ SPLINECAM_HD void write_edge_hits(const double* za, const double* zb, const uint
   }
 }
 
-// A strict crossing that lands on an end of its edge. The crossings of edge a -> b by
-// columns [B, K) are placed from their nearer end (crossing_of); where that point is, in
-// float64, the end's own coordinates, the line passes through the end at the resolution
-// of the coordinates, and the end's value of that column is made 0 instead of creating a
-// second vertex at the same point (a zero-length edge, a region of area 0). Sets bit
-// (j - B) in ends_a / ends_b ([W] words each, atomically: other edges of the same end
-// set bits too) for the columns that land on a / on b.
+// A strict crossing that lands on an end of an edge too short to hold it. The crossings
+// of edge a -> b by columns [B, K) are placed from their nearer end (crossing_of); where
+// that point is, in float64, the end's own coordinates and no point of the edge lies one
+// resolvable step off it (step_off; an edge an ulp long, across a strip an ulp wide), the
+// line passes through the end at the resolution of the coordinates: the end's value of
+// that column is made 0 instead of a second vertex at the same point (a zero-length edge,
+// a region of area 0). Sets bit (j - B) in ends_a / ends_b ([W] words each, atomically:
+// other edges of the same end set bits too) for the columns that land on a / on b.
 SPLINECAM_HD void mark_crossings_on_ends(const double* za, const double* zb, const double* xa, const double* xb,
                                          const uint64_t* ba, const uint64_t* bb, int W, int B, uint64_t* ends_a,
                                          uint64_t* ends_b) {
@@ -108,8 +109,10 @@ SPLINECAM_HD void mark_crossings_on_ends(const double* za, const double* zb, con
       m &= m - 1;
       const Crossing c = crossing_of(za[j], zb[j]);
       const double* x_end = c.from_b ? xb : xa;
-      if (lerp_at(xa[0], xb[0], c) == x_end[0] && lerp_at(xa[1], xb[1], c) == x_end[1])
-        atomic_or64((c.from_b ? ends_b : ends_a) + w, bit);
+      if (lerp_at(xa[0], xb[0], c) != x_end[0] || lerp_at(xa[1], xb[1], c) != x_end[1]) continue;
+      double q[2];
+      step_off(x_end, c.from_b ? xa : xb, q);
+      if (q[0] == x_end[0] && q[1] == x_end[1]) atomic_or64((c.from_b ? ends_b : ends_a) + w, bit);
     }
   }
 }
@@ -130,46 +133,56 @@ SPLINECAM_HD void zero_marked_columns(double* row, uint64_t* bits, const uint64_
 }
 
 // Merges the sorted hits of one edge into new vertices: the vertex made at the first
-// unused hit t_i also carries every later hit whose column is (snapped to) zero there, or
-// whose crossing lands on the same float64 point (that column is then zero there too).
+// unused hit t_i also carries every later hit whose column is (snapped to) zero there.
 // Returns the number of vertices. With rows_out == nullptr it only counts; otherwise it
 // writes their coordinates xy_out [m, 2] and value rows rows_out [m, C] (the first K
 // columns snapped with tol). used: [n] scratch flags.
+//
+// Each vertex is placed from the nearer end (crossing_of). Where that point is, in
+// float64, an end of the edge or the vertex before it, it is stepped off along the edge
+// (step_off): two lines closer than the coordinates' rounding stay two lines, one
+// resolvable step apart, instead of two vertices at one point (a zero-length edge, a
+// region of area 0) or one vertex on both (which, for two breakpoints of one unit,
+// would give it two activations at once).
 SPLINECAM_HD int merge_edge_hits(const double* za, const double* zb, const double* xa, const double* xb,
                                  const double* tol, const double* t, const int32_t* col, int n, int C, int K,
                                  uint8_t* used, double* xy_out, double* rows_out) {
-  (void)t;  // the hits' order; each vertex is placed from the nearer end (crossing_of)
+  (void)t;  // the hits' order along the edge
   for (int i = 0; i < n; ++i) used[i] = 0;
   int made = 0;
+  double prev[2] = {xa[0], xa[1]};  // the point before the next vertex along a -> b
   for (int i = 0; i < n; ++i) {
     if (used[i]) continue;
-    const Crossing ci = crossing_of(za[col[i]], zb[col[i]]);
+    const Crossing c = crossing_of(za[col[i]], zb[col[i]]);
     used[i] = 1;
+    // Where the vertex goes (computed when counting too: both runs decide alike).
+    double q[2];
+    lerp_row_at(xa, xb, c, q, 2);
+    if (q[0] == prev[0] && q[1] == prev[1]) step_off(prev, xb, q);
+    if (q[0] == xb[0] && q[1] == xb[1]) step_off(xb, prev, q);
+    if (made > 0 && ((q[0] == prev[0] && q[1] == prev[1]) || (q[0] == xb[0] && q[1] == xb[1]))) {
+      // No float64 point between the vertex before and the end: this line passes through
+      // that vertex (its column becomes 0 there), as a line within the tolerance would.
+      if (rows_out) rows_out[static_cast<int64_t>(made - 1) * C + col[i]] = 0.0;
+      continue;
+    }
     double* r = nullptr;
     if (rows_out) {
       r = rows_out + static_cast<int64_t>(made) * C;
-      lerp_row_at(za, zb, ci, r, C);
+      lerp_row_at(za, zb, c, r, C);
       snap_row(r, tol, K);
       r[col[i]] = 0.0;
-      lerp_row_at(xa, xb, ci, xy_out + 2 * static_cast<int64_t>(made), 2);
+      xy_out[2 * static_cast<int64_t>(made)] = q[0];
+      xy_out[2 * static_cast<int64_t>(made) + 1] = q[1];
     }
-    // Where the vertex lands in float64: a later hit that lands on the same point is the
-    // same vertex (its line passes through it at the resolution of the coordinates).
-    const double px = lerp_at(xa[0], xb[0], ci), py = lerp_at(xa[1], xb[1], ci);
+    prev[0] = q[0];
+    prev[1] = q[1];
     for (int k = i + 1; k < n; ++k) {
       if (used[k]) continue;
       const int j = col[k];
       // Same expression as lerp_row_at + snap_row, so counting and writing agree exactly.
-      const double z = r ? r[j] : lerp_at(za[j], zb[j], ci);
-      if (z <= tol[j] && z >= -tol[j]) {
-        used[k] = 1;
-        continue;
-      }
-      const Crossing ck = crossing_of(za[j], zb[j]);
-      if (lerp_at(xa[0], xb[0], ck) == px && lerp_at(xa[1], xb[1], ck) == py) {
-        used[k] = 1;
-        if (r) r[j] = 0.0;
-      }
+      const double z = r ? r[j] : lerp_at(za[j], zb[j], c);
+      if (z <= tol[j] && z >= -tol[j]) used[k] = 1;
     }
     ++made;
   }

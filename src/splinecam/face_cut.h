@@ -442,7 +442,12 @@ class FaceCutter {
         lerp_row_at(rl, rh, c, r, in_.n_cols);
         snap_row(r, in_.tol, in_.n_cut);
         r[j] = 0.0;
-        lerp_row_at(xy(lo), xy(hi), c, s_.lxy + 2 * static_cast<int64_t>(local_), 2);
+        double* q = s_.lxy + 2 * static_cast<int64_t>(local_);
+        lerp_row_at(xy(lo), xy(hi), c, q, 2);
+        // on an end in float64: one resolvable step off it (see merge_edge_hits)
+        const double *p_lo = xy(lo), *p_hi = xy(hi);
+        if (q[0] == p_lo[0] && q[1] == p_lo[1]) step_off(p_lo, p_hi, q);
+        if (q[0] == p_hi[0] && q[1] == p_hi[1]) step_off(p_hi, p_lo, q);
         const index_t id = base() + local_++;
         s_.hcol[slot] = j;
         s_.hkey[slot] = key;

@@ -110,6 +110,52 @@ def test_a_crossing_next_to_a_vertex_is_placed_from_that_vertex():
     assert on_bottom[:, 0] == pytest.approx([1e-20], rel=1e-15)
 
 
+U = 2.0 ** -52  # one ulp of 1.0
+
+
+def refine_polygon(poly, rows):
+    poly = np.asarray(poly, np.float64)
+    k = len(poly)
+    faces = (np.array([0, k], np.int64), np.arange(k, dtype=np.int32), np.full(k, -1, np.int32),
+             np.full(k, -1, np.int32))
+    rows = np.ascontiguousarray(rows, dtype=np.float64)
+    out = _core.refine(poly.copy(), rows, *faces, n_cut=rows.shape[1], layer_id=1, rtol=0.0)
+    return out, polygons(out, poly)
+
+
+def assert_distinct_vertices_and_positive_exact_areas(polys):
+    from splinecam.reference import exact_polygon_area
+
+    for p in polys:
+        assert len(np.unique(p, axis=0)) == len(p), f"two vertices at one point: {p.tolist()}"
+        assert exact_polygon_area(p) > 0
+
+
+def test_two_crossings_closer_than_an_ulp_stay_two_vertices():
+    """Hand-worked: on the edge x = 1 from y = 1 to 1 + 8u, the lines y = 1 + 3.2u and
+    y = 1 + 3.4u (two parallel lines, values given at the corners of the triangle) both
+    round to 1 + 3u; the second is stepped to the next float, 1 + 4u, so the strip between
+    them stays a region with distinct vertices and a positive area."""
+    tri = [[1.0, 1.0], [1.0, 1.0 + 8 * U], [0.0, 1.0 + 4 * U]]
+    rows = [[-3.2 * U, -3.4 * U], [4.8 * U, 4.6 * U], [0.8 * U, 0.6 * U]]    # y - c at the corners
+    out, polys = refine_polygon(tri, rows)
+    assert len(polys) == 3
+    assert_distinct_vertices_and_positive_exact_areas(polys)
+    right = np.sort(out["xy"][out["xy"][:, 0] == 1.0, 1])
+    assert right.tolist() == [1.0 + 3 * U, 1.0 + 4 * U]
+
+
+def test_a_crossing_on_an_edge_one_ulp_long_passes_through_its_end():
+    """Hand-worked: the edge x = 1 from y = 1 to 1 + u holds no float between its ends;
+    the line y = 1 + 0.4u lands on (1, 1), so it passes through that corner (its value
+    there becomes 0) instead of adding a second vertex at the same point."""
+    tri = [[1.0, 1.0], [1.0, 1.0 + U], [0.0, 1.0 + U]]
+    rows = [[-0.4 * U], [0.6 * U], [0.6 * U]]
+    out, polys = refine_polygon(tri, rows)
+    assert not np.any(out["xy"][:, 0] == 1.0)          # nothing new on the short edge
+    assert_distinct_vertices_and_positive_exact_areas(polys)
+
+
 def test_validate_detects_a_broken_graph():
     # Two triangles sharing the diagonal 0-2 of the square 0-1-2-3.
     off = np.array([0, 3, 6], np.int64)
