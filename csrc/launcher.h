@@ -91,12 +91,14 @@ RefineResult<typename Backend::Buffer> refine(const RefineInput& in, int64_t num
   auto tol = be.template array<double>(at_least_1(K));
   be.column_tolerance(in.rows, V, C, K, in.rtol, tol.get());
   if (in.tol_bounds && K > 0) be.launch(BoundToleranceStep{tol.get(), in.tol_bounds, K}, K, 256);
-  // Sign bits of every vertex over the columns cut now: the edge passes read a few words
-  // per vertex instead of its row.
+  // Zero columns of every vertex (counted here, listed after the end marks of phase 2)
+  // and its sign bits over the columns cut now: the edge passes read a few words per
+  // vertex instead of its row.
+  auto zero_off = be.template array<offset_t>(static_cast<int64_t>(V) + 1);
   const int W = sign_words(K - B);
   auto bits = be.template array<uint64_t>(at_least_1(static_cast<int64_t>(V) * 2 * W));
   auto marks = be.template array<uint64_t>(at_least_1(static_cast<int64_t>(V) * W));
-  be.launch(SnapStep{in.rows, tol.get(), C, B, K, bits.get(), marks.get()}, V, 256);
+  be.launch(SnapStep{in.rows, tol.get(), C, B, K, zero_off.get(), bits.get(), marks.get()}, V, 256);
   lap(0);
 
   // ---- 1. edges: half-edges sorted by their key (lo, hi), numbered in key order --------
@@ -119,9 +121,8 @@ RefineResult<typename Backend::Buffer> refine(const RefineInput& in, int64_t num
   // ---- 2. crossings on edges -----------------------------------------------------------
   // Crossings that land on an end of their edge make that end's value 0; then the zero
   // columns of every vertex (CSR: count, scan, write).
-  auto zero_off = be.template array<offset_t>(static_cast<int64_t>(V) + 1);
   be.launch(EndMarkStep{in.rows, in.xy, bits.get(), C, B, W, edge_lo.get(), edge_hi.get(), marks.get()}, E, 256);
-  be.launch(EndSnapStep{in.rows, bits.get(), marks.get(), C, B, K, zero_off.get()}, V, 256);
+  be.launch(EndSnapStep{in.rows, bits.get(), marks.get(), C, B, W, zero_off.get()}, V, 256);
   const offset_t Z = be.scan_counts(zero_off.get(), V);
   auto zero_col = be.template array<int32_t>(at_least_1(Z));
   be.launch(ZeroColumnsStep{in.rows, C, B, K, zero_off.get(), zero_col.get()}, V, 256);

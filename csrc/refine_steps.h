@@ -22,18 +22,21 @@ struct BoundToleranceStep {
   SPLINECAM_HD void operator()(int64_t j) const { tol[j] = bounded_tolerance(tol[j], bounds[j], bounds[K + j]); }
 };
 
-// Phase 0: snap |z| <= tol[j] to exactly 0 (every breakpoint column j < K) and write
-// every old vertex's sign bits over the columns cut now, [B, K) (see sign_bits), while its
-// row is at hand; clear its end marks (EndMarkStep).
+// Phase 0: snap |z| <= tol[j] to exactly 0 (every breakpoint column j < K), count the
+// zeros of every old vertex among the columns cut now, [B, K), and write its sign bits
+// over those columns (see sign_bits) while its row is at hand; clear its end marks
+// (EndMarkStep).
 struct SnapStep {
   double* rows;
   const double* tol;
   int C, B, K;
-  uint64_t* bits;   // [V, 2 * sign_words(K - B)]
-  uint64_t* marks;  // [V, sign_words(K - B)]
+  offset_t* zero_off;  // [V + 1]: count at v + 1
+  uint64_t* bits;      // [V, 2 * sign_words(K - B)]
+  uint64_t* marks;     // [V, sign_words(K - B)]
   SPLINECAM_HD void operator()(int64_t v) const {
     double* r = rows + v * C;
     snap_row(r, tol, K);
+    zero_off[v + 1] = count_zeros(r, B, K);
     const int W = sign_words(K - B);
     sign_bits(r, B, K, bits + v * 2 * W);
     for (int w = 0; w < W; ++w) marks[v * W + w] = 0;
@@ -41,8 +44,8 @@ struct SnapStep {
 };
 
 // Phase 2, before the crossings: the crossings of edge e that land on one of its ends
-// (mark_crossings_on_ends), decided from the snapped rows alone, so the marks do not
-// depend on the order in which edges run.
+// with no float64 point left between (mark_crossings_on_ends), decided from the snapped
+// rows alone, so the marks do not depend on the order in which edges run.
 struct EndMarkStep {
   const double* rows;
   const double* xy;
@@ -57,19 +60,15 @@ struct EndMarkStep {
   }
 };
 
-// Then per vertex: the marked columns become 0, and the zeros among the columns cut now
-// are counted.
+// Then per vertex: the marked columns become 0 (and count as zeros).
 struct EndSnapStep {
   double* rows;
   uint64_t* bits;
   const uint64_t* marks;
-  int C, B, K;
+  int C, B, W;
   offset_t* zero_off;  // [V + 1]: count at v + 1
   SPLINECAM_HD void operator()(int64_t v) const {
-    double* r = rows + v * C;
-    const int W = sign_words(K - B);
-    zero_marked_columns(r, bits + v * 2 * W, marks + v * W, W, B);
-    zero_off[v + 1] = count_zeros(r, B, K);
+    zero_off[v + 1] += zero_marked_columns(rows + v * C, bits + v * 2 * W, marks + v * W, W, B);
   }
 };
 

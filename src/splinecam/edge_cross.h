@@ -101,6 +101,12 @@ SPLINECAM_HD void write_edge_hits(const double* za, const double* zb, const uint
 SPLINECAM_HD void mark_crossings_on_ends(const double* za, const double* zb, const double* xa, const double* xb,
                                          const uint64_t* ba, const uint64_t* bb, int W, int B, uint64_t* ends_a,
                                          uint64_t* ends_b) {
+  // Only an edge with no float64 point one step off an end can need it (almost none).
+  double q[2];
+  step_off(xa, xb, q);
+  const bool room_a = q[0] != xa[0] || q[1] != xa[1];
+  step_off(xb, xa, q);
+  if (room_a && (q[0] != xb[0] || q[1] != xb[1])) return;
   for (int w = 0; w < W; ++w) {
     uint64_t m = (ba[w] & bb[W + w]) | (ba[W + w] & bb[w]);
     while (m) {
@@ -110,7 +116,6 @@ SPLINECAM_HD void mark_crossings_on_ends(const double* za, const double* zb, con
       const Crossing c = crossing_of(za[j], zb[j]);
       const double* x_end = c.from_b ? xb : xa;
       if (lerp_at(xa[0], xb[0], c) != x_end[0] || lerp_at(xa[1], xb[1], c) != x_end[1]) continue;
-      double q[2];
       step_off(x_end, c.from_b ? xa : xb, q);
       if (q[0] == x_end[0] && q[1] == x_end[1]) atomic_or64((c.from_b ? ends_b : ends_a) + w, bit);
     }
@@ -119,17 +124,21 @@ SPLINECAM_HD void mark_crossings_on_ends(const double* za, const double* zb, con
 
 // The marks of mark_crossings_on_ends applied to one vertex: its values of the marked
 // columns become 0 and its sign bits say so. row: [K] (at least); bits: [2 W]; marks: [W].
-SPLINECAM_HD void zero_marked_columns(double* row, uint64_t* bits, const uint64_t* marks, int W, int B) {
+// Returns the number of columns zeroed (all were nonzero: only strict crossings are marked).
+SPLINECAM_HD int zero_marked_columns(double* row, uint64_t* bits, const uint64_t* marks, int W, int B) {
+  int n = 0;
   for (int w = 0; w < W; ++w) {
     uint64_t m = marks[w];
     if (!m) continue;
     bits[w] &= ~m;
     bits[W + w] &= ~m;
+    n += popcount64(m);
     while (m) {
       row[B + 64 * w + lowest_bit64(m)] = 0.0;
       m &= m - 1;
     }
   }
+  return n;
 }
 
 // Merges the sorted hits of one edge into new vertices: the vertex made at the first
