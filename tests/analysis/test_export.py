@@ -1,7 +1,6 @@
 """splinecam.analysis.sampling and splinecam.analysis.export: sampled points checked with fresh forward
 passes and point location; exports read back with independent parsers (json,
 xml.etree, graph_tool.load_graph, np.load)."""
-import copy
 import json
 import math
 import xml.etree.ElementTree as ET
@@ -12,7 +11,6 @@ import torch
 from torch import nn
 
 import splinecam
-from splinecam import zoo
 from splinecam.analysis import export, sampling
 
 SQUARE = [[-1, -1], [1, -1], [1, 1], [-1, 1]]

@@ -7,7 +7,6 @@ import torch
 from torch import nn
 
 import splinecam
-from splinecam.geometry import polygon_area
 from splinecam.driver.tiles import tile_polygons
 from splinecam.testing import check_partition
 from splinecam.zoo import mlp, small_cnn

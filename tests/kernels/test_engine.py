@@ -257,7 +257,7 @@ def test_edge_labels_point_at_the_unit_whose_zero_set_they_lie_on():
 
 
 def test_graph_tool_export():
-    gt = pytest.importorskip("graph_tool")
+    pytest.importorskip("graph_tool")
     model = mlp((2, 8, 8, 2), seed=8)
     P = splinecam.partition(model, splinecam.Slice.plane2d(SQUARE), progress=False)
     g = P.to_graph_tool()
