@@ -28,6 +28,7 @@ along and interpolated exactly at the vertices the engine creates.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import copy
 import math
 import operator
@@ -53,6 +54,27 @@ __all__ = ["Network", "SUPPORTED_MODULES", "UnsupportedModelError", "RowLayout"]
 
 #: The sign probes of Network.magnitudes kept per architecture: those of at most this many values.
 _KEEP_SIGNS = 1 << 16
+
+#: Values per batch below which torch evaluates a batch on one thread. A small product
+#: split over threads costs more than it saves (16 us on one thread, 53 us on two, for a
+#: 27 x 10 linear layer while another process keeps the second core busy): the threads
+#: wait for each other at every op. Large batches keep torch's own thread count.
+ONE_THREAD_BELOW = 1 << 16
+
+
+@contextlib.contextmanager
+def _threads_for(n_values: int, device: torch.device):
+    """torch on one thread for a batch of ``n_values`` values on the CPU below
+    :data:`ONE_THREAD_BELOW`; torch's own thread count otherwise (and restored after)."""
+    n = torch.get_num_threads()
+    if device.type != "cpu" or n_values >= ONE_THREAD_BELOW or n == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 # -- row layouts -------------------------------------------------------------------------------
@@ -558,8 +580,9 @@ class Network:
         i = 0
         for part in _batches(blocks, chunk, on_device):
             m = part.shape[0]
-            env = self._segment_env(l, seg, prev_l, prev_lay, part if on_device or l > 1 else torch.from_numpy(part))
-            self._write_row(l, lay, env, out[i:i + m])
+            with _threads_for(m * width, self.device):
+                env = self._segment_env(l, seg, prev_l, prev_lay, part if on_device or l > 1 else torch.from_numpy(part))
+                self._write_row(l, lay, env, out[i:i + m])
             i += m
         return out, lay
 
@@ -630,6 +653,10 @@ class Network:
         - ``values``: the rows themselves at ``x``, ``(n, n_cols)`` (the chain columns of
           a max-type layer are zeros: the driver fills them)."""
         x = torch.as_tensor(x, dtype=torch.float64, device=self.device).reshape(len(x), -1)
+        with _threads_for(len(x) * (2 * probes + 2) * max(self.layer_widths + [x.shape[1]]), self.device):
+            return self._magnitudes(x, probes, seed)
+
+    def _magnitudes(self, x, probes, seed):
         n, P = len(x), probes
         direct, accumulated, values = [], [], []
         source, scale = x, torch.zeros_like(x)  # values and accumulated scales at x
@@ -733,6 +760,10 @@ class Network:
         layer; for a max-type layer, +1 for the winning candidate of each window and -1
         for the others. The last entry is the model's output (n, C)."""
         x = torch.as_tensor(x, dtype=torch.float64)
+        with _threads_for(x.numel() * max(self.layer_widths + [1]), self.device):
+            return self._all_preactivations(x)
+
+    def _all_preactivations(self, x):
         env = {}
         res = []
         n_batch = x.shape[0]
