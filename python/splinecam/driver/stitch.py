@@ -331,12 +331,9 @@ def stitch(net, slice, polygons: Sequence[np.ndarray], parts: Sequence[Partition
         tile_of, local, keyrow = np.concatenate(tile_of), np.concatenate(local), np.concatenate(keyrow)
         winner = np.concatenate([t.P._decision["winner"] for t in tiles]) if is_dec else None
 
-        he = _core.halfedges(len(xy), off, verts)
-        twin, face = he["twin"], he["face"]
-        h = np.flatnonzero((lay == -1) & (twin > np.arange(len(twin))))  # one half of each seam edge
+        h, th, fa, fb = _seam_twins(off, verts, lay, len(xy))  # one half of each seam edge, its twin
         remove = np.zeros(len(verts), np.uint8)
         if len(h):
-            fa, fb = face[h], face[twin[h]]
             ra, rb = keyrow[fa], keyrow[fb]
             ncols = int(pat_cols_end[L if is_dec else lev + 1])
             if (ra < 0).any() or (rb < 0).any():
@@ -346,17 +343,17 @@ def stitch(net, slice, polygons: Sequence[np.ndarray], parts: Sequence[Partition
             if is_dec:
                 wa, wb = winner[fa], winner[fb]
                 dec_edge = same & (wa != wb)
-                lay[h[dec_edge]] = lay[twin[h[dec_edge]]] = L + 1
-                unit[h[dec_edge]] = unit[twin[h[dec_edge]]] = np.maximum(wa, wb)[dec_edge]
+                lay[h[dec_edge]] = lay[th[dec_edge]] = L + 1
+                unit[h[dec_edge]] = unit[th[dec_edge]] = np.maximum(wa, wb)[dec_edge]
                 same &= wa == wb
             kept = np.flatnonzero(~same & differs)
             if len(kept):  # the first unit that differs names the edge
                 col = np.argmax(np.unpackbits(pats[ra[kept]] ^ pats[rb[kept]], axis=1)[:, :ncols], axis=1)
                 for arr, val in ((lay, col_layer[col]), (unit, col_unit[col])):
                     arr[h[kept]] = val
-                    arr[twin[h[kept]]] = val
+                    arr[th[kept]] = val
             remove[h[same]] = 1
-            remove[twin[h[same]]] = 1
+            remove[th[same]] = 1
         if remove.any():
             m = _core.merge(len(xy), off, verts, lay, unit, remove)
             group = m["group"].astype(np.int64)
@@ -387,10 +384,34 @@ def stitch(net, slice, polygons: Sequence[np.ndarray], parts: Sequence[Partition
             layers.append(layer if sink is None else sink.layer(layer))
         prev_group = group
         prev_start = np.concatenate([[0], np.cumsum([len(t.levels[lev][0]) - 1 for t in tiles])])
-        del off, verts, lay, unit, he, twin, face, level, remove, keyrow, tile_of, local
+        del off, verts, lay, unit, h, th, fa, fb, level, remove, keyrow, tile_of, local
     if sink is not None:
         xy = sink.array("xy", xy)
     return Partition(xy=xy, layers=layers, outputs=outputs, decision=decision, net=net, slice=slice, stats=stats)
+
+
+def _seam_twins(off, verts, lay, num_vertices):
+    """The half-edges on the tiles' boundaries (label -1) that have a twin: ``(h, th, fa,
+    fb)``, one half ``h`` of each such edge (the smaller index), its twin ``th`` and their
+    faces. Only the boundary half-edges are keyed and sorted, not the whole level (whose
+    half-edge table would be the stitcher's largest temporary: a sort of every half-edge)."""
+    b = np.flatnonzero(lay == -1)
+    face = np.searchsorted(off, b, side="right") - 1
+    nxt = b + 1
+    wrap = nxt == off[face + 1]
+    nxt[wrap] = off[face[wrap]]
+    u, v = verts[b].astype(np.int64), verts[nxt].astype(np.int64)
+    key = np.minimum(u, v) * int(num_vertices) + np.maximum(u, v)
+    o = np.argsort(key, kind="stable")
+    k = key[o]
+    pair = np.flatnonzero(k[1:] == k[:-1])  # o[pair], o[pair + 1]: the two halves of one edge
+    i, j = b[o[pair]], b[o[pair + 1]]
+    fi, fj = face[o[pair]], face[o[pair + 1]]
+    first = i < j
+    h, th = np.where(first, i, j), np.where(first, j, i)
+    fa, fb = np.where(first, fi, fj), np.where(first, fj, fi)
+    s = np.argsort(h, kind="stable")
+    return h[s], th[s], fa[s], fb[s]
 
 
 def _prefix_differs(pa: np.ndarray, pb: np.ndarray, ncols: int) -> np.ndarray:
