@@ -355,7 +355,7 @@ def stitch(net, slice, polygons: Sequence[np.ndarray], parts: Sequence[Partition
             remove[h[same]] = 1
             remove[th[same]] = 1
         if remove.any():
-            m = _core.merge(len(xy), off, verts, lay, unit, remove)
+            m = _merge_touched(len(xy), off, verts, lay, unit, remove)
             group = m["group"].astype(np.int64)
             off, verts, lay, unit = m["face_offsets"], m["face_verts"], m["he_layer"], m["he_unit"]
         else:
@@ -388,6 +388,45 @@ def stitch(net, slice, polygons: Sequence[np.ndarray], parts: Sequence[Partition
     if sink is not None:
         xy = sink.array("xy", xy)
     return Partition(xy=xy, layers=layers, outputs=outputs, decision=decision, net=net, slice=slice, stats=stats)
+
+
+def _merge_touched(num_vertices, off, verts, lay, unit, remove):
+    """``_core.merge`` of a level, run on the faces that touch a removed half-edge only
+    (the others are copied as they are): the same result, without a half-edge table of
+    the whole level. Groups are numbered by their first face, as ``_core.merge`` does, and
+    an untouched face is its own group with its cycle unchanged."""
+    F = len(off) - 1
+    lens = np.diff(off)
+    face_of = np.repeat(np.arange(F), lens)
+    touched = np.zeros(F, bool)
+    touched[face_of[remove.astype(bool)]] = True
+    sel = touched[face_of]
+    sub_off = np.concatenate([[0], np.cumsum(lens[touched])]).astype(np.int64)
+    m = _core.merge(num_vertices, sub_off, np.ascontiguousarray(verts[sel]), np.ascontiguousarray(lay[sel]),
+                    np.ascontiguousarray(unit[sel]), np.ascontiguousarray(remove[sel]))
+    sub_group = m["group"].astype(np.int64)
+    # Output faces: every untouched face, and every merged group at its first face.
+    t_idx = np.flatnonzero(touched)
+    g_first = np.full(int(sub_group.max()) + 1 if len(sub_group) else 0, F, np.int64)
+    np.minimum.at(g_first, sub_group, t_idx)
+    u_idx = np.flatnonzero(~touched)
+    first = np.concatenate([u_idx, g_first])                # first input face of each output face
+    order = np.argsort(first, kind="stable")
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order))
+    group = np.empty(F, np.int64)
+    group[u_idx] = rank[:len(u_idx)]
+    group[t_idx] = rank[len(u_idx) + sub_group]
+    # Cycles in output order: untouched faces from the level, groups from the merge.
+    src_len = np.concatenate([lens[u_idx], np.diff(m["face_offsets"])])[order]
+    src_start = np.concatenate([off[:-1][u_idx], len(verts) + m["face_offsets"][:-1]])[order]
+    new_off = np.concatenate([[0], np.cumsum(src_len)]).astype(np.int64)
+    take = np.repeat(src_start - new_off[:-1], src_len) + np.arange(int(new_off[-1]))
+    out = {"group": group, "face_offsets": new_off}
+    for key, a, b in (("face_verts", verts, m["face_verts"]), ("he_layer", lay, m["he_layer"]),
+                      ("he_unit", unit, m["he_unit"])):
+        out[key] = np.concatenate([a, b.astype(a.dtype)])[take]
+    return out
 
 
 def _seam_twins(off, verts, lay, num_vertices):
