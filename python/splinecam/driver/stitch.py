@@ -28,6 +28,7 @@ refinement), so that the result is the planar graph of the whole slice:
 """
 from __future__ import annotations
 
+import mmap
 from typing import List, Sequence
 
 import numpy as np
@@ -41,6 +42,19 @@ __all__ = ["stitch"]
 #: Two seam vertices of the two sides closer than this fraction of the slice's diameter
 #: along the seam are one vertex (positions agree to the rounding of an interpolation).
 SEAM_RTOL = 1e-12
+
+
+def _release(*arrays) -> None:
+    """Drop the resident pages of memory-mapped arrays once they are read (tiles opened
+    from a store): they stay in the page cache, but not in this process's memory, so
+    stitching a store of many tiles does not hold every tile's pages at once."""
+    for a in arrays:
+        mm = getattr(a, "_mmap", None)
+        if isinstance(a, np.memmap) and mm is not None:
+            try:
+                mm.madvise(mmap.MADV_DONTNEED)
+            except (AttributeError, OSError, ValueError):  # pragma: no cover - not Linux
+                pass
 
 
 class _Tile:
@@ -243,6 +257,7 @@ def stitch(net, slice, polygons: Sequence[np.ndarray], parts: Sequence[Partition
     L = parts[0].num_layers
     has_decision = parts[0]._decision is not None
     xy_all = np.concatenate([t.P._xy for t in tiles])
+    _release(*(t.P._xy for t in tiles))
     lines = _seam_lines(tiles, poly, diameter)
     rep, on_seam = _unify(tiles, xy_all, lines, diameter)
     born_all = np.concatenate([t.born for t in tiles])
@@ -326,6 +341,7 @@ def stitch(net, slice, polygons: Sequence[np.ndarray], parts: Sequence[Partition
             else:
                 fin = _any_descendant(t.P, lev + 1, piece_pat[ti] >= 0)
             keyrow.append(piece_pat[ti][fin])
+            _release(*t.levels[lev])
         off = np.concatenate(offs + [[shift]]).astype(np.int64)
         verts, lay, unit = np.concatenate(vs), np.concatenate(ls), np.concatenate(us)
         tile_of, local, keyrow = np.concatenate(tile_of), np.concatenate(local), np.concatenate(keyrow)
@@ -382,6 +398,8 @@ def stitch(net, slice, polygons: Sequence[np.ndarray], parts: Sequence[Partition
         else:
             layer = Layer(*level, parent.astype(np.int32), nv_level)
             layers.append(layer if sink is None else sink.layer(layer))
+        for t in tiles:
+            _release(*(t.P._layers[lev].face_parent,) if not is_dec else tuple(t.P._decision.values()))
         prev_group = group
         prev_start = np.concatenate([[0], np.cumsum([len(t.levels[lev][0]) - 1 for t in tiles])])
         del off, verts, lay, unit, h, th, fa, fb, level, remove, keyrow, tile_of, local
