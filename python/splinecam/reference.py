@@ -448,7 +448,7 @@ def exact_preactivations(net, slice, points):
     -------
     list of numpy.ndarray or None
         Per hidden layer, ``(n, width * len(breakpoints))`` integer signs of ``z - b``
-        (breakpoints outermost, as :meth:`Network.all_preactivations` orders them); None
+        (breakpoints outermost, as ``Network.all_preactivations`` orders them); None
         when the network is not a chain of ``nn.Linear`` layers and elementwise modules
         (ReLU, LeakyReLU, PReLU, Hardtanh, ReLU6, ``torch.abs``), which is all this
         evaluator knows.

@@ -64,9 +64,9 @@ def check_partition(P, *, rtol: float = 1e-9) -> None:
 
     Down to the resolution of float64 coordinates: an area that rounds to 0 is computed
     again exactly, patterns that float64 cannot tell are evaluated in exact arithmetic
-    where the model allows it, and a region narrower than :data:`RESOLUTION` times the
-    slice's largest coordinate (its vertices are only placed to about that) is not held
-    to having its own pattern; it must still enclose a positive area.
+    where the model allows it, and a region narrower than ``RESOLUTION`` (64 ulps) times
+    the slice's largest coordinate (its vertices are only placed to about that) is not
+    held to having its own pattern; it must still enclose a positive area.
 
     Parameters
     ----------
