@@ -138,7 +138,7 @@ RefineResult<typename Backend::Buffer> refine(const RefineInput& in, int64_t num
   be.launch(WriteHitsStep{in.rows, bits.get(), C, B, W, edge_lo.get(), edge_hi.get(), hit_off.get(), hit_t.get(),
                           hit_col.get()},
             E, 256);
-  MergeHitsStep merge{in.rows, in.xy, tol.get(), C, K, edge_lo.get(), edge_hi.get(), hit_off.get(), hit_t.get(),
+  MergeHitsStep merge{in.rows, in.xy, tol.get(), C, K, edge_lo.get(), edge_hi.get(), hit_off.get(),
                       hit_col.get(), used.get(), cross_off.get(), nullptr, nullptr};
   be.launch(merge, E, 256);
   const index_t n1 = static_cast<index_t>(be.scan_counts(cross_off.get(), E));

@@ -122,8 +122,7 @@ struct MergeHitsStep {
   int C, K;
   const index_t *lo, *hi;
   const offset_t* hit_off;
-  const double* hit_t;
-  const int32_t* hit_col;
+  const int32_t* hit_col;  // sorted along the edge (WriteHitsStep)
   uint8_t* used;        // [hits] scratch
   offset_t* cross_off;  // [E + 1]
   double* xy1;          // [n1, 2] or nullptr
@@ -141,11 +140,11 @@ struct MergeHitsStep {
     const double* xa = xy + 2 * static_cast<int64_t>(a);
     const double* xb = xy + 2 * static_cast<int64_t>(b);
     if (!xy1) {
-      cross_off[e + 1] = merge_edge_hits(za, zb, xa, xb, tol, hit_t + h0, hit_col + h0, n, C, K, used + h0,
+      cross_off[e + 1] = merge_edge_hits(za, zb, xa, xb, tol, hit_col + h0, n, C, K, used + h0,
                                          nullptr, nullptr);
     } else {
       const offset_t c0 = cross_off[e];
-      merge_edge_hits(za, zb, xa, xb, tol, hit_t + h0, hit_col + h0, n, C, K, used + h0, xy1 + 2 * c0,
+      merge_edge_hits(za, zb, xa, xb, tol, hit_col + h0, n, C, K, used + h0, xy1 + 2 * c0,
                       rows1 + c0 * C);
     }
   }

@@ -454,6 +454,7 @@ def exact_preactivations(net, slice, points):
         evaluator knows.
     """
     import operator
+    from fractions import Fraction
 
     from torch.nn import functional as F
 
@@ -492,8 +493,6 @@ def exact_preactivations(net, slice, points):
         if nl is not None:
             if nl.kind != "elementwise":
                 return None
-            from fractions import Fraction
-
             z = args[0]
             out.append(np.concatenate([np.sign(z - Fraction(float(bp))).astype(np.int8) for bp in nl.breakpoints],
                                       axis=1))

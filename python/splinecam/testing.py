@@ -150,9 +150,10 @@ def _assert_positive_areas(P, areas):
     two ulps wide is a region, two vertices at one point are not."""
     from splinecam.reference import exact_polygon_area
 
-    polys = P.polygons()
-    bad = [i for i in np.flatnonzero(areas <= 0) if exact_polygon_area(polys[i]) <= 0]
-    assert not bad, f"{len(bad)} regions have non-positive area (first: region {bad[0]}, {polys[bad[0]].tolist()})"
+    coords, off = P.faces()
+    poly = lambda i: coords[off[i]:off[i + 1]]
+    bad = [i for i in np.flatnonzero(areas <= 0) if exact_polygon_area(poly(i)) <= 0]
+    assert not bad, f"{len(bad)} regions have non-positive area (first: region {bad[0]}, {poly(bad[0]).tolist()})"
 
 
 def _resolved_patterns(P, pre, pat):
@@ -173,8 +174,9 @@ def _resolved_patterns(P, pre, pat):
         return pat
     from splinecam.reference import exact_centroid, exact_preactivations
 
-    polys = P.polygons()
-    ex = exact_preactivations(P._net, P.slice, np.array([exact_centroid(polys[i]) for i in unsure], dtype=object))
+    coords, off = P.faces()
+    ex = exact_preactivations(P._net, P.slice,
+                              np.array([exact_centroid(coords[off[i]:off[i + 1]]) for i in unsure], dtype=object))
     if ex is None:
         return pat
     pat = pat.copy()

@@ -52,11 +52,6 @@ SPLINECAM_HD int count_zeros(const double* row, int b, int e) {
   return n;
 }
 
-// out[k] = a[k] + t * (b[k] - a[k]) for k < n.
-SPLINECAM_HD void lerp_row(const double* a, const double* b, double t, double* out, int n) {
-  for (int k = 0; k < n; ++k) out[k] = a[k] + t * (b[k] - a[k]);
-}
-
 // The crossing of a column with values za, zb at the ends of a -> b, as an end and a
 // parameter measured from it: from the nearer end (the one with the smaller |z|), so that
 // a crossing close to a vertex lands within rounding of that vertex's own coordinates,

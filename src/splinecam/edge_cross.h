@@ -141,8 +141,9 @@ SPLINECAM_HD int zero_marked_columns(double* row, uint64_t* bits, const uint64_t
   return n;
 }
 
-// Merges the sorted hits of one edge into new vertices: the vertex made at the first
-// unused hit t_i also carries every later hit whose column is (snapped to) zero there.
+// Merges the hits of one edge, sorted along it (write_edge_hits: their columns col), into
+// new vertices: the vertex made at the first unused hit also carries every later hit
+// whose column is (snapped to) zero there.
 // Returns the number of vertices. With rows_out == nullptr it only counts; otherwise it
 // writes their coordinates xy_out [m, 2] and value rows rows_out [m, C] (the first K
 // columns snapped with tol). used: [n] scratch flags.
@@ -154,9 +155,8 @@ SPLINECAM_HD int zero_marked_columns(double* row, uint64_t* bits, const uint64_t
 // region of area 0) or one vertex on both (which, for two breakpoints of one unit,
 // would give it two activations at once).
 SPLINECAM_HD int merge_edge_hits(const double* za, const double* zb, const double* xa, const double* xb,
-                                 const double* tol, const double* t, const int32_t* col, int n, int C, int K,
-                                 uint8_t* used, double* xy_out, double* rows_out) {
-  (void)t;  // the hits' order along the edge
+                                 const double* tol, const int32_t* col, int n, int C, int K, uint8_t* used,
+                                 double* xy_out, double* rows_out) {
   for (int i = 0; i < n; ++i) used[i] = 0;
   int made = 0;
   double prev[2] = {xa[0], xa[1]};  // the point before the next vertex along a -> b

@@ -275,3 +275,39 @@ def test_interrupted_tiles_resume_from_the_store(tmp_path, monkeypatch):
     assert not calls and again.num_regions == P.num_regions and isinstance(again._xy, np.memmap)
     with pytest.raises(ValueError, match="another model, slice or setting"):
         splinecam.partition(model, sl.scaled(0.5), progress=False, store=store)
+
+
+def test_seam_twins_and_merge_on_the_seams_equal_whole_level_ones(monkeypatch):
+    """The stitcher keys only the seams' half-edges and merges only the faces on seams;
+    on every level of a tiled run (MLP and a max-pool CNN) that gives exactly what a
+    half-edge table and a merge of the whole level give (_core.halfedges, _core.merge)."""
+    from splinecam import _core
+    from splinecam.driver import stitch as S
+
+    seen = {"twins": 0, "merge": 0}
+    seam_twins, merge_touched = S._seam_twins, S._merge_touched
+
+    def twins_checked(off, verts, lay, nv):
+        h, th, fa, fb = seam_twins(off, verts, lay, nv)
+        he = _core.halfedges(nv, off, verts)
+        ref = np.flatnonzero((lay == -1) & (he["twin"] > np.arange(len(verts))))
+        assert np.array_equal(h, ref) and np.array_equal(th, he["twin"][ref])
+        assert np.array_equal(fa, he["face"][ref]) and np.array_equal(fb, he["face"][he["twin"][ref]])
+        seen["twins"] += 1
+        return h, th, fa, fb
+
+    def merge_checked(nv, off, verts, lay, unit, remove):
+        got, ref = merge_touched(nv, off, verts, lay, unit, remove), _core.merge(nv, off, verts, lay, unit, remove)
+        for k in ("group", "face_offsets", "face_verts", "he_layer", "he_unit"):
+            assert np.array_equal(np.asarray(got[k]), np.asarray(ref[k])), k
+        seen["merge"] += 1
+        return got
+
+    monkeypatch.setattr(S, "_seam_twins", twins_checked)
+    monkeypatch.setattr(S, "_merge_touched", merge_checked)
+    splinecam.partition(mlp((2, 16, 16, 3), seed=2), splinecam.Slice.plane2d(SQUARE), tiles=3, progress=False)
+    cnn = small_cnn(input_shape=(1, 8, 8), channels=(2,), dense=(6,), classes=3, seed=0).eval()
+    g = torch.Generator().manual_seed(0)
+    a, b, c = (torch.rand(1, 8, 8, generator=g) for _ in range(3))
+    splinecam.partition(cnn, splinecam.Slice.through(a, b, c), tiles=2, progress=False)
+    assert seen["twins"] >= 6 and seen["merge"] >= 6

@@ -399,7 +399,10 @@ def stitch(net, slice, polygons: Sequence[np.ndarray], parts: Sequence[Partition
             layer = Layer(*level, parent.astype(np.int32), nv_level)
             layers.append(layer if sink is None else sink.layer(layer))
         for t in tiles:
-            _release(*(t.P._layers[lev].face_parent,) if not is_dec else tuple(t.P._decision.values()))
+            if is_dec:
+                _release(t.P._decision["parent"], t.P._decision["winner"])
+            else:
+                _release(t.P._layers[lev].face_parent)
         prev_group = group
         prev_start = np.concatenate([[0], np.cumsum([len(t.levels[lev][0]) - 1 for t in tiles])])
         del off, verts, lay, unit, h, th, fa, fb, level, remove, keyrow, tile_of, local
@@ -415,10 +418,9 @@ def _merge_touched(num_vertices, off, verts, lay, unit, remove):
     an untouched face is its own group with its cycle unchanged."""
     F = len(off) - 1
     lens = np.diff(off)
-    face_of = np.repeat(np.arange(F), lens)
     touched = np.zeros(F, bool)
-    touched[face_of[remove.astype(bool)]] = True
-    sel = touched[face_of]
+    touched[np.searchsorted(off, np.flatnonzero(remove), side="right") - 1] = True
+    sel = np.repeat(touched, lens)
     sub_off = np.concatenate([[0], np.cumsum(lens[touched])]).astype(np.int64)
     m = _core.merge(num_vertices, sub_off, np.ascontiguousarray(verts[sel]), np.ascontiguousarray(lay[sel]),
                     np.ascontiguousarray(unit[sel]), np.ascontiguousarray(remove[sel]))
