@@ -277,6 +277,42 @@ def test_interrupted_tiles_resume_from_the_store(tmp_path, monkeypatch):
         splinecam.partition(model, sl.scaled(0.5), progress=False, store=store)
 
 
+def _arrays(P):
+    """Every array of a partition, by name, as its store holds them."""
+    from splinecam.result.store import npz_arrays
+    return {k: np.asarray(v) for k, v in npz_arrays(P).items() if not k.endswith("meta.json")}
+
+
+@pytest.mark.parametrize("which", ["conv-maxpool", "hardtanh-maxpool1d"])
+def test_stitch_streamed_into_a_store_equals_the_stitch_in_memory(tmp_path, which):
+    """With a store, the stitcher writes every level tile by tile into its files (no level
+    is whole in memory); the result is the in-memory stitch's, array for array."""
+    model, sl = SLICES[which]()
+    M = splinecam.partition(model, sl, progress=False, tiles=3)
+    S = splinecam.partition(model, sl, progress=False, tiles=3, store=tmp_path / "s")
+    assert isinstance(S._layers[-1].face_verts, np.memmap) and isinstance(S._xy, np.memmap)
+    a, b = _arrays(M), _arrays(S)
+    assert sorted(a) == sorted(b)
+    for k in a:
+        assert a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]), k
+
+
+def test_npy_column_writes_an_array_in_chunks(tmp_path):
+    from splinecam.result.store import NpyColumn
+    full = np.arange(30, dtype=np.int32).reshape(10, 3)
+    col = NpyColumn(tmp_path / "a.npy", np.int32, full.shape)
+    for s in (slice(0, 4), slice(4, 4), slice(4, 10)):
+        col.write(full[s])
+    got = col.close()
+    assert isinstance(got, np.memmap) and np.array_equal(got, full) and np.array_equal(np.load(tmp_path / "a.npy"), full)
+    col = NpyColumn(tmp_path / "b.npy", np.float64, (3,))
+    with pytest.raises(ValueError, match="does not fit"):
+        col.write(np.zeros(4))
+    col.write(np.zeros(2))
+    with pytest.raises(ValueError, match="1 of 3 rows were never written"):
+        col.close()
+
+
 def test_seam_twins_and_merge_on_the_seams_equal_whole_level_ones(monkeypatch):
     """The stitcher keys only the seams' half-edges and merges only the faces on seams;
     on every level of a tiled run (MLP and a max-pool CNN) that gives exactly what a

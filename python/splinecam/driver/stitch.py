@@ -113,11 +113,11 @@ def _boundary_on_lines(xy, level, lines):
     return h[keep], a[keep], b[keep], line[keep]
 
 
-def _unify(tiles, xy, lines, diameter):
-    """Global vertex ids: the union of the vertices every tile puts on a seam line at the
-    same point. Returns ``(rep, on_seam)``: the representative of every global id and a
-    mask of the ids that lie on a tile's boundary at a seam."""
-    n = len(xy)
+def _unify(tiles, n, lines, diameter):
+    """Global vertex ids (``n`` of them, tile by tile): the union of the vertices every
+    tile puts on a seam line at the same point. Returns ``(rep, on_seam)``: the
+    representative of every global id and a mask of the ids that lie on a tile's boundary
+    at a seam."""
     pairs = []
     on_seam = np.zeros(n, bool)
     entries = [[] for _ in lines]  # per line: (pos, gid, side)
@@ -130,7 +130,7 @@ def _unify(tiles, xy, lines, diameter):
             v = np.unique(np.concatenate([a[line == i], b[line == i]]))
             g = v + t.first_id
             on_seam[g] = True
-            entries[i].append(np.stack([xy[g, 1 - axis], g, np.full(len(g), side)], axis=1))
+            entries[i].append(np.stack([t.P._xy[v, 1 - axis], g, np.full(len(g), side)], axis=1))
     tol = SEAM_RTOL * diameter
     for i, e in enumerate(entries):
         if not e:
@@ -244,8 +244,14 @@ def stitch(net, slice, polygons: Sequence[np.ndarray], parts: Sequence[Partition
            sink=None) -> Partition:
     """One :class:`Partition` of ``slice`` from the partitions ``parts`` of its tiles
     ``polygons`` (see the module doc). ``sink``: a :class:`splinecam.result.store.Writer`
-    that takes every level as soon as it is stitched (the result is then the store,
-    memory-mapped: only one level is ever whole in memory)."""
+    that takes the result as it is made (the result is then the store, memory-mapped).
+
+    Memory: the seams change only the faces that hold a vertex on a seam, a small part of
+    each level. Those are stitched together, in memory; every other face is copied from
+    its tile to the result as it is (its vertex ids renumbered), tile after tile, in the
+    result's order. So besides per-vertex and per-face indices, no more than one tile's
+    level and the faces along the seams are in memory at once, and with a ``sink`` no
+    level of the result is ever whole in memory."""
     poly = slice.polygon
     bbox_lo, bbox_hi = poly.min(axis=0), poly.max(axis=0)
     diameter = float(np.linalg.norm(bbox_hi - bbox_lo))
@@ -256,33 +262,39 @@ def stitch(net, slice, polygons: Sequence[np.ndarray], parts: Sequence[Partition
     n_levels = len(tiles[0].levels)
     L = parts[0].num_layers
     has_decision = parts[0]._decision is not None
-    xy_all = np.concatenate([t.P._xy for t in tiles])
-    _release(*(t.P._xy for t in tiles))
     lines = _seam_lines(tiles, poly, diameter)
-    rep, on_seam = _unify(tiles, xy_all, lines, diameter)
-    born_all = np.concatenate([t.born for t in tiles])
-    born = np.full(len(xy_all), n_levels + 1, np.int64)
-    np.minimum.at(born, rep, born_all)
+    rep, on_seam = _unify(tiles, first, lines, diameter)
+    born = np.full(first, n_levels + 1, np.int16)
+    for t in tiles:
+        np.minimum.at(born, rep[t.first_id:t.first_id + t.nv], t.born.astype(np.int16))
     # New ids: representatives ordered by the level they appear at (each level's vertices
     # are a prefix of the ids, as in an untiled partition).
     reps = np.flatnonzero(rep == np.arange(len(rep)))
     order = reps[np.argsort(born[reps], kind="stable")]
-    new_id = np.full(len(xy_all), -1, np.int64)
+    del reps
+    born_new = born[order]
+    new_id = np.full(first, -1, np.int64)
     new_id[order] = np.arange(len(order))
-    gid = new_id[rep]
-    xy = xy_all[order]
-    outputs = np.concatenate([t.P._outputs for t in tiles])[order] if parts[0]._outputs is not None else None
-    seam = np.zeros(len(xy), bool)
+    gid = new_id[rep].astype(np.int32)
+    del new_id, rep, born
+    seam = np.zeros(len(order), bool)
     seam[gid[on_seam]] = True
-    del xy_all, rep, born_all
+    del on_seam
     if sink is not None:
         sink.slice(slice)
-        if outputs is not None:
-            outputs = sink.array("outputs", outputs)
+    new = (lambda name, dtype, shape: sink.column(name, dtype, shape)) if sink is not None else _MemColumn
+    xy_out = _gather(tiles, order, lambda t: t.P._xy, new("xy", np.float64, (len(order), 2)))
+    xy = np.array(xy_out) if sink is not None else xy_out  # the stitch reads it at random: in memory
+    outputs = None
+    if parts[0]._outputs is not None:
+        C = parts[0]._outputs.shape[1]
+        outputs = _gather(tiles, order, lambda t: t.P._outputs, new("outputs", np.float64, (len(order), C)))
+    del order
     corners = np.zeros(len(xy), bool)  # the slice's own corners stay, whatever their degree
     for c in poly:
         corners |= (xy[:, 0] == c[0]) & (xy[:, 1] == c[1])
-    born_new = born[order]
+    seam_ids = np.flatnonzero(seam)
+    seam_xy, seam_born = xy[seam_ids], born_new[seam_ids]
 
     # Patterns of the final pieces that touch a seam (per tile), for the keys of every level.
     pat_cols_end = np.cumsum([0] + [_bits(net.layers[l]) for l in range(L)])
@@ -307,6 +319,7 @@ def stitch(net, slice, polygons: Sequence[np.ndarray], parts: Sequence[Partition
         if len(touch):
             pats.append(net.patterns(_Inputs(slice, t.P.centroids()[touch]), L, packed=True))
     pats = np.concatenate(pats) if pats else np.zeros((0, (int(pat_cols_end[-1]) + 7) // 8), np.uint8)
+    labels = (pats, pat_cols_end, col_layer, col_unit)
 
     layers: List[Layer] = []
     prev_group = prev_start = None  # stitched face of each face of the previous level, per tile from prev_start
@@ -317,98 +330,222 @@ def stitch(net, slice, polygons: Sequence[np.ndarray], parts: Sequence[Partition
         # present seam vertices per line at this level (global ids)
         present = []
         for i, (axis, c) in enumerate(lines):
-            on = seam & (born_new <= lev + 1) & (xy[:, axis] == c)
-            ids = np.flatnonzero(on)
-            pos = xy[ids, 1 - axis]
+            on = (seam_born <= lev + 1) & (seam_xy[:, axis] == c)
+            ids = seam_ids[on]
+            pos = seam_xy[on, 1 - axis]
             o = np.argsort(pos, kind="stable")
             present.append((pos[o], ids[o]))
-        offs, vs, ls, us, tile_of, local = [], [], [], [], [], []
-        shift = 0
-        keyrow = []
+        sub = _seam_faces(tiles, lev, is_dec, gid, seam, piece_pat)
+        s_group, s_level, gfirst = _stitch_seam_faces(sub, xy, lines, present, seam, corners, labels, L, lev, is_dec)
+        # The stitched face of every face of this level: the faces off the seams are their
+        # own, numbered with the seam groups by their first face.
+        F = int(sub["face_base"][-1])
+        is_first = np.ones(F, bool)
+        is_first[sub["face"]] = False
+        is_first[gfirst] = True
+        group = np.cumsum(is_first) - 1
+        n_out = int(group[-1]) + 1 if F else 0
+        group[sub["face"]] = group[gfirst[s_group]]
+        del is_first
+        directory = None if sink is None else (sink.decision_dir() if is_dec else sink.layer_dir())
+        extras = {"winner": np.int32, "parent": np.int64} if is_dec else {"face_parent": np.int32}
+        out = _LevelOut(directory, n_out, sub["kept_halfedges"] + len(s_level[1]), extras)
+        s_off = s_level[0]
+        k = 0  # the next seam group to write
         for ti, t in enumerate(tiles):
             off, verts, lay, unit = t.levels[lev]
-            g = gid[verts.astype(np.int64) + t.first_id].astype(np.int32)
-            lvl = _insert_missing((off, g, lay.copy(), unit.copy()), xy, lines, present)
-            offs.append(lvl[0][:-1] + shift)
-            shift += int(lvl[0][-1])
-            vs.append(lvl[1]); ls.append(lvl[2]); us.append(lvl[3])
-            nf = len(off) - 1
-            tile_of.append(np.full(nf, ti, np.int64))
-            local.append(np.arange(nf))
-            # the final piece whose pattern stands for each face of this level
-            if is_dec:
-                fin = t.P._decision["parent"]
+            lo, hi = int(sub["face_base"][ti]), int(sub["face_base"][ti + 1])
+            kept = np.flatnonzero(~sub["mask"][ti])
+            k1 = int(np.searchsorted(gfirst, hi))
+            firstf = np.concatenate([kept + lo, gfirst[k:k1]])
+            o = np.argsort(firstf, kind="stable")
+            firstf = firstf[o]
+            # cycles: the kept faces from the tile, the seam groups from the seams' stitch
+            b0, b1 = int(s_off[k]), int(s_off[k1])
+            src_len = np.concatenate([np.diff(off)[kept], np.diff(s_off[k:k1 + 1])])[o]
+            src_start = np.concatenate([off[:-1][kept], len(verts) + s_off[k:k1] - b0])[o]
+            new_off = np.concatenate([[0], np.cumsum(src_len)])
+            take = np.repeat(src_start - new_off[:-1], src_len) + np.arange(int(new_off[-1]))
+            g = gid[verts.astype(np.int64) + t.first_id]
+            cycles = [np.concatenate([a, b[b0:b1].astype(np.int32)])[take]
+                      for a, b in ((g, s_level[1]), (lay, s_level[2]), (unit, s_level[3]))]
+            del g
+            # The parent of a stitched face: the stitched face of the previous level that
+            # holds the parent of its first piece.
+            local = firstf - lo
+            if lev == 0:
+                parent = np.zeros(len(local), np.int64)
             else:
-                fin = _any_descendant(t.P, lev + 1, piece_pat[ti] >= 0)
-            keyrow.append(piece_pat[ti][fin])
-            _release(*t.levels[lev])
-        off = np.concatenate(offs + [[shift]]).astype(np.int64)
-        verts, lay, unit = np.concatenate(vs), np.concatenate(ls), np.concatenate(us)
-        tile_of, local, keyrow = np.concatenate(tile_of), np.concatenate(local), np.concatenate(keyrow)
-        winner = np.concatenate([t.P._decision["winner"] for t in tiles]) if is_dec else None
-
-        h, th, fa, fb = _seam_twins(off, verts, lay, len(xy))  # one half of each seam edge, its twin
-        remove = np.zeros(len(verts), np.uint8)
-        if len(h):
-            ra, rb = keyrow[fa], keyrow[fb]
-            ncols = int(pat_cols_end[L if is_dec else lev + 1])
-            if (ra < 0).any() or (rb < 0).any():
-                raise RuntimeError("splinecam: a piece on a seam has no pattern (tiles do not meet)")
-            differs = _prefix_differs(pats[ra], pats[rb], ncols)
-            same = ~differs
+                loc_parent = (t.P._decision["parent"] if is_dec else t.P._layers[lev].face_parent)[local]
+                parent = prev_group[prev_start[ti] + loc_parent.astype(np.int64)]
             if is_dec:
-                wa, wb = winner[fa], winner[fb]
-                dec_edge = same & (wa != wb)
-                lay[h[dec_edge]] = lay[th[dec_edge]] = L + 1
-                unit[h[dec_edge]] = unit[th[dec_edge]] = np.maximum(wa, wb)[dec_edge]
-                same &= wa == wb
-            kept = np.flatnonzero(~same & differs)
-            if len(kept):  # the first unit that differs names the edge
-                col = np.argmax(np.unpackbits(pats[ra[kept]] ^ pats[rb[kept]], axis=1)[:, :ncols], axis=1)
-                for arr, val in ((lay, col_layer[col]), (unit, col_unit[col])):
-                    arr[h[kept]] = val
-                    arr[th[kept]] = val
-            remove[h[same]] = 1
-            remove[th[same]] = 1
-        if remove.any():
-            m = _merge_touched(len(xy), off, verts, lay, unit, remove)
-            group = m["group"].astype(np.int64)
-            off, verts, lay, unit = m["face_offsets"], m["face_verts"], m["he_layer"], m["he_unit"]
-        else:
-            group = np.arange(len(off) - 1)
-        ng = int(group.max()) + 1 if len(group) else 0
-        firstf = np.full(ng, -1, np.int64)
-        firstf[group[::-1]] = np.arange(len(group))[::-1]
-        level = _splice((off, verts, lay, unit), xy, seam, corners)
-        # The parent of a stitched face: the stitched face of the previous level that holds
-        # the parent of one of its pieces (faces are numbered tile by tile, in order).
-        if is_dec:
-            loc_parent = np.concatenate([t.P._decision["parent"] for t in tiles])
-        elif lev > 0:
-            loc_parent = np.concatenate([t.P._layers[lev].face_parent for t in tiles])
-        if lev == 0:
-            parent = np.zeros(ng, np.int64)
-        else:
-            parent = prev_group[prev_start[tile_of[firstf]] + loc_parent[firstf]]
-        if is_dec:
-            decision = {"faces": level, "winner": winner[firstf].astype(np.int32), "layer": L + 1,
-                        "parent": parent}
-            if sink is not None:
-                decision = sink.decision(decision)
-        else:
-            layer = Layer(*level, parent.astype(np.int32), nv_level)
-            layers.append(layer if sink is None else sink.layer(layer))
-        for t in tiles:
-            if is_dec:
+                out.append(src_len, *cycles, winner=t.P._decision["winner"][local], parent=parent)
                 _release(t.P._decision["parent"], t.P._decision["winner"])
             else:
+                out.append(src_len, *cycles, face_parent=parent)
                 _release(t.P._layers[lev].face_parent)
-        prev_group = group
-        prev_start = np.concatenate([[0], np.cumsum([len(t.levels[lev][0]) - 1 for t in tiles])])
-        del off, verts, lay, unit, h, th, fa, fb, level, remove, keyrow, tile_of, local
-    if sink is not None:
-        xy = sink.array("xy", xy)
-    return Partition(xy=xy, layers=layers, outputs=outputs, decision=decision, net=net, slice=slice, stats=stats)
+            _release(*t.levels[lev])
+            k = k1
+        arrays = out.close()
+        faces = tuple(arrays[n] for n in ("face_offsets", "face_verts", "he_layer", "he_unit"))
+        if is_dec:
+            decision = {"faces": faces, "winner": arrays["winner"], "layer": L + 1, "parent": arrays["parent"]}
+            if sink is not None:
+                decision = sink.decision_written(L + 1)
+        else:
+            layers.append(Layer(*faces, arrays["face_parent"], nv_level) if sink is None
+                          else sink.layer_written(nv_level))
+        prev_group, prev_start = group, sub["face_base"]
+        del sub, s_group, s_level, gfirst, group, arrays, faces
+    return Partition(xy=xy_out, layers=layers, outputs=outputs, decision=decision, net=net, slice=slice, stats=stats)
+
+
+def _seam_faces(tiles, lev, is_dec, gid, seam, piece_pat) -> dict:
+    """The faces of level ``lev`` that hold a vertex on a seam, from every tile, in order:
+    the only faces the seams change (a face off the seams keeps its cycle, its vertex ids
+    renumbered). Returns their cycles in global vertex ids (``level``), their global
+    face indices (``face``), their pattern rows (``key``) and winners (decision level),
+    per tile the mask of them (``mask``), the first global face of every tile
+    (``face_base``), and how many half-edges the other faces hold (``kept_halfedges``)."""
+    lens, vs, ls, us, face, key, win, masks = [], [], [], [], [], [], [], []
+    base = np.zeros(len(tiles) + 1, np.int64)
+    kept_he = 0
+    for ti, t in enumerate(tiles):
+        off, verts, lay, unit = t.levels[lev]
+        nf = len(off) - 1
+        g = gid[verts.astype(np.int64) + t.first_id]
+        m = np.logical_or.reduceat(seam[g], off[:-1]) if nf else np.zeros(0, bool)
+        sel = np.repeat(m, np.diff(off))
+        lens.append(np.diff(off)[m])
+        vs.append(g[sel]); ls.append(np.asarray(lay)[sel]); us.append(np.asarray(unit)[sel])
+        face.append(base[ti] + np.flatnonzero(m))
+        # the final piece whose pattern stands for each face of this level
+        fin = t.P._decision["parent"] if is_dec else _any_descendant(t.P, lev + 1, piece_pat[ti] >= 0)
+        key.append(piece_pat[ti][np.asarray(fin)[m]])
+        if is_dec:
+            win.append(np.asarray(t.P._decision["winner"])[m])
+        masks.append(m)
+        kept_he += len(verts) - int(np.count_nonzero(sel))
+        base[ti + 1] = base[ti] + nf
+        del g, sel
+    lens = np.concatenate(lens)
+    level = (np.concatenate([[0], np.cumsum(lens)]).astype(np.int64), np.concatenate(vs).astype(np.int32),
+             np.concatenate(ls).astype(np.int32), np.concatenate(us).astype(np.int32))
+    return dict(level=level, face=np.concatenate(face), key=np.concatenate(key),
+                winner=np.concatenate(win) if is_dec else None, mask=masks, face_base=base, kept_halfedges=kept_he)
+
+
+def _stitch_seam_faces(sub, xy, lines, present, seam, corners, labels, L, lev, is_dec):
+    """Stitch the faces along the seams (:func:`_seam_faces`): T-junctions inserted, seam
+    edges between pieces of one region dissolved (their faces merged), the others
+    labelled, vertices the seams alone made removed. Returns ``(group, level, first)``:
+    the stitched face of every seam face, the stitched faces' cycles, and the global
+    index of each one's first face (increasing)."""
+    pats, pat_cols_end, col_layer, col_unit = labels
+    keyrow, winner = sub["key"], sub["winner"]
+    off, verts, lay, unit = _insert_missing(sub["level"], xy, lines, present)
+    h, th, fa, fb = _seam_twins(off, verts, lay, len(xy))  # one half of each seam edge, its twin
+    remove = np.zeros(len(verts), np.uint8)
+    if len(h):
+        ra, rb = keyrow[fa], keyrow[fb]
+        ncols = int(pat_cols_end[L if is_dec else lev + 1])
+        if (ra < 0).any() or (rb < 0).any():
+            raise RuntimeError("splinecam: a piece on a seam has no pattern (tiles do not meet)")
+        differs = _prefix_differs(pats[ra], pats[rb], ncols)
+        same = ~differs
+        if is_dec:
+            wa, wb = winner[fa], winner[fb]
+            dec_edge = same & (wa != wb)
+            lay[h[dec_edge]] = lay[th[dec_edge]] = L + 1
+            unit[h[dec_edge]] = unit[th[dec_edge]] = np.maximum(wa, wb)[dec_edge]
+            same &= wa == wb
+        kept = np.flatnonzero(~same & differs)
+        if len(kept):  # the first unit that differs names the edge
+            col = np.argmax(np.unpackbits(pats[ra[kept]] ^ pats[rb[kept]], axis=1)[:, :ncols], axis=1)
+            for arr, val in ((lay, col_layer[col]), (unit, col_unit[col])):
+                arr[h[kept]] = val
+                arr[th[kept]] = val
+        remove[h[same]] = 1
+        remove[th[same]] = 1
+    if remove.any():
+        m = _merge_touched(len(xy), off, verts, lay, unit, remove)
+        group = m["group"].astype(np.int64)
+        off, verts, lay, unit = m["face_offsets"], m["face_verts"], m["he_layer"], m["he_unit"]
+    else:
+        group = np.arange(len(off) - 1)
+    ng = int(group.max()) + 1 if len(group) else 0
+    firstf = np.full(ng, -1, np.int64)
+    firstf[group[::-1]] = np.arange(len(group))[::-1]
+    level = _splice((off, verts, lay, unit), xy, seam, corners)
+    return group, level, sub["face"][firstf]
+
+
+class _MemColumn:
+    """:class:`splinecam.result.store.NpyColumn` in memory: an array of known shape
+    filled front to back."""
+
+    def __init__(self, name, dtype, shape):
+        self.a = np.empty(shape, dtype)
+        self.at = 0
+
+    def write(self, a) -> None:
+        self.a[self.at:self.at + len(a)] = a
+        self.at += len(a)
+
+    def close(self) -> np.ndarray:
+        assert self.at == len(self.a), (self.at, self.a.shape)
+        return self.a
+
+
+class _LevelOut:
+    """The stitched faces of one level, appended in their final order (tile by tile):
+    into memory, or (``directory``) straight into a store's files."""
+
+    def __init__(self, directory, num_faces: int, num_halfedges: int, extras: dict):
+        from splinecam.result.store import NpyColumn
+
+        def column(name, dtype, shape):
+            if directory is None:
+                return _MemColumn(name, dtype, shape)
+            return NpyColumn(f"{directory}/{name}.npy", dtype, shape)
+
+        self.cols = {"face_offsets": column("face_offsets", np.int64, (num_faces + 1,))}
+        for name in ("face_verts", "he_layer", "he_unit"):
+            self.cols[name] = column(name, np.int32, (num_halfedges,))
+        for name, dtype in extras.items():
+            self.cols[name] = column(name, dtype, (num_faces,))
+        self.cols["face_offsets"].write(np.zeros(1, np.int64))
+        self.base = 0
+
+    def append(self, lens, verts, lay, unit, **extras) -> None:
+        """The next faces: their cycles' lengths and half-edges, and per face ``extras``."""
+        self.cols["face_offsets"].write(self.base + np.cumsum(lens))
+        self.base += int(np.sum(lens))
+        for name, a in (("face_verts", verts), ("he_layer", lay), ("he_unit", unit), *extras.items()):
+            self.cols[name].write(a)
+
+    def close(self) -> dict:
+        return {k: c.close() for k, c in self.cols.items()}
+
+
+def _gather(tiles, order, get, column, chunk: int = 1 << 20):
+    """Rows ``order`` (global vertex ids) of the tiles' arrays ``get(tile)``, written to
+    ``column`` in that order a chunk at a time (the tiles' arrays are never joined);
+    returns ``column.close()``."""
+    firsts = np.array([t.first_id for t in tiles], np.int64)
+    for s in range(0, len(order), chunk):
+        ids = order[s:s + chunk]
+        ti = np.searchsorted(firsts, ids, side="right") - 1
+        rows = None
+        for i in np.unique(ti):
+            m = ti == i
+            part = get(tiles[i])[ids[m] - firsts[i]]
+            if rows is None:
+                rows = np.empty((len(ids),) + part.shape[1:], part.dtype)
+            rows[m] = part
+        column.write(rows)
+        _release(*(get(t) for t in tiles))
+    return column.close()
 
 
 def _merge_touched(num_vertices, off, verts, lay, unit, remove):

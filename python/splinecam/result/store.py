@@ -34,7 +34,7 @@ import torch
 from splinecam.result.partition import Layer, Partition
 from splinecam.slice import Slice
 
-__all__ = ["save", "load", "Writer", "FORMAT", "is_store", "npz_arrays", "NPZ_PREFIX"]
+__all__ = ["save", "load", "Writer", "NpyColumn", "FORMAT", "is_store", "npz_arrays", "NPZ_PREFIX"]
 
 FORMAT = 1
 #: the prefix of the store's arrays inside a ``.npz`` file
@@ -70,6 +70,44 @@ def _jsonable(d: dict) -> dict:
 
 def _write(path, name, a):
     np.save(os.path.join(path, name + ".npy"), np.ascontiguousarray(a))
+
+
+class NpyColumn:
+    """A ``.npy`` file of known dtype and shape, written front to back in chunks along
+    its first axis: an array larger than memory is written without ever being whole.
+
+    Parameters
+    ----------
+    path : str
+        The file (``name.npy``).
+    dtype : numpy dtype
+        Its dtype.
+    shape : tuple of int
+        Its shape; the chunks' lengths along the first axis must sum to ``shape[0]``.
+    """
+
+    def __init__(self, path, dtype, shape):
+        self.path, self.dtype, self.shape = os.fspath(path), np.dtype(dtype), tuple(int(s) for s in shape)
+        self.left = self.shape[0]
+        self._fh = open(self.path, "wb")
+        np.lib.format.write_array_header_1_0(self._fh, {"descr": np.lib.format.dtype_to_descr(self.dtype),
+                                                        "fortran_order": False, "shape": self.shape})
+
+    def write(self, a) -> None:
+        """Append the chunk ``a`` (rows of the array)."""
+        a = np.ascontiguousarray(a, dtype=self.dtype)
+        if a.shape[1:] != self.shape[1:] or len(a) > self.left:
+            raise ValueError(f"{self.path}: a chunk of shape {a.shape} does not fit the {self.left} rows left of "
+                             f"{self.shape}")
+        self._fh.write(a.data)
+        self.left -= len(a)
+
+    def close(self) -> np.ndarray:
+        """Finish the file and return it memory-mapped read-only."""
+        self._fh.close()
+        if self.left:
+            raise ValueError(f"{self.path}: {self.left} of {self.shape[0]} rows were never written")
+        return np.load(self.path, mmap_mode="r")
 
 
 class Writer:
@@ -128,6 +166,27 @@ class Writer:
             self.has_outputs = True
         return np.load(os.path.join(self.path, name + ".npy"), mmap_mode="r")
 
+    def column(self, name: str, dtype, shape) -> NpyColumn:
+        """Open one array of the store (``"xy"``, ``"outputs"``) to be written in chunks.
+
+        Parameters
+        ----------
+        name : str
+            Its name: written as ``name.npy``.
+        dtype : numpy dtype
+            Its dtype.
+        shape : tuple of int
+            Its shape.
+
+        Returns
+        -------
+        NpyColumn
+            Takes the chunks; its ``close()`` returns the array memory-mapped.
+        """
+        if name == "outputs":
+            self.has_outputs = True
+        return NpyColumn(os.path.join(self.path, name + ".npy"), dtype, shape)
+
     def layer(self, f: Layer) -> Layer:
         """Write the next hidden layer's faces (as ``layer_NNN/``).
 
@@ -141,14 +200,41 @@ class Writer:
         Layer
             The same layer over the written arrays, memory-mapped read-only.
         """
-        l = len(self.num_vertices) + 1
-        d = os.path.join(self.path, f"layer_{l:03d}")
-        os.makedirs(d, exist_ok=True)
+        d = self.layer_dir()
         for name in _FACE_FIELDS + ("face_parent",):
             _write(d, name, getattr(f, name))
-        self.num_vertices.append(int(f.num_vertices))
+        return self.layer_written(f.num_vertices)
+
+    def layer_dir(self) -> str:
+        """The directory of the next hidden layer (created), for a caller that writes its
+        arrays itself (:class:`NpyColumn`); :meth:`layer_written` then records it.
+
+        Returns
+        -------
+        str
+            ``layer_NNN/`` of the next layer.
+        """
+        d = os.path.join(self.path, f"layer_{len(self.num_vertices) + 1:03d}")
+        os.makedirs(d, exist_ok=True)
+        return d
+
+    def layer_written(self, num_vertices: int) -> Layer:
+        """Record the layer whose arrays were written to :meth:`layer_dir`.
+
+        Parameters
+        ----------
+        num_vertices : int
+            Its bound on the vertex ids (:attr:`Layer.num_vertices`).
+
+        Returns
+        -------
+        Layer
+            The layer over the written arrays, memory-mapped read-only.
+        """
+        d = self.layer_dir()
+        self.num_vertices.append(int(num_vertices))
         return Layer(*(np.load(os.path.join(d, n + ".npy"), mmap_mode="r") for n in _FACE_FIELDS + ("face_parent",)),
-                     int(f.num_vertices))
+                     int(num_vertices))
 
     def decision(self, dec: dict) -> dict:
         """Write the decision-boundary refinement (as ``decision/``).
@@ -164,13 +250,41 @@ class Writer:
         dict
             The same refinement over the written arrays, memory-mapped read-only.
         """
-        d = os.path.join(self.path, "decision")
-        os.makedirs(d, exist_ok=True)
+        d = self.decision_dir()
         for name, a in zip(_FACE_FIELDS, dec["faces"]):
             _write(d, name, a)
         _write(d, "winner", dec["winner"])
         _write(d, "parent", dec.get("parent", np.zeros(0, np.int64)))
-        self.decision_layer = int(dec["layer"])
+        return self.decision_written(dec["layer"])
+
+    def decision_dir(self) -> str:
+        """The directory of the decision-boundary refinement (created), for a caller that
+        writes its arrays itself; :meth:`decision_written` then records it.
+
+        Returns
+        -------
+        str
+            ``decision/``.
+        """
+        d = os.path.join(self.path, "decision")
+        os.makedirs(d, exist_ok=True)
+        return d
+
+    def decision_written(self, layer: int) -> dict:
+        """Record the refinement whose arrays were written to :meth:`decision_dir`.
+
+        Parameters
+        ----------
+        layer : int
+            The layer id of its edges (the number of hidden layers + 1).
+
+        Returns
+        -------
+        dict
+            As :meth:`decision` returns it.
+        """
+        d = self.decision_dir()
+        self.decision_layer = int(layer)
         m = lambda n: np.load(os.path.join(d, n + ".npy"), mmap_mode="r")
         return {"faces": tuple(m(n) for n in _FACE_FIELDS), "winner": m("winner"), "layer": self.decision_layer,
                 "parent": m("parent")}
