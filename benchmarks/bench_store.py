@@ -46,6 +46,7 @@ def main(argv=None):
         P = splinecam.partition(model, sl, memory_limit=int(args.memory_gib * 2 ** 30), store=path, progress=True)
         t_run = time.perf_counter() - t
         n, tiles = P.num_regions, P.run_info["tiles"]
+        t_stitch = P.run_info.get("stitch_seconds", 0.0)
         rss_run = rss_gib()
         del P
         t = time.perf_counter()
@@ -62,7 +63,8 @@ def main(argv=None):
         fig.savefig(os.path.join(path, "window.png"), dpi=80)
         t_plot = time.perf_counter() - t
         size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs) / 2 ** 30
-        print(f"regions {n:,} in {tiles} tiles: {t_run:.1f} s ({n / t_run:,.0f} regions/s); store {size:.2f} GiB; "
+        print(f"regions {n:,} in {tiles} tiles: {t_run:.1f} s ({n / t_run:,.0f} regions/s; the stitch {t_stitch:.1f} s); "
+              f"store {size:.2f} GiB; "
               f"reopened and queried (1000 locates, at_layer(1) = {first:,} regions) in {t_query:.1f} s, "
               f"window plotted in {t_plot:.1f} s; all points located: {bool((where >= 0).all())}; "
               f"peak RSS {rss_run:.2f} GiB while partitioning, {rss_gib():.2f} GiB in all, with memory_limit "

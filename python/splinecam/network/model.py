@@ -42,6 +42,7 @@ import torch
 import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules import module as _torch_module
 
 from splinecam.network import cache
 from splinecam.network.ops import (
@@ -77,6 +78,15 @@ def _threads_for(n_values: int, device: torch.device):
         torch.set_num_threads(n)
 
 
+def _all_finite(t: torch.Tensor) -> bool:
+    """Whether a floating-point tensor holds no NaN or infinity (numpy for a small CPU
+    tensor: a torch op costs more than checking its values)."""
+    t = t.detach()
+    if t.device.type == "cpu" and t.dtype in (torch.float64, torch.float32, torch.float16):
+        return bool(np.isfinite(t.numpy()).all())
+    return bool(torch.isfinite(t).all())
+
+
 # -- row layouts -------------------------------------------------------------------------------
 @dataclass
 class RowLayout:
@@ -104,6 +114,7 @@ class Network:
         #: layouts and segments by layer: they depend on the structure only, so the copies
         #: of a traced template (:meth:`_with_weights_of`) share them
         self._memo: Dict[tuple, object] = {}
+        self._calls: Dict[str, object] = {}  # submodules' callables (_module)
         self._classify()
         self._propagate_shapes()
         self._liveness()
@@ -113,17 +124,18 @@ class Network:
     def from_model(cls, model: nn.Module, input_shape: Sequence[int]) -> "Network":
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
-        training = [(n, m) for n, m in model.named_modules() if m.training]
+        modules = list(model.named_modules())
+        training = [(n, m) for n, m in modules if m.training]
         if training:
             raise ValueError(_training_message(training))
-        for name, m in model.named_modules():
+        for name, m in modules:
             if isinstance(m, nn.modules.batchnorm._NormBase) and m.running_mean is None:
                 raise UnsupportedModelError(
                     f"module '{name}' ({type(m).__name__}) has no running statistics "
                     "(track_running_stats=False): it normalises by the batch, so one input's output depends on the "
                     "others and the model is not a function of its input alone")
         for name, t in list(model.named_parameters()) + list(model.named_buffers()):
-            if t.is_floating_point() and not torch.isfinite(t).all():
+            if t.is_floating_point() and not _all_finite(t):
                 raise ValueError(f"the model's tensor '{name}' contains NaN or infinite values")
         key, net = cache.lookup(model, input_shape)
         if net is not None:
@@ -192,7 +204,7 @@ class Network:
         except (LookupError, AttributeError):
             return None
         net = copy.copy(self)
-        net.gm, net.static, net.pattern_floors = gm, dict(self.static), None
+        net.gm, net.static, net.pattern_floors, net._calls = gm, dict(self.static), None, {}
         return net
 
     def to(self, device) -> "Network":
@@ -200,10 +212,24 @@ class Network:
         forward passes then run there, on torch tensors instead of numpy arrays."""
         device = torch.device(device)
         if device != self.device:
-            self.gm = self.gm.to(device)
+            self.gm, self._calls = self.gm.to(device), {}
             self.static = {n: v.to(device) if isinstance(v, torch.Tensor) else v for n, v in self.static.items()}
             self.device = device
         return self
+
+    def _module(self, target: str):
+        """The callable of the submodule ``target``: its ``forward`` itself when neither
+        it nor torch has forward hooks (``Module.__call__`` costs more than a small
+        layer's forward). Kept per copy of the network: :meth:`_with_weights_of` makes
+        new modules."""
+        fn = self._calls.get(target)
+        if fn is None:
+            m = self.gm.get_submodule(target)
+            hooked = m._forward_hooks or m._forward_pre_hooks or getattr(m, "_forward_hooks_with_kwargs", None)
+            fn = self._calls[target] = m if hooked else m.forward
+        if _torch_module._global_forward_hooks or _torch_module._global_forward_pre_hooks:
+            return self.gm.get_submodule(target)
+        return fn
 
     def _unsupported(self, node: fx.Node, why: str = "") -> UnsupportedModelError:
         return UnsupportedModelError(
@@ -292,7 +318,7 @@ class Network:
         if "inplace" in kwargs:  # never write into the driver's arrays
             kwargs = dict(kwargs, inplace=False)
         if n.op == "call_module":
-            return self.gm.get_submodule(n.target)(*args, **kwargs)
+            return self._module(n.target)(*args, **kwargs)
         if n.op == "call_function":
             return n.target(*args, **kwargs)
         if n.op == "call_method":
@@ -653,13 +679,19 @@ class Network:
         - ``values``: the rows themselves at ``x``, ``(n, n_cols)`` (the chain columns of
           a max-type layer are zeros: the driver fills them)."""
         x = torch.as_tensor(x, dtype=torch.float64, device=self.device).reshape(len(x), -1)
-        with _threads_for(len(x) * (2 * probes + 2) * max(self.layer_widths + [x.shape[1]]), self.device):
+        with _threads_for(len(x) * (2 * probes + 2) * max(self.layer_widths + [x.shape[1]]), self.device), \
+                np.errstate(over="ignore", invalid="ignore"):  # a model whose values overflow is refused later, clearly
             return self._magnitudes(x, probes, seed)
 
     def _magnitudes(self, x, probes, seed):
+        # Everything but the glue itself is numpy on the host: these are a few dozen rows,
+        # where a torch op costs several times its numpy twin.
         n, P = len(x), probes
+        B = 2 * P + 2
+        dev = self.device
         direct, accumulated, values = [], [], []
-        source, scale = x, torch.zeros_like(x)  # values and accumulated scales at x
+        source = x.cpu().numpy()
+        scale = np.zeros_like(source)  # values and accumulated scales at x
         for l in range(1, self.num_layers + 2):
             lay, seg = self.layout(l), self._segment(l)
             prev_l, prev_lay = (l - 1, self.layout(l - 1)) if l > 1 else (0, None)
@@ -672,41 +704,50 @@ class Network:
                     v = env[k].values if isinstance(env[k], _MaxResult) else env[k]
                     if not isinstance(v, torch.Tensor):
                         continue
-                    # Each input's signs come from a generator of its own (seeded by the
-                    # seed, the layer and the input's place), so they do not depend on
-                    # what was drawn before; small ones are kept with the layouts.
-                    memo = ("signs", seed, probes, n, l, i, tuple(v.shape), str(v.device))
-                    signs = self._memo.get(memo)
-                    if signs is None:
-                        g = torch.Generator().manual_seed(seed * 1_000_003 + l * 1009 + i)
-                        signs = (torch.randint(0, 2, v.shape, generator=g, dtype=torch.float64) * 2 - 1).to(v.device)
-                        if v.numel() <= _KEEP_SIGNS:
-                            self._memo[memo] = signs
-                    b = v.reshape(2 * P + 2, n, -1).clone()
+                    sg = self._probe_signs(seed, probes, n, l, i, tuple(v.shape)).reshape(B, n, -1)
+                    a = v.cpu().numpy().reshape(B, n, -1)
                     e = scale_env[k].reshape(1, n, -1)
-                    sg = signs.reshape(2 * P + 2, n, -1)
+                    b = np.empty(a.shape)
+                    b[0] = a[0]
                     b[1] = 0.0
-                    b[2:P + 2] *= sg[2:P + 2]
-                    b[P + 2:] = (b[P + 2:].abs() + e) * sg[P + 2:]
-                    b = b.reshape(v.shape)
-                    env[k] = _MaxResult(b, None) if isinstance(env[k], _MaxResult) else b
+                    np.multiply(a[2:P + 2], sg[2:P + 2], out=b[2:P + 2])
+                    np.abs(a[P + 2:], out=b[P + 2:])
+                    b[P + 2:] += e
+                    b[P + 2:] *= sg[P + 2:]
+                    t = torch.from_numpy(b.reshape(v.shape)).to(v.device)
+                    env[k] = _MaxResult(t, None) if isinstance(env[k], _MaxResult) else t
 
-            env = self._segment_env(l, seg, prev_l, prev_lay, source.repeat(2 * P + 2, 1), hook)
-            rows = torch.empty((n * (2 * P + 2), lay.n_cols), dtype=torch.float64, device=self.device)
+            env = self._segment_env(l, seg, prev_l, prev_lay, torch.from_numpy(np.tile(source, (B, 1))).to(dev), hook)
+            rows = np.empty((n * B, lay.n_cols))
             self._write_row(l, lay, env, rows)
-            rows = rows.reshape(2 * P + 2, n, lay.n_cols)
+            rows = rows.reshape(B, n, lay.n_cols)
             # Mean absolute value, scaled to estimate the root-mean-square (for random signs
             # E|sum s_i t_i| ~ sqrt(2 / pi) |t|): squares would overflow beyond 1e154.
-            diff = (rows[2:] - rows[1]).abs_()
-            both = torch.stack([diff[:P].mean(dim=0), diff[P:].mean(dim=0)]).mul_(math.sqrt(math.pi / 2))
-            host = torch.cat([both.amax(dim=1), rows[0]]).cpu().numpy()  # one copy to the host
-            direct.append(host[0])
-            accumulated.append(host[1])
-            values.append(host[2:])
+            diff = np.abs(rows[2:] - rows[1]).reshape(2, P, n, lay.n_cols)
+            both = np.add.reduce(diff, axis=1)  # the means of the two kinds of probes
+            both /= P
+            both *= math.sqrt(math.pi / 2)
+            direct.append(both[0].max(axis=0))
+            accumulated.append(both[1].max(axis=0))
+            values.append(rows[0].copy())
             source, scale = rows[0], both[1]
         return direct, accumulated, values
 
-    def _input_scales(self, l: int, prev_l: int, prev_lay: Optional[RowLayout], scale: torch.Tensor) -> Dict:
+    def _probe_signs(self, seed: int, probes: int, n: int, l: int, i: int, shape: tuple) -> np.ndarray:
+        """Random signs of the ``i``-th input of layer ``l``'s glue in :meth:`magnitudes`:
+        from a generator of their own (seeded by the seed, the layer and the input's
+        place), so they do not depend on what was drawn before; small ones are kept with
+        the layouts."""
+        memo = ("signs", seed, probes, n, l, i, shape)
+        signs = self._memo.get(memo)
+        if signs is None:
+            g = torch.Generator().manual_seed(seed * 1_000_003 + l * 1009 + i)
+            signs = (torch.randint(0, 2, shape, generator=g, dtype=torch.float64) * 2 - 1).numpy()
+            if signs.size <= _KEEP_SIGNS:
+                self._memo[memo] = signs
+        return signs
+
+    def _input_scales(self, l: int, prev_l: int, prev_lay: Optional[RowLayout], scale: np.ndarray) -> Dict:
         """Accumulated scales of the per-vertex inputs of the segment before layer ``l``,
         from the scales ``scale`` of the previous layer's columns (or of the input)."""
         n = scale.shape[0]
@@ -719,8 +760,8 @@ class Network:
             k = nl.zero_breakpoint
             out[nl.node] = out[z] if z in out else scale[:, k * nl.width:(k + 1) * nl.width]
         else:
-            X = torch.cat([out[t].reshape(n, -1) for t in nl.inputs], dim=1)
-            out[nl.node] = X[:, torch.from_numpy(nl.idx).to(X.device)].amax(dim=2)
+            X = np.concatenate([out[t].reshape(n, -1) for t in nl.inputs], axis=1)
+            out[nl.node] = X[:, nl.idx].max(axis=2)
         return out
 
 
@@ -738,7 +779,7 @@ class Network:
         host = isinstance(out, np.ndarray)
         for n, (a, e) in lay.carry.items():
             v = env[n].reshape(m, -1)
-            out[:, a:e] = v.numpy() if host else v
+            out[:, a:e] = v.cpu().numpy() if host else v
         if l > self.num_layers:
             return
         nl = self.layers[l - 1]
@@ -747,7 +788,7 @@ class Network:
             N = nl.width
             for k, bp in enumerate(nl.breakpoints):
                 if host:
-                    np.subtract(z.numpy(), bp, out=out[:, k * N:(k + 1) * N])  # no temporary
+                    np.subtract(z.cpu().numpy(), bp, out=out[:, k * N:(k + 1) * N])  # no temporary
                 else:
                     torch.sub(z, bp, out=out[:, k * N:(k + 1) * N])
         else:
