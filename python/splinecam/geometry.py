@@ -13,7 +13,7 @@ give regions of a fine partition there negative areas.
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -132,34 +132,78 @@ class PolygonIndex:
     bounding box meets it: a query tests a point against the few polygons of its cell
     only. ``Partition.locate`` uses one.
 
+    The index keeps only the grid (an int32 polygon id per cell a polygon meets, and the
+    cells' offsets); a query reads the coordinates of its candidates' edges. So with
+    ``verts`` (the polygons as vertex ids into ``coords``, as a partition stores them,
+    possibly memory-mapped) an index over ten million regions is built a chunk at a time
+    and costs a few bytes per region.
+
     Parameters
     ----------
     coords : numpy.ndarray
-        (H, 2) float64 coordinates of the ragged convex polygons, counter-clockwise.
+        (H, 2) float64 coordinates of the ragged convex polygons, counter-clockwise; or,
+        with ``verts``, (V, 2) the coordinates of the vertices.
     off : numpy.ndarray
         (F + 1,) int offsets (no empty polygon).
+    verts : numpy.ndarray, optional
+        (H,) vertex ids: polygon ``i`` is ``coords[verts[off[i]:off[i+1]]]``.
     """
 
-    def __init__(self, coords: np.ndarray, off: np.ndarray):
-        self.coords, self.off = coords, np.asarray(off, np.int64)
+    #: polygons whose bounding boxes are measured at once while the index is built
+    CHUNK = 1 << 18
+
+    def __init__(self, coords: np.ndarray, off: np.ndarray, verts: Optional[np.ndarray] = None):
+        self.coords, self.verts, self.off = coords, verts, np.asarray(off, np.int64)
         F = len(self.off) - 1
-        bmin = np.minimum.reduceat(coords, self.off[:-1], axis=0)
-        bmax = np.maximum.reduceat(coords, self.off[:-1], axis=0)
-        self.lo, hi = bmin.min(axis=0), bmax.max(axis=0)
+        chunks = [(a, min(F, a + self.CHUNK)) for a in range(0, F, self.CHUNK)]
+        boxes = []  # per chunk: the polygons' bounding boxes, then their first and last cells
+        lo, hi = np.full(2, np.inf), np.full(2, -np.inf)
+        for a, b in chunks:
+            bmin, bmax = self._boxes(a, b)
+            lo, hi = np.minimum(lo, bmin.min(axis=0)), np.maximum(hi, bmax.max(axis=0))
+            boxes.append((bmin, bmax))
+        self.lo = lo
         self.G = int(np.clip(np.sqrt(F), 1, 2048))
         self.size = np.maximum((hi - self.lo) / self.G, np.finfo(float).tiny)
-        i0, i1 = self._cell(bmin), self._cell(bmax)
-        nx, ny = i1[:, 0] - i0[:, 0] + 1, i1[:, 1] - i0[:, 1] + 1
+        # The cells of every polygon, chunk by chunk, sorted by cell (polygon order within a
+        # cell); then a counting sort places them cell by cell.
+        per_chunk, counts = [], np.zeros(self.G * self.G, np.int64)
+        for (a, _), (bmin, bmax) in zip(chunks, boxes):
+            cell, reg = self._cells(self._cell(bmin), self._cell(bmax))
+            order = np.argsort(cell, kind="stable")
+            cell, reg = cell[order].astype(np.int32), (reg[order] + a).astype(np.int32 if F < 2 ** 31 else np.int64)
+            counts += np.bincount(cell, minlength=self.G * self.G)
+            per_chunk.append((cell, reg))
+        del boxes
+        self.start = np.zeros(self.G * self.G + 1, np.int64)
+        np.cumsum(counts, out=self.start[1:])
+        self.members = np.empty(int(self.start[-1]), np.int32 if F < 2 ** 31 else np.int64)
+        fill = self.start[:-1].copy()
+        for cell, reg in per_chunk:
+            starts = np.flatnonzero(np.concatenate([[True], cell[1:] != cell[:-1]]))  # the runs of one cell
+            rank = np.arange(len(cell)) - np.repeat(starts, np.diff(np.append(starts, len(cell))))
+            self.members[fill[cell] + rank] = reg
+            fill += np.bincount(cell, minlength=self.G * self.G)
+
+    def _point(self, h):
+        """The coordinates of half-edges ``h``'s first vertices."""
+        return self.coords[self.verts[h]] if self.verts is not None else self.coords[h]
+
+    def _boxes(self, a: int, b: int):
+        """Bounding boxes of polygons ``a .. b - 1``."""
+        off = self.off[a:b + 1]
+        pts = self._point(np.arange(off[0], off[-1]))
+        return np.minimum.reduceat(pts, off[:-1] - off[0], axis=0), np.maximum.reduceat(pts, off[:-1] - off[0], axis=0)
+
+    def _cells(self, i0, i1):
+        """``(cell, polygon)`` of every cell that the bounding box ``i0 .. i1`` (grid
+        positions) of each polygon of a chunk meets, polygons counted from 0."""
+        nx, ny = (i1[:, 0] - i0[:, 0] + 1).astype(np.int64), (i1[:, 1] - i0[:, 1] + 1).astype(np.int64)
         count = nx * ny
-        reg = np.repeat(np.arange(F), count)
+        reg = np.repeat(np.arange(len(i0)), count)
         k = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
         cell = (i0[reg, 1] + k // nx[reg]) * self.G + i0[reg, 0] + k % nx[reg]
-        order = np.argsort(cell, kind="stable")
-        self.members = reg[order]
-        self.start = np.zeros(self.G * self.G + 1, np.int64)
-        np.cumsum(np.bincount(cell, minlength=self.G * self.G), out=self.start[1:])
-        d = coords[next_index(self.off)] - coords
-        self.d, self.length = d, np.hypot(d[:, 0], d[:, 1])
+        return cell, reg
 
     def _cell(self, p):
         return np.clip(((p - self.lo) / self.size).astype(np.int64), 0, self.G - 1)
@@ -187,15 +231,21 @@ class PolygonIndex:
         n = self.start[cell + 1] - self.start[cell]
         point = np.repeat(np.arange(len(pts)), n)
         k = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
-        poly = self.members[self.start[cell][point] + k]
+        poly = self.members[self.start[cell][point] + k].astype(np.int64)
         # every edge of every candidate polygon
         ne = np.diff(self.off)[poly]
         pair = np.repeat(np.arange(len(poly)), ne)
-        e = np.arange(int(ne.sum())) - np.repeat(np.cumsum(ne) - ne, ne) + self.off[poly][pair]
+        first = self.off[poly][pair]
+        j = np.arange(int(ne.sum())) - np.repeat(np.cumsum(ne) - ne, ne)
+        e = j + first
+        nxt = np.where(j + 1 == ne[pair], first, e + 1)
+        p0 = self._point(e)
+        d = self._point(nxt) - p0
+        length = np.hypot(d[:, 0], d[:, 1])
         q = pts[point[pair]]
-        s = self.d[e, 0] * (q[:, 1] - self.coords[e, 1]) - self.d[e, 1] * (q[:, 0] - self.coords[e, 0])
+        s = d[:, 0] * (q[:, 1] - p0[:, 1]) - d[:, 1] * (q[:, 0] - p0[:, 0])
         with np.errstate(divide="ignore", invalid="ignore"):
-            dist = np.where(self.length[e] > 0, s / self.length[e], np.inf)
+            dist = np.where(length > 0, s / length, np.inf)
         depth = np.full(len(poly), np.inf)
         np.minimum.at(depth, pair, dist)
         return point, poly, depth

@@ -404,3 +404,36 @@ def test_locate_on_small_and_far_slices(centre, side):
     assert np.array_equal(P.locate(P.centroids()), np.arange(P.num_regions))
     outside = c + side * np.array([[0.5 + 1e-6, 0.0], [0.0, -0.5 - 1e-6], [0.6, 0.6]])
     assert np.array_equal(P.locate(outside), [-1, -1, -1])
+
+
+@pytest.mark.parametrize("chunk", [7, 1 << 18])
+def test_polygon_index_candidates_match_brute_force_containment(monkeypatch, chunk):
+    """The point index built a chunk at a time over vertex ids lists, for every point, the
+    same candidates and depths as the index over the polygons' coordinates; and the
+    deepest candidate of a point is a polygon that contains it, by a brute-force
+    half-plane test over every polygon."""
+    from splinecam.geometry import PolygonIndex
+    P = part(mlp_crossing((0.0, 0.0), 1.0), np.array(SQUARE) / 2)
+    f = P._faces
+    monkeypatch.setattr(PolygonIndex, "CHUNK", chunk)
+    by_ids = PolygonIndex(P.vertices, f.face_offsets, f.face_verts)
+    coords, off = P.faces()
+    by_coords = PolygonIndex(coords, off)
+    assert np.array_equal(by_ids.members, by_coords.members) and np.array_equal(by_ids.start, by_coords.start)
+    pts = np.random.default_rng(3).uniform(-0.5, 0.5, (400, 2))
+    a, b = by_ids.candidates(pts), by_coords.candidates(pts)
+    for x, y in zip(a, b):
+        assert np.array_equal(x, y)
+    point, poly, depth = a
+    best = np.full(len(pts), -np.inf)
+    np.maximum.at(best, point, depth)
+    for i, q in enumerate(pts):
+        inside = []
+        for r in range(P.num_regions):
+            p = coords[off[r]:off[r + 1]]
+            d = np.roll(p, -1, axis=0) - p
+            if np.all(d[:, 0] * (q[1] - p[:, 1]) - d[:, 1] * (q[0] - p[:, 0]) >= -1e-12):
+                inside.append(r)
+        assert inside, "the regions tile the domain"
+        deepest = poly[point == i][np.argmax(depth[point == i])]
+        assert deepest in inside and best[i] > -1e-9

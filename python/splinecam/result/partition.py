@@ -740,8 +740,8 @@ class Partition:
     @cached_property
     def _index(self):
         from splinecam.geometry import PolygonIndex
-        coords, off = self.faces()
-        return PolygonIndex(coords, off)
+        f = self._faces
+        return PolygonIndex(self._xy, f.face_offsets, f.face_verts)  # over the vertex ids: no (H, 2) copy
 
     # -- statistics and sampling (splinecam.analysis.stats, splinecam.analysis.sampling) --------------------
     def stats(self) -> dict:
