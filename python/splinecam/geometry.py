@@ -101,28 +101,41 @@ def take(coords: np.ndarray, off: np.ndarray, which: np.ndarray):
 
 
 # -- point location ------------------------------------------------------------------------
-def meets_window(coords: np.ndarray, off: np.ndarray, window) -> np.ndarray:
+def meets_window(coords: np.ndarray, off: np.ndarray, window, verts: Optional[np.ndarray] = None,
+                 chunk: int = 1 << 18) -> np.ndarray:
     """Tell which ragged polygons (or polylines) have a bounding box that meets a window.
 
     Parameters
     ----------
     coords : numpy.ndarray
-        (H, 2) coordinates; polygon ``i`` is ``coords[off[i]:off[i+1]]``.
+        (H, 2) coordinates; polygon ``i`` is ``coords[off[i]:off[i+1]]``. Or, with
+        ``verts``, (V, 2) the coordinates of the vertices.
     off : numpy.ndarray
         (n + 1,) int offsets.
     window : (xmin, xmax, ymin, ymax)
         The window.
+    verts : numpy.ndarray, optional
+        (H,) vertex ids: polygon ``i`` is ``coords[verts[off[i]:off[i+1]]]`` (as a
+        partition stores its regions, possibly memory-mapped).
+    chunk : int
+        Polygons measured at once: memory stays a few bytes per polygon beyond the result.
 
     Returns
     -------
     numpy.ndarray
         (n,) bool.
     """
-    if len(off) < 2:
-        return np.zeros(0, bool)
-    lo = np.minimum.reduceat(coords, off[:-1], axis=0)
-    hi = np.maximum.reduceat(coords, off[:-1], axis=0)
-    return (hi[:, 0] >= window[0]) & (lo[:, 0] <= window[1]) & (hi[:, 1] >= window[2]) & (lo[:, 1] <= window[3])
+    off = np.asarray(off, np.int64)
+    n = len(off) - 1
+    out = np.zeros(max(n, 0), bool)
+    for a in range(0, n, chunk):
+        b = min(n, a + chunk)
+        o = off[a:b + 1]
+        pts = coords[o[0]:o[-1]] if verts is None else coords[verts[o[0]:o[-1]]]
+        lo = np.minimum.reduceat(pts, o[:-1] - o[0], axis=0)
+        hi = np.maximum.reduceat(pts, o[:-1] - o[0], axis=0)
+        out[a:b] = (hi[:, 0] >= window[0]) & (lo[:, 0] <= window[1]) & (hi[:, 1] >= window[2]) & (lo[:, 1] <= window[3])
+    return out
 
 
 class PolygonIndex:

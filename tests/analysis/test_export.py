@@ -231,6 +231,51 @@ def test_a_window_draws_only_the_regions_that_meet_it(net3, color):
     matplotlib.pyplot.close("all")
 
 
+@pytest.mark.parametrize("win", [(-0.3, 0.2, -0.1, 0.4), (0.9, 1.5, 0.9, 1.5), (0.1, 0.1, 0.2, 0.2)])
+def test_a_window_draws_every_edge_and_boundary_segment_that_meets_it(net3, win):
+    """A zoomed figure builds its edges from the regions that meet the window only: every
+    edge and decision segment of the whole graph whose bounding box meets the window is
+    drawn, with its layer, and nothing that is not an edge of the graph."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib.collections import LineCollection
+    P = net3[1]
+    v, e = P.vertices, P.edges
+
+    def key(seg):  # a segment, its two ends in a fixed order
+        seg = np.asarray(seg)
+        return tuple(seg[np.lexsort(seg.T[::-1])].ravel())
+
+    seg = np.stack([v[e[:, 0]], v[e[:, 1]]], axis=1)
+    meets = ((seg[:, :, 0].max(1) >= win[0]) & (seg[:, :, 0].min(1) <= win[1])
+             & (seg[:, :, 1].max(1) >= win[2]) & (seg[:, :, 1].min(1) <= win[3]))
+    hidden = (P.edge_layer >= 1) & (P.edge_layer <= P.num_layers) & ~P.edge_decision
+    ax = P.plot(window=win, color="C0", edges_by_layer=True)
+    lines = [c for c in ax.collections if isinstance(c, LineCollection)]
+    by_layer = {int(c.get_label().split()[1]): {key(s) for s in c.get_segments()}
+                for c in lines if c.get_label().startswith("layer")}
+    boundary = {key(s) for c in lines if not c.get_label().startswith("layer") for s in c.get_segments()}
+    assert sorted(by_layer) == list(range(1, P.num_layers + 1))
+    for l in range(1, P.num_layers + 1):
+        # The drawn edges are the regions' edges; the graph's may be cut where the decision
+        # boundary crosses them: each drawn edge is the union of graph edges of its layer
+        # lying on it, and every graph edge of the layer that meets the window lies on one.
+        full = seg[hidden & (P.edge_layer == l)]
+        on = np.zeros(len(full), bool)
+        for drawn in by_layer[l]:
+            a, b = np.array(drawn).reshape(2, 2)
+            d = b - a
+            t = ((full - a) @ d) / (d @ d)
+            off_line = np.abs(d[0] * (full[..., 1] - a[1]) - d[1] * (full[..., 0] - a[0])) / np.hypot(*d)
+            inside = np.all((off_line < 1e-12) & (t > -1e-12) & (t < 1 + 1e-12), axis=1)
+            assert np.isclose(np.hypot(*(full[inside, 1] - full[inside, 0]).T).sum(), np.hypot(*d), rtol=1e-12)
+            on |= inside
+        assert np.all(on[meets[hidden & (P.edge_layer == l)]])
+    full = {key(s) for s in seg[P.edge_decision]}
+    assert boundary <= full and {key(s) for s in seg[P.edge_decision & meets]} <= boundary
+    matplotlib.pyplot.close("all")
+
+
 def test_a_new_figure_has_colorbar_title_labels_and_a_class_legend(net3):
     import matplotlib
     matplotlib.use("Agg")

@@ -17,7 +17,6 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from splinecam.geometry import meets_window, take
 
 __all__ = ["plot_partition_object", "plot_layers", "save", "animate", "mark_points", "plot_partition", "edge_width"]
 
@@ -32,7 +31,7 @@ def _pattern_colors(patterns: np.ndarray, cmap) -> np.ndarray:
     return cmap((h % np.uint64(9973)).astype(np.float64) / 9973.0)
 
 
-def region_classes(partition) -> np.ndarray:
+def region_classes(partition, regions=None) -> np.ndarray:
     """Compute the predicted class of each region.
 
     The arg-max of the model's outputs at the region's centroid; for one output, 1
@@ -43,19 +42,28 @@ def region_classes(partition) -> np.ndarray:
     partition : Partition
         A full partition (not an ``at_layer`` one: the output must be affine on its
         regions).
+    regions : int array-like, optional
+        Only these regions (default: all).
 
     Returns
     -------
     numpy.ndarray
-        (F,) int class indices.
+        (F,) int class indices, or one per region given.
 
     Raises
     ------
     ValueError
         On an ``at_layer`` partition.
     """
-    A, c = partition.affine_maps()
-    y = np.einsum("fcd,fd->fc", A, partition.centroids()) + c
+    if regions is None:
+        A, c = partition.affine_maps()
+        centroids = partition.centroids()
+    else:
+        regions = np.asarray(regions, np.int64)
+        A, c = partition._affine_fit(regions)
+        coords, off = partition._faces_of(regions)
+        centroids = np.add.reduceat(coords, off[:-1], axis=0) / np.diff(off)[:, None]
+    y = np.einsum("fcd,fd->fc", A, centroids) + c
     return (y[:, 0] > 0).astype(int) if y.shape[1] == 1 else np.argmax(y, axis=1)
 
 
@@ -155,11 +163,12 @@ def plot_partition_object(partition, ax=None, *, color="slope", cmap=None, edgec
         _, ax = plt.subplots(figsize=(6, 6))
     if colorbar is None:
         colorbar = new_figure
-    coords, off = partition.faces()
-    keep = slice(None)  # only the regions that meet the window are drawn
-    if window is not None:
-        keep = np.flatnonzero(meets_window(coords, off, window))
-        coords, off = take(coords, off, keep)
+    if window is None:
+        keep = slice(None)
+        coords, off = partition.faces()
+    else:  # only the regions that meet the window are drawn, read a chunk at a time
+        keep = partition.regions_meeting(window)
+        coords, off = partition._faces_of(keep)
     polys = np.split(coords, off[1:-1])
     if linewidth is None:
         linewidth = edge_width(len(polys))
@@ -174,10 +183,10 @@ def plot_partition_object(partition, ax=None, *, color="slope", cmap=None, edgec
             color = "pattern"
     if isinstance(color, str) and color == "pattern":
         pats = partition.activation_patterns() if window is None else partition.patterns_at(
-            partition.centroids()[keep])
+            np.add.reduceat(coords, off[:-1], axis=0) / np.diff(off)[:, None])
         pc = PolyCollection(polys, facecolors=_pattern_colors(pats, plt.get_cmap(cmap or "tab20")), **kw)
     elif isinstance(color, str) and color == "class":
-        cls = region_classes(partition)[keep]
+        cls = region_classes(partition, None if window is None else keep)
         cm = plt.get_cmap(cmap or "tab10")
         pc = PolyCollection(polys, facecolors=cm(cls % cm.N), **kw)
         if legend is None or legend:
@@ -198,18 +207,25 @@ def plot_partition_object(partition, ax=None, *, color="slope", cmap=None, edgec
     ax.add_collection(pc)
     if colorbar and pc.get_array() is not None:
         ax.figure.colorbar(pc, ax=ax, fraction=0.046, pad=0.04, label=label)
+    if window is not None:
+        ends, lay, db = partition._edges_in(window)
     if edges_by_layer:
-        v, e, lay = partition.vertices, partition.edges, partition.edge_layer
-        hidden = (lay >= 1) & (lay <= partition.num_layers) & ~partition.edge_decision
+        if window is None:
+            v, e, lay = partition.vertices, partition.edges, partition.edge_layer
+            ends = np.stack([v[e[:, 0]], v[e[:, 1]]], axis=1)
+            hidden = (lay >= 1) & (lay <= partition.num_layers) & ~partition.edge_decision
+        else:
+            hidden = (lay >= 1) & (lay <= partition.num_layers)
         cm = plt.get_cmap("plasma")
         L = max(partition.num_layers, 1)
         for l in range(1, partition.num_layers + 1):
             sel = hidden & (lay == l)
-            ax.add_collection(LineCollection(np.stack([v[e[sel, 0]], v[e[sel, 1]]], axis=1),
+            ax.add_collection(LineCollection(ends[sel],
                                              colors=[cm((l - 1) / max(L - 1, 1) * 0.85)],
                                              linewidths=max(linewidth, 0.4), label=f"layer {l}"))
         ax.legend(loc="upper right", fontsize="small", framealpha=0.8)
-    db = partition.decision_boundary
+    if window is None:
+        db = partition.decision_boundary
     if len(db):
         ax.add_collection(LineCollection(db, colors=boundary_color, linewidths=boundary_width, zorder=3))
     if window is None:

@@ -392,6 +392,77 @@ class Partition:
         f = self._faces
         return self._xy[f.face_verts], f.face_offsets.copy()
 
+    def regions_meeting(self, window) -> np.ndarray:
+        """Find the regions whose bounding box meets a window (a zoomed figure draws these).
+
+        The regions are measured a chunk at a time: on a partition opened from a store
+        nothing the size of the whole partition is built.
+
+        Parameters
+        ----------
+        window : (xmin, xmax, ymin, ymax)
+            The window, in plane coordinates.
+
+        Returns
+        -------
+        numpy.ndarray
+            (k,) int64 sorted region indices (every region that meets the window, and
+            a few near its corners whose bounding boxes do).
+
+        Examples
+        --------
+        >>> import splinecam
+        >>> from splinecam import zoo
+        >>> sl = splinecam.Slice.plane2d([[-1, -1], [1, -1], [1, 1], [-1, 1]])
+        >>> P = splinecam.partition(zoo.mlp([2, 8, 8, 1], seed=3), sl, progress=False)
+        >>> r = P.regions_meeting((0.0, 1.0, 0.0, 1.0))
+        >>> 0 < len(r) < P.num_regions
+        True
+        """
+        from splinecam.geometry import meets_window
+        if len(window) != 4 or not (window[0] <= window[1] and window[2] <= window[3]):
+            raise ValueError(f"window must be (xmin, xmax, ymin, ymax) with xmin <= xmax and ymin <= ymax; "
+                             f"got {tuple(window)}")
+        f = self._faces
+        return np.flatnonzero(meets_window(self._xy, f.face_offsets, window, verts=f.face_verts))
+
+    def _faces_of(self, regions: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """``faces()`` of some regions only: their coordinates and offsets."""
+        f = self._faces
+        verts, off = take(f.face_verts, f.face_offsets, regions)
+        return np.asarray(self._xy[verts]), off
+
+    def _edges_in(self, window):
+        """The edges of the regions that meet ``window`` (each once, all layers): ``(a, b)``
+        (m, 2) coordinates of their ends, their hidden layer; the segments of the decision
+        boundary among the refined regions that meet it. An edge that meets the window
+        lies on two regions that do, so no visible edge is missing."""
+        from splinecam.geometry import meets_window
+        f = self._faces
+        keep = self.regions_meeting(window)
+        verts, off = take(f.face_verts, f.face_offsets, keep)
+        he = _core.halfedges(f.num_vertices, off, verts)
+        first = np.full(len(he["edge_lo"]), -1, np.int64)
+        first[he["edge_of"][::-1]] = np.arange(len(he["edge_of"]))[::-1]
+        ends = np.stack([self._xy[he["edge_lo"]], self._xy[he["edge_hi"]]], axis=1)
+        he_layer = take(f.he_layer, f.face_offsets, keep)[0]
+        layer = np.asarray(he_layer[first], np.int32)
+        decision = np.zeros((0, 2, 2))
+        if self._decision is not None:
+            doff, dverts = self._decision["faces"][:2]
+            dkeep = np.flatnonzero(meets_window(self._xy, doff, window, verts=dverts))
+            dv, do = take(dverts, doff, dkeep)
+            dhe = _core.halfedges(len(self._xy), do, dv)
+            h = np.full(len(dhe["edge_lo"]), -1, np.int64)
+            h[dhe["edge_of"][::-1]] = np.arange(len(dhe["edge_of"]))[::-1]
+            t = dhe["twin"][h]
+            w = np.asarray(self._decision["winner"])[dkeep]
+            inner = t >= 0
+            cross = np.zeros(len(h), bool)
+            cross[inner] = w[dhe["face"][h[inner]]] != w[dhe["face"][t[inner]]]
+            decision = np.stack([self._xy[dhe["edge_lo"][cross]], self._xy[dhe["edge_hi"][cross]]], axis=1)
+        return ends, layer, decision
+
     def polygons(self) -> List[np.ndarray]:
         """Return one polygon per region.
 

@@ -224,7 +224,7 @@ class Writer:
         Parameters
         ----------
         num_vertices : int
-            Its bound on the vertex ids (:attr:`Layer.num_vertices`).
+            Its bound on the vertex ids (the layer's ``num_vertices``).
 
         Returns
         -------
