@@ -33,7 +33,9 @@ void threaded_face_pass(const RefineInput& in, const FaceInput& fin, const doubl
   const int64_t nfb = num_blocks(in.num_faces, kFaceBlock);
   std::vector<FaceBlockOut> fblocks(nfb);
   std::atomic<int64_t> created{n1};
-  parallel_for(nfb, num_threads, [&](int64_t b) {
+  // A face's cut costs some tens of steps per half-edge.
+  const int64_t work = 32 * static_cast<int64_t>(fin.face_offsets[in.num_faces]);
+  parallel_for(nfb, threads_for(work, num_threads), [&](int64_t b) {
     FaceBlockOut& o = fblocks[b];
     HostVector<char> scratch;
     const int64_t f0 = b * kFaceBlock, f1 = std::min<int64_t>(in.num_faces, f0 + kFaceBlock);

@@ -51,7 +51,7 @@ inline void column_tolerance_host(const double* rows, int64_t V, int C, int K, d
                                   int num_threads, int64_t block = 4096) {
   const int64_t nb = num_blocks(V, block);
   std::vector<double> part(static_cast<size_t>(nb) * K, 0.0);
-  parallel_for(nb, num_threads, [&](int64_t b) {
+  parallel_for(nb, threads_for(V * K, num_threads), [&](int64_t b) {
     double* m = part.data() + b * K;
     for (int64_t v = b * block; v < std::min<int64_t>(V, (b + 1) * block); ++v) {
       const double* r = rows + v * C;
@@ -89,11 +89,12 @@ class HostBackend {
   Buffer buffer(int64_t bytes) { return std::make_shared<HostBuffer>(bytes); }
 
   // Blocks of 256 to 4096 indices: enough blocks to balance the threads, few enough
-  // that scheduling costs nothing. Outputs are per index, so blocks never change them.
+  // that scheduling costs nothing. Outputs are per index, so blocks never change them;
+  // a small launch runs on the calling thread (threads_for).
   template <class Step>
   void launch(const Step& step, int64_t n, int /*threads per block*/) {
     const int64_t block = std::clamp<int64_t>(n / (16 * int64_t(threads_)), 256, 4096);
-    for_blocks(n, block, threads_, step);
+    for_blocks(n, block, threads_for(n, threads_), step);
   }
   offset_t scan_counts(offset_t* off, int64_t n) {
     off[0] = 0;

@@ -30,6 +30,14 @@ inline int resolve_threads(int requested) {
   return hw == 0 ? 1 : static_cast<int>(hw);
 }
 
+// Loops with less work than this (counted in simple per-index steps, about a
+// nanosecond to ten each) run on the calling thread: waking the pool and waiting for it
+// costs tens of microseconds on a busy machine, more than a second thread saves. Small
+// models make dozens of such loops per layer.
+constexpr int64_t kSerialWork = int64_t(1) << 14;
+
+inline int threads_for(int64_t work, int num_threads) { return work < kSerialWork ? 1 : num_threads; }
+
 class ThreadPool {
  public:
   // The process's pool (a new one after fork). Never destroyed: its threads wait until
