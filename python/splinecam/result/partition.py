@@ -292,10 +292,9 @@ class Partition:
             off, verts, lay, unit = f.face_offsets, f.face_verts, f.he_layer, f.he_unit
             nv = f.num_vertices
         he = _core.halfedges(nv, off, verts)
-        twin, face, edge_of = he["twin"], he["face"], he["edge_of"]
+        twin, face = he["twin"], he["face"]
         E = len(he["edge_lo"])
-        first = np.full(E, -1, np.int64)
-        first[edge_of[::-1]] = np.arange(len(edge_of))[::-1]
+        first = _first_halfedges(he)
         e_layer = lay[first].astype(np.int32)
         e_unit = unit[first].astype(np.int32)
         decision = np.zeros(E, bool)
@@ -442,8 +441,7 @@ class Partition:
         keep = self.regions_meeting(window)
         verts, off = take(f.face_verts, f.face_offsets, keep)
         he = _core.halfedges(f.num_vertices, off, verts)
-        first = np.full(len(he["edge_lo"]), -1, np.int64)
-        first[he["edge_of"][::-1]] = np.arange(len(he["edge_of"]))[::-1]
+        first = _first_halfedges(he)
         ends = np.stack([self._xy[he["edge_lo"]], self._xy[he["edge_hi"]]], axis=1)
         he_layer = take(f.he_layer, f.face_offsets, keep)[0]
         layer = np.asarray(he_layer[first], np.int32)
@@ -453,8 +451,7 @@ class Partition:
             dkeep = np.flatnonzero(meets_window(self._xy, doff, window, verts=dverts))
             dv, do = take(dverts, doff, dkeep)
             dhe = _core.halfedges(len(self._xy), do, dv)
-            h = np.full(len(dhe["edge_lo"]), -1, np.int64)
-            h[dhe["edge_of"][::-1]] = np.arange(len(dhe["edge_of"]))[::-1]
+            h = _first_halfedges(dhe)
             t = dhe["twin"][h]
             w = np.asarray(self._decision["winner"])[dkeep]
             inner = t >= 0
@@ -1477,6 +1474,14 @@ class _Inputs:
 
     def __call__(self, a: int, b: int):
         return self.slice.to_input(self.points[a:b])
+
+
+def _first_halfedges(he: dict) -> np.ndarray:
+    """The first half-edge (in face order) of each undirected edge of ``_core.halfedges``'s table."""
+    edge_of = he["edge_of"]
+    first = np.full(len(he["edge_lo"]), -1, np.int64)
+    first[edge_of[::-1]] = np.arange(len(edge_of))[::-1]
+    return first
 
 
 def _splice_split_vertices(lo, hi, layer, unit, decision, nv, first_new):
