@@ -222,6 +222,8 @@ def test_a_window_draws_only_the_regions_that_meet_it(net3, color):
     meets = [i for i, p in enumerate(polys) if p[:, 0].max() >= win[0] and p[:, 0].min() <= win[1]
              and p[:, 1].max() >= win[2] and p[:, 1].min() <= win[3]]
     assert 0 < len(drawn.get_paths()) == len(meets) < P.num_regions
+    assert np.array_equal(P.regions_meeting(win), meets)
+    assert np.array_equal(P.centroids(meets), P.centroids()[meets])
     # the colours are those of the same regions in the full figure
     full = [c for c in P.plot(color=color).collections if isinstance(c, PolyCollection)][0]
     if color == "slope":

@@ -61,8 +61,7 @@ def region_classes(partition, regions=None) -> np.ndarray:
     else:
         regions = np.asarray(regions, np.int64)
         A, c = partition._affine_fit(regions)
-        coords, off = partition._faces_of(regions)
-        centroids = np.add.reduceat(coords, off[:-1], axis=0) / np.diff(off)[:, None]
+        centroids = partition.centroids(regions)
     y = np.einsum("fcd,fd->fc", A, centroids) + c
     return (y[:, 0] > 0).astype(int) if y.shape[1] == 1 else np.argmax(y, axis=1)
 
@@ -183,7 +182,7 @@ def plot_partition_object(partition, ax=None, *, color="slope", cmap=None, edgec
             color = "pattern"
     if isinstance(color, str) and color == "pattern":
         pats = partition.activation_patterns() if window is None else partition.patterns_at(
-            np.add.reduceat(coords, off[:-1], axis=0) / np.diff(off)[:, None])
+            partition.centroids(keep))
         pc = PolyCollection(polys, facecolors=_pattern_colors(pats, plt.get_cmap(cmap or "tab20")), **kw)
     elif isinstance(color, str) and color == "class":
         cls = region_classes(partition, None if window is None else keep)
@@ -208,7 +207,7 @@ def plot_partition_object(partition, ax=None, *, color="slope", cmap=None, edgec
     if colorbar and pc.get_array() is not None:
         ax.figure.colorbar(pc, ax=ax, fraction=0.046, pad=0.04, label=label)
     if window is not None:
-        ends, lay, db = partition._edges_in(window)
+        ends, lay, db = partition._edges_in(window, keep)
     if edges_by_layer:
         if window is None:
             v, e, lay = partition.vertices, partition.edges, partition.edge_layer

@@ -431,14 +431,13 @@ class Partition:
         verts, off = take(f.face_verts, f.face_offsets, regions)
         return np.asarray(self._xy[verts]), off
 
-    def _edges_in(self, window):
-        """The edges of the regions that meet ``window`` (each once, all layers): ``(a, b)``
-        (m, 2) coordinates of their ends, their hidden layer; the segments of the decision
-        boundary among the refined regions that meet it. An edge that meets the window
-        lies on two regions that do, so no visible edge is missing."""
+    def _edges_in(self, window, keep: np.ndarray):
+        """The edges of the regions ``keep`` (:meth:`regions_meeting` ``window``), each once:
+        ``(a, b)`` (m, 2) coordinates of their ends, their hidden layer; the segments of the
+        decision boundary among the refined regions that meet ``window``. An edge that
+        meets the window lies on two regions that do, so no visible edge is missing."""
         from splinecam.geometry import meets_window
         f = self._faces
-        keep = self.regions_meeting(window)
         verts, off = take(f.face_verts, f.face_offsets, keep)
         he = _core.halfedges(f.num_vertices, off, verts)
         first = _first_halfedges(he)
@@ -506,18 +505,23 @@ class Partition:
         coords, off = self.faces()
         return polygon_areas(coords, off)
 
-    def centroids(self) -> np.ndarray:
+    def centroids(self, regions=None) -> np.ndarray:
         """Compute the vertex mean of every region: an interior point of the convex region.
 
         The centre of mass of each region is the second value of
         :func:`splinecam.analysis.stats.region_moments`.
 
+        Parameters
+        ----------
+        regions : int array-like, optional
+            Only these regions (default: all).
+
         Returns
         -------
         numpy.ndarray
-            (F, 2) float64 plane coordinates.
+            (F, 2) float64 plane coordinates, or one row per region given.
         """
-        coords, off = self.faces()
+        coords, off = self.faces() if regions is None else self._faces_of(np.asarray(regions, np.int64))
         return np.add.reduceat(coords, off[:-1], axis=0) / np.diff(off)[:, None]
 
     def parents(self, layer: int) -> np.ndarray:
