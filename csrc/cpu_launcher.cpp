@@ -33,8 +33,8 @@ void threaded_face_pass(const RefineInput& in, const FaceInput& fin, const doubl
   const int64_t nfb = num_blocks(in.num_faces, kFaceBlock);
   std::vector<FaceBlockOut> fblocks(nfb);
   std::atomic<int64_t> created{n1};
-  // A face's cut costs some tens of steps per half-edge.
-  const int64_t work = 32 * static_cast<int64_t>(fin.face_offsets[in.num_faces]);
+  // A face's cut costs some 60 to 100 ns per half-edge (measured on MLP layers).
+  const int64_t work = 64 * static_cast<int64_t>(fin.face_offsets[in.num_faces]);
   parallel_for(nfb, threads_for(work, num_threads), [&](int64_t b) {
     FaceBlockOut& o = fblocks[b];
     HostVector<char> scratch;
