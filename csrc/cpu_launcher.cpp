@@ -41,6 +41,18 @@ void threaded_face_pass(const RefineInput& in, const FaceInput& fin, const doubl
     const int64_t f0 = b * kFaceBlock, f1 = std::min<int64_t>(in.num_faces, f0 + kFaceBlock);
     for (int64_t f = f0; f < f1; ++f) {
       const FacePlan plan = plan_face(fin, f);
+      if (plan.candidates == 0) {
+        // No column crosses an edge of the face or leaves one of its zero vertices: the
+        // face body would return its boundary cycle as it is (most faces of a decision
+        // boundary's refinement, many of a late layer's).
+        const offset_t hb = fin.face_offsets[f], n = fin.face_offsets[f + 1] - hb;
+        o.size.push_back(n);
+        o.parent.push_back(static_cast<index_t>(f));
+        o.verts.insert(o.verts.end(), fin.face_verts + hb, fin.face_verts + hb + n);
+        o.layer.insert(o.layer.end(), fin.he_layer + hb, fin.he_layer + hb + n);
+        o.unit.insert(o.unit.end(), fin.he_unit + hb, fin.he_unit + hb + n);
+        continue;
+      }
       FaceScratch s;
       FaceResult r;
       for (int level = 0;; ++level) {

@@ -59,11 +59,10 @@ SPLINECAM_HD void sign_bits(const double* z, int B, int K, uint64_t* bits) {
   uint64_t* pos = bits;
   uint64_t* neg = bits + W;
   for (int w = 0; w < W; ++w) pos[w] = neg[w] = 0;
-  for (int j = B; j < K; ++j) {
+  for (int j = B; j < K; ++j) {  // branch-free, as snap_row
     const int b = j - B;
-    const uint64_t m = static_cast<uint64_t>(1) << (b & 63);
-    if (z[j] > 0.0) pos[b >> 6] |= m;
-    if (z[j] < 0.0) neg[b >> 6] |= m;
+    pos[b >> 6] |= static_cast<uint64_t>(z[j] > 0.0) << (b & 63);
+    neg[b >> 6] |= static_cast<uint64_t>(z[j] < 0.0) << (b & 63);
   }
 }
 

@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "common.h"
@@ -72,12 +73,23 @@ struct EdgeWriteStep {
   }
 };
 
+// Keys up to which the host sort is a comparison sort (stable, like the radix sort): each
+// radix digit costs a pass over 2048 buckets, more than sorting a few thousand keys.
+constexpr int64_t kComparisonSortMax = 2048;
+
 // Stable sort of (key, value) pairs by key on the host: least-significant-digit radix
 // sort over 11-bit digits, only over the bits in which the keys differ (edge keys of V
 // vertices differ in about 2 log2 V bits: four passes up to two million vertices). One
 // read of the keys makes every digit's histogram.
 inline void radix_sort_by_key(uint64_t* key, int64_t* value, int64_t n) {
   if (n < 2) return;
+  if (n <= kComparisonSortMax) {  // the histograms of the radix sort would cost more than sorting
+    std::vector<std::pair<uint64_t, int64_t>> kv(n);
+    for (int64_t i = 0; i < n; ++i) kv[i] = {key[i], value[i]};
+    std::stable_sort(kv.begin(), kv.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
+    for (int64_t i = 0; i < n; ++i) key[i] = kv[i].first, value[i] = kv[i].second;
+    return;
+  }
   uint64_t varying = 0;
   for (int64_t i = 1; i < n; ++i) varying |= key[i] ^ key[0];
   if (varying == 0) return;
