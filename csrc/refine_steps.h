@@ -36,9 +36,8 @@ struct SnapStep {
   SPLINECAM_HD void operator()(int64_t v) const {
     double* r = rows + v * C;
     snap_row(r, tol, K);
-    zero_off[v + 1] = count_zeros(r, B, K);
     const int W = sign_words(K - B);
-    sign_bits(r, B, K, bits + v * 2 * W);
+    zero_off[v + 1] = sign_bits(r, B, K, bits + v * 2 * W);
     for (int w = 0; w < W; ++w) marks[v * W + w] = 0;
   }
 };

@@ -46,13 +46,6 @@ SPLINECAM_HD int snap_row(double* row, const double* tol, int n_cut) {
   return zeros;
 }
 
-// Number of exact zeros among row[b .. e).
-SPLINECAM_HD int count_zeros(const double* row, int b, int e) {
-  int n = 0;
-  for (int j = b; j < e; ++j) n += row[j] == 0.0;
-  return n;
-}
-
 // The crossing of a column with values za, zb at the ends of a -> b, as an end and a
 // parameter measured from it: from the nearer end (the one with the smaller |z|), so that
 // a crossing close to a vertex lands within rounding of that vertex's own coordinates,

@@ -53,17 +53,24 @@ SPLINECAM_HD int lowest_bit64(uint64_t x) {  // x != 0
 #endif
 }
 
-// bits: [2 * sign_words(K - B)], pos words then neg words.
-SPLINECAM_HD void sign_bits(const double* z, int B, int K, uint64_t* bits) {
+// bits: [2 * sign_words(K - B)], pos words then neg words. Returns the number of exact
+// zeros among z[B .. K). Each word is gathered in a register, branch-free (the signs of a
+// layer's values are as good as random).
+SPLINECAM_HD int sign_bits(const double* z, int B, int K, uint64_t* bits) {
   const int W = sign_words(K - B);
-  uint64_t* pos = bits;
-  uint64_t* neg = bits + W;
-  for (int w = 0; w < W; ++w) pos[w] = neg[w] = 0;
-  for (int j = B; j < K; ++j) {  // branch-free, as snap_row
-    const int b = j - B;
-    pos[b >> 6] |= static_cast<uint64_t>(z[j] > 0.0) << (b & 63);
-    neg[b >> 6] |= static_cast<uint64_t>(z[j] < 0.0) << (b & 63);
+  int zeros = 0;
+  for (int w = 0; w < W; ++w) {
+    const int j0 = B + 64 * w, j1 = j0 + 64 < K ? j0 + 64 : K;
+    uint64_t pos = 0, neg = 0;
+    for (int j = j0; j < j1; ++j) {
+      pos |= static_cast<uint64_t>(z[j] > 0.0) << (j - j0);
+      neg |= static_cast<uint64_t>(z[j] < 0.0) << (j - j0);
+      zeros += z[j] == 0.0;
+    }
+    bits[w] = pos;
+    bits[W + w] = neg;
   }
+  return zeros;
 }
 
 // Number of the columns [B, K) whose zero set strictly crosses the open edge a -> b, from
