@@ -8,6 +8,7 @@ Cases (each run in its own process so that its peak RSS is its own):
   resnet18   ResNet-18 exactly as torchvision builds it (zoo.resnet18, 10 classes), 3x32x32,
              default arguments (tiles when one pass does not fit)
   vgg11      VGG-11 as torchvision builds it (zoo.vgg11), 3x32x32, default arguments
+  vgg11-64   the same VGG-11 on 3x64x64 inputs (Tiny-ImageNet size)
   mnist      a 1x28x28 CNN (conv 8, conv 8, dense 64, 10) on the square of half-diagonal 1
              about the centroid of three random inputs, with default arguments (one
              pass does not fit: partition() cuts tiles by itself)
@@ -17,6 +18,11 @@ Cases (each run in its own process so that its peak RSS is its own):
     python benchmarks/bench_cnn.py                 # all cases
     python benchmarks/bench_cnn.py --case zoom --memory-gib 3
     python benchmarks/bench_cnn.py --case resnet18 --resnet18-scale 0.02    # slow: minutes
+    python benchmarks/bench_cnn.py --case vgg11 --scale 0.01                # any case at another zoom
+
+"engine" is the share of the run spent in the engine's refinements (run_info's
+geometry_seconds over the run's seconds); the rest is forward passes of vertex values
+through the model's layers and the driver's own work.
 """
 from __future__ import annotations
 
@@ -81,24 +87,27 @@ def forward_seconds(model, sl, vertices):
 
 
 resnet18_scale = 0.01
+scale_override = None
 
 
 def run_case(name, memory_gib):
     import splinecam
     from splinecam.zoo import small_cnn, small_resnet
     rows = []
-    if name in ("cnn", "cnn-trained", "resnet", "resnet18", "vgg11"):
+    if name in ("cnn", "cnn-trained", "resnet", "resnet18", "vgg11", "vgg11-64"):
         from splinecam import zoo
         model = {"cnn": small_cnn, "cnn-trained": trained_cnn, "resnet": small_resnet, "resnet18": zoo.resnet18,
-                 "vgg11": zoo.vgg11}[name]()
-        scale = {"resnet": 0.01, "resnet18": resnet18_scale, "vgg11": 0.003}.get(name, 0.05)
-        sl = triangle(scale)
+                 "vgg11": zoo.vgg11, "vgg11-64": zoo.vgg11}[name]()
+        scale = {"resnet": 0.01, "resnet18": resnet18_scale, "vgg11": 0.003, "vgg11-64": 0.001}.get(name, 0.05)
+        scale = scale_override if scale_override is not None else scale
+        sl = triangle(scale, shape=(3, 64, 64) if name == "vgg11-64" else (3, 32, 32))
         t = time.perf_counter()
         P = splinecam.partition(model, sl, progress=False)
         sec = time.perf_counter() - t
         fwd = forward_seconds(model, sl, P.vertices)
         rows.append(dict(case=name, scale=scale, regions=P.num_regions, tiles=P.run_info["tiles"], seconds=sec,
-                         x_forward=sec / fwd, decision_segments=len(P.decision_boundary)))
+                         x_forward=sec / fwd, engine=P.run_info.get("geometry_seconds", float("nan")) / sec,
+                         decision_segments=len(P.decision_boundary)))
     elif name == "mnist":
         model = mnist_cnn()
         g = torch.Generator().manual_seed(0)
@@ -139,21 +148,24 @@ def _rss():
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--case", choices=["cnn", "cnn-trained", "resnet", "resnet18", "vgg11", "mnist", "zoom"], action="append")
+    ap.add_argument("--case", choices=["cnn", "cnn-trained", "resnet", "resnet18", "vgg11", "vgg11-64", "mnist", "zoom"],
+                    action="append")
     ap.add_argument("--memory-gib", type=float, default=3.0, help="memory limit of the tiled zoom case")
     ap.add_argument("--resnet18-scale", type=float, default=0.01, help="zoom of the resnet18 case")
+    ap.add_argument("--scale", type=float, default=None, help="zoom of every model case (default: each case's own)")
     args = ap.parse_args(argv)
-    global resnet18_scale
-    resnet18_scale = args.resnet18_scale
+    global resnet18_scale, scale_override
+    resnet18_scale, scale_override = args.resnet18_scale, args.scale
     cases = args.case or ["cnn", "cnn-trained", "resnet", "mnist", "zoom"]
     if len(cases) == 1:
         run_case(cases[0], args.memory_gib)
         return 0
-    print(f"{'case':12s} {'zoom':>5s} {'regions':>9s} {'tiles':>5s} {'seconds':>8s} {'regions/s':>9s} "
-          f"{'x forward':>9s} {'peak RSS GiB':>12s} {'limit GiB':>9s}")
+    print(f"{'case':12s} {'zoom':>6s} {'regions':>9s} {'tiles':>5s} {'seconds':>8s} {'regions/s':>9s} "
+          f"{'engine':>6s} {'x forward':>9s} {'peak RSS GiB':>12s} {'limit GiB':>9s}")
     for c in cases:
         out = subprocess.run([sys.executable, os.path.abspath(__file__), "--case", c, "--memory-gib",
-                              str(args.memory_gib), "--resnet18-scale", str(args.resnet18_scale)],
+                              str(args.memory_gib), "--resnet18-scale", str(args.resnet18_scale)]
+                             + (["--scale", str(args.scale)] if args.scale is not None else []),
                              capture_output=True, text=True)
         if out.returncode:
             print(f"{c}: failed\n{out.stderr[-2000:]}")
@@ -163,8 +175,11 @@ def main(argv=None):
                 r = json.loads(line[7:])
                 lim = f"{r['memory_limit_gib']:.1f}" if r["memory_limit_gib"] else "-"
                 xf = f"{r['x_forward']:.2f}x" if r["x_forward"] == r["x_forward"] else "-"
-                print(f"{r['case']:12s} {r['scale']:5.2f} {r['regions']:9d} {r['tiles']:5d} {r['seconds']:8.1f} "
-                      f"{r['regions'] / r['seconds']:9.0f} {xf:>9s} {r['peak_rss_gib']:12.2f} {lim:>9s}", flush=True)
+                eng = r.get("engine", float("nan"))
+                eng = f"{100 * eng:.0f}%" if eng == eng else "-"
+                print(f"{r['case']:12s} {r['scale']:6.3f} {r['regions']:9d} {r['tiles']:5d} {r['seconds']:8.1f} "
+                      f"{r['regions'] / r['seconds']:9.0f} {eng:>6s} {xf:>9s} {r['peak_rss_gib']:12.2f} {lim:>9s}",
+                      flush=True)
     print("\nzoom: the triangle through three random inputs scaled about its centroid; x forward: engine time / "
           "one float64 forward pass of the final vertex set. Peak RSS is the whole process's.")
     return 0

@@ -74,6 +74,17 @@ class Tolerances:
         self.net = net
         self.direct, self.accumulated, self.values = magnitudes
         self.rtol = float(rtol)
+        # bounds, ties and floors by (kind, layer, from_input): every tile of the slice,
+        # and every chunk of a lean layer, asks for the same ones
+        self._memo = {}
+
+    def _kept(self, key, make) -> np.ndarray:
+        """``make()`` once per key, kept read-only (the arrays are shared)."""
+        out = self._memo.get(key)
+        if out is None:
+            out = self._memo[key] = make()
+            out.setflags(write=False)
+        return out
 
     @classmethod
     def for_slice(cls, net, slice, rtol: float = 1e-10) -> "Tolerances":
@@ -99,8 +110,10 @@ class Tolerances:
         """(W,) per window of max-type layer ``l``: two candidates this close at a vertex
         are tied there (four times the snapping of the candidates' own size, above the
         chain columns' tolerance)."""
-        cand = np.abs(self._candidates(l)).max(axis=(0, 2))
-        return 4 * (self.rtol * cand + self.floors(l, from_input))
+        def make():
+            cand = np.abs(self._candidates(l)).max(axis=(0, 2))
+            return 4 * (self.rtol * cand + self.floors(l, from_input))
+        return self._kept(("ties", l, from_input), make)
 
     def floors(self, l: int, from_input: bool = False) -> np.ndarray:
         """(n_cut,) rounding floor of the breakpoint columns of hidden layer ``l``, for
@@ -134,7 +147,7 @@ class Tolerances:
         """(2, n_cut) float64, as the engine takes them: floor and cap of every
         breakpoint column of hidden layer ``l``, both the column's tolerance (so the
         engine's own per-call scale plays no part)."""
-        return _bounds(self.tolerances(l, from_input))
+        return self._kept(("bounds", l, from_input), lambda: _bounds(self.tolerances(l, from_input)))
 
     def decision_bounds(self, c: int) -> np.ndarray:
         """(2, 1) bounds of the decision column of step ``c``: the single output itself
@@ -152,4 +165,5 @@ class Tolerances:
         """Per hidden layer, the floors that activation patterns (forward passes from the
         input) use: per column ``z - b`` of an elementwise layer, per window of a
         max-type layer."""
-        return [self.floors(l, from_input=True) for l in range(1, self.net.num_layers + 1)]
+        return [self._kept(("floors", l, True), lambda: self.floors(l, from_input=True))
+                for l in range(1, self.net.num_layers + 1)]
