@@ -98,7 +98,7 @@ def run_case(name, memory_gib):
         from splinecam import zoo
         model = {"cnn": small_cnn, "cnn-trained": trained_cnn, "resnet": small_resnet, "resnet18": zoo.resnet18,
                  "vgg11": zoo.vgg11, "vgg11-64": zoo.vgg11}[name]()
-        scale = {"resnet": 0.01, "resnet18": resnet18_scale, "vgg11": 0.003, "vgg11-64": 0.001}.get(name, 0.05)
+        scale = {"resnet": 0.01, "resnet18": resnet18_scale, "vgg11": 0.003, "vgg11-64": 0.0001}.get(name, 0.05)
         scale = scale_override if scale_override is not None else scale
         sl = triangle(scale, shape=(3, 64, 64) if name == "vgg11-64" else (3, 32, 32))
         t = time.perf_counter()
