@@ -1,6 +1,6 @@
 // The host backend of the launcher (launcher.h): its memory is host memory, its launches
 // are blocks of indices on the thread pool, its scans are loops and its sort is the
-// radix sort of edge_table.h. Its face pass is threaded (the CPU launcher) or pooled:
+// sort of edge_table.h. Its face pass is threaded (the CPU launcher) or pooled:
 // the GPU's face pass run step for step on the host, so that a machine without a GPU
 // runs every line of the launcher the GPU runs, and the tests compare the two.
 #pragma once
@@ -105,7 +105,7 @@ class HostBackend {
   void inclusive_scan(offset_t* p, int64_t n) {
     for (int64_t i = 1; i < n; ++i) p[i] += p[i - 1];
   }
-  void sort_by_key(uint64_t* key, int64_t* value, int64_t n) { radix_sort_by_key(key, value, n); }
+  void sort_by_key(uint64_t* key, int64_t* value, int64_t n) { splinecam::sort_by_key(key, value, n); }
   void column_tolerance(const double* rows, int64_t V, int C, int K, double rtol, double* tol) {
     column_tolerance_host(rows, V, C, K, rtol, tol, threads_);
   }

@@ -8,7 +8,7 @@
 // (lo << 32 | hi), the keys are sorted stably, and edges are numbered in key order (the
 // heads of runs of equal keys, scanned). The steps below are per-element bodies: the
 // refinement's launchers run them on threads or on a GPU (csrc/launcher.h), with the
-// backend's sort; build_edge_table runs them in sequence with the host's radix sort.
+// backend's sort; build_edge_table runs them in sequence with the host's sort.
 // The numbering is therefore one and the same in every launcher and in every half-edge
 // view of a partition.
 #pragma once
@@ -73,23 +73,12 @@ struct EdgeWriteStep {
   }
 };
 
-// Keys up to which the host sort is a comparison sort (stable, like the radix sort): each
-// radix digit costs a pass over 2048 buckets, more than sorting a few thousand keys.
-constexpr int64_t kComparisonSortMax = 2048;
-
 // Stable sort of (key, value) pairs by key on the host: least-significant-digit radix
 // sort over 11-bit digits, only over the bits in which the keys differ (edge keys of V
 // vertices differ in about 2 log2 V bits: four passes up to two million vertices). One
 // read of the keys makes every digit's histogram.
 inline void radix_sort_by_key(uint64_t* key, int64_t* value, int64_t n) {
   if (n < 2) return;
-  if (n <= kComparisonSortMax) {  // the histograms of the radix sort would cost more than sorting
-    std::vector<std::pair<uint64_t, int64_t>> kv(n);
-    for (int64_t i = 0; i < n; ++i) kv[i] = {key[i], value[i]};
-    std::stable_sort(kv.begin(), kv.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
-    for (int64_t i = 0; i < n; ++i) key[i] = kv[i].first, value[i] = kv[i].second;
-    return;
-  }
   uint64_t varying = 0;
   for (int64_t i = 1; i < n; ++i) varying |= key[i] ^ key[0];
   if (varying == 0) return;
@@ -134,6 +123,54 @@ inline void radix_sort_by_key(uint64_t* key, int64_t* value, int64_t n) {
   }
 }
 
+// Stable sort of (key, value) pairs by key on the host, for keys whose high words are
+// few: edge keys (lo << 32 | hi) of V vertices have at most V high words, and a partition
+// has three to six half-edges per vertex. One counting pass over the high words, one
+// stable scatter, then each run of one high word (the half-edges of one vertex's edges to
+// higher vertices: a few) sorted by insertion, which is stable. Two passes over the keys
+// instead of the radix sort's three to five, and no 2048-bucket histograms, which cost
+// more than the whole sort of a small partition. Keys of any other kind go to the radix
+// sort.
+inline void sort_by_key(uint64_t* key, int64_t* value, int64_t n) {
+  if (n < 2) return;
+  uint64_t top = 0;
+  for (int64_t i = 0; i < n; ++i) top = std::max<uint64_t>(top, key[i] >> 32);
+  if (top >= static_cast<uint64_t>(2 * n + 64)) return radix_sort_by_key(key, value, n);
+  const int64_t M = static_cast<int64_t>(top) + 1;
+  std::vector<int64_t> start(M + 1, 0);
+  for (int64_t i = 0; i < n; ++i) ++start[(key[i] >> 32) + 1];
+  for (int64_t b = 0; b < M; ++b) start[b + 1] += start[b];
+  std::vector<uint64_t> k(key, key + n);
+  std::vector<int64_t> v(value, value + n);
+  {
+    std::vector<int64_t> at(start.begin(), start.end() - 1);
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t p = at[k[i] >> 32]++;
+      key[p] = k[i];
+      value[p] = v[i];
+    }
+  }
+  for (int64_t b = 0; b < M; ++b) {
+    const int64_t s = start[b], e = start[b + 1];
+    if (e - s <= 1) continue;
+    if (e - s > 64) {  // a vertex of high degree (many lines through one point)
+      std::vector<std::pair<uint64_t, int64_t>> kv(e - s);
+      for (int64_t i = s; i < e; ++i) kv[i - s] = {key[i], value[i]};
+      std::stable_sort(kv.begin(), kv.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
+      for (int64_t i = s; i < e; ++i) key[i] = kv[i - s].first, value[i] = kv[i - s].second;
+      continue;
+    }
+    for (int64_t i = s + 1; i < e; ++i) {
+      const uint64_t kk = key[i];
+      const int64_t vv = value[i];
+      int64_t j = i;
+      for (; j > s && key[j - 1] > kk; --j) key[j] = key[j - 1], value[j] = value[j - 1];
+      key[j] = kk;
+      value[j] = vv;
+    }
+  }
+}
+
 // The edge table of a partition on the host: the steps above, in sequence.
 inline EdgeTable build_edge_table(index_t /*num_vertices*/, offset_t num_faces, const offset_t* face_offsets,
                                   const index_t* face_verts) {
@@ -144,7 +181,7 @@ inline EdgeTable build_edge_table(index_t /*num_vertices*/, offset_t num_faces, 
   const HalfEdgeKeyStep keys{face_offsets, face_verts, key.data()};
   for (offset_t f = 0; f < num_faces; ++f) keys(f);
   for (offset_t h = 0; h < H; ++h) IotaStep{order.data()}(h);
-  radix_sort_by_key(key.data(), order.data(), H);
+  sort_by_key(key.data(), order.data(), H);
   for (offset_t i = 0; i < H; ++i) EdgeHeadStep{key.data(), edge_id.data()}(i);
   for (offset_t i = 1; i < H; ++i) edge_id[i] += edge_id[i - 1];
   EdgeTable t;

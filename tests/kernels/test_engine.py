@@ -156,6 +156,32 @@ def test_a_crossing_on_an_edge_one_ulp_long_passes_through_its_end():
     assert_distinct_vertices_and_positive_exact_areas(polys)
 
 
+@pytest.mark.parametrize("case", ["few vertices", "a vertex of high degree", "sparse ids"])
+def test_edge_table_numbers_edges_in_key_order(case):
+    """The host's edge-table sort (a bucket sort by the lower end, or the radix sort for
+    keys with many high words) against numpy: edges numbered in (lo, hi) order, every
+    half-edge pointing at its own edge."""
+    rng = np.random.default_rng(7)
+    n_vertices = {"few vertices": 40, "a vertex of high degree": 300, "sparse ids": 2 ** 30}[case]
+    cycles = []
+    for _ in range(400):
+        k = int(rng.integers(3, 9))
+        c = rng.choice(min(n_vertices, 10 ** 6), size=k, replace=False)
+        if case == "sparse ids":
+            c = c * 1024 + int(rng.integers(0, 1024))
+        if case == "a vertex of high degree":
+            c[0] = 0  # vertex 0 ends edges of every cycle: one bucket of hundreds of keys
+        cycles.append(c)
+    off = np.concatenate([[0], np.cumsum([len(c) for c in cycles])]).astype(np.int64)
+    verts = np.concatenate(cycles).astype(np.int32)
+    nxt = np.concatenate([np.roll(c, -1) for c in cycles]).astype(np.int64)
+    lo, hi = np.minimum(verts, nxt), np.maximum(verts, nxt)
+    keys, edge_of = np.unique((lo << 32) | hi, return_inverse=True)
+    he = _core.halfedges(int(verts.max()) + 1, off, verts)
+    assert np.array_equal(he["edge_of"], edge_of.ravel())
+    assert np.array_equal(he["edge_lo"], keys >> 32) and np.array_equal(he["edge_hi"], keys & 0xFFFFFFFF)
+
+
 def test_validate_detects_a_broken_graph():
     # Two triangles sharing the diagonal 0-2 of the square 0-1-2-3.
     off = np.array([0, 3, 6], np.int64)
