@@ -17,7 +17,8 @@ Cases (each run in its own process so that its peak RSS is its own):
 
     python benchmarks/bench_cnn.py                 # all cases
     python benchmarks/bench_cnn.py --case zoom --memory-gib 3
-    python benchmarks/bench_cnn.py --case resnet18 --resnet18-scale 0.02    # slow: minutes
+    python benchmarks/bench_cnn.py --case resnet18 --resnet18-scale 0.022   # 10^5 regions: about 15 minutes
+    python benchmarks/bench_cnn.py --case vgg11-64                          # 3x64x64: about a minute
     python benchmarks/bench_cnn.py --case vgg11 --scale 0.01                # any case at another zoom
 
 "engine" is the share of the run spent in the engine's refinements (run_info's
