@@ -363,10 +363,12 @@ def test_missing_out_folder_is_refused(work):
     assert not (work / "typo").exists()
 
 
-def test_progress_bar_names_each_step_and_stays(capsys):
+def test_progress_bar_names_each_step_and_stays(capsys, monkeypatch):
+    from splinecam.driver import engine
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 8), nn.LeakyReLU(), nn.Linear(8, 3)).eval()
     sl = _splinecam.Slice.through(torch.tensor([-1.0, -1.0]), torch.tensor([1.0, -1.0]), torch.tensor([0.0, 1.0]))
+    monkeypatch.setattr(engine, "PROGRESS_DELAY", 0.0)  # as a call that runs longer than the delay
     P = _splinecam.partition(model, sl, progress=True)
     err = capsys.readouterr().err
     for step in ("layer 1/2 ReLU (1)", "layer 2/2 LeakyReLU (3)", "decision boundary"):
@@ -376,6 +378,10 @@ def test_progress_bar_names_each_step_and_stays(capsys):
     final = err.rstrip("\n").split("\r")[-1]
     assert "100%" in final and re.search(rf"regions={P.num_regions} in [\d.]+ s\]", final), repr(final)
     _splinecam.partition(model, sl, progress=False)
+    assert capsys.readouterr().err == ""
+    # A call shorter than the bar's delay draws nothing: a loop over small models stays quiet.
+    monkeypatch.setattr(engine, "PROGRESS_DELAY", 60.0)
+    _splinecam.partition(model, sl, progress=True)
     assert capsys.readouterr().err == ""
 
 

@@ -43,18 +43,30 @@ def default_memory_limit() -> int:
     return CpuBackend().default_memory_limit()
 
 
+#: Seconds a pass runs before its progress bar appears: a call that finishes sooner (a
+#: small model, a checkpoint of a training run) draws nothing and pays nothing for it.
+PROGRESS_DELAY = 0.5
+
+
 def _progress(total, enabled, desc):
-    """A bar over the steps of one pass (``None`` when disabled). It is made with
-    ``leave=False`` so that a pass that fails (e.g. too big, retried in tiles) leaves
-    no stale bar; the caller sets ``leave = True`` before closing a finished pass, so
-    the final regions and time stay on screen."""
+    """A bar over the steps of one pass (``None`` when disabled), drawn once the pass has
+    run for :data:`PROGRESS_DELAY` seconds. It is made with ``leave=False`` so that a
+    pass that fails (e.g. too big, retried in tiles) leaves no stale bar; the caller sets
+    ``leave = True`` before closing a finished pass, so the final regions and time stay on
+    screen."""
     if not enabled:
         return None
     try:
         from tqdm.auto import tqdm
     except ImportError:  # pragma: no cover - tqdm is a dependency
         return None
-    return tqdm(total=total, desc=desc, unit="step", leave=False)
+    return tqdm(total=total, desc=desc, unit="step", leave=False, delay=PROGRESS_DELAY)
+
+
+def _say(bar, text: str) -> None:
+    """Show ``text`` after the bar's counts; drawn now only once the bar is on screen
+    (tqdm draws on a refresh even within its delay)."""
+    bar.set_postfix_str(text, refresh=time.time() >= bar.start_t + bar.delay)
 
 
 def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool = True, progress: bool = True,
@@ -80,7 +92,8 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
         Also compute the decision boundary: the zero level set of a single output, or
         where the arg-max of several outputs changes.
     progress : bool
-        Show a progress bar over layers.
+        Show a progress bar over layers (drawn once the call has run for half a second,
+        so a quick call prints nothing).
     rtol : float
         Snapping tolerance: a breakpoint value whose magnitude at a vertex is at most
         ``rtol`` times its largest magnitude over the slice counts as exactly zero there
@@ -288,7 +301,7 @@ def _partition_polygon(net, tols, whole: Slice, polygon, *, decision_boundary, r
         if bar is not None:  # name the step before it runs: a slow layer shows which one it is
             what = f"{type(net.gm.get_submodule(nl.node.target)).__name__} ({nl.name})" \
                 if nl.node.op == "call_module" else nl.name
-            bar.set_postfix_str(f"layer {l}/{net.num_layers} {what}, regions={layers[-1].num_faces if layers else 1}")
+            _say(bar, f"layer {l}/{net.num_layers} {what}, regions={layers[-1].num_faces if layers else 1}")
         try:
             xy, faces, parent, deg = source.refine(l, nl, xy, faces)
         except MemoryLimitExceeded:
@@ -311,7 +324,7 @@ def _partition_polygon(net, tols, whole: Slice, polygon, *, decision_boundary, r
     decision = None
     if decision_boundary:
         if bar is not None:
-            bar.set_postfix_str(f"decision boundary, regions={layers[-1].num_faces}")
+            _say(bar, f"decision boundary, regions={layers[-1].num_faces}")
         xy, outputs, decision = clock("geometry", _decision, b, xy, outputs, faces, net.num_layers + 1, rtol,
                                       threads, validate, tols)
         stats["degenerate"] += decision.pop("degenerate")

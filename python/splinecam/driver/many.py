@@ -118,4 +118,5 @@ def _bar(total, enabled):
         from tqdm.auto import tqdm
     except ImportError:  # pragma: no cover - tqdm is a dependency
         return None
-    return tqdm(total=total, desc="splinecam", unit="checkpoint")
+    from splinecam.driver import engine
+    return tqdm(total=total, desc="splinecam", unit="checkpoint", delay=engine.PROGRESS_DELAY)
