@@ -306,28 +306,65 @@ class Network:
             record[n] = env[n]
 
     def _exec(self, n: fx.Node, env: Dict, x=None):
+        """Node ``n`` evaluated on the tensors of ``env`` (``x``: the input, for the
+        placeholder), by the node's compiled call (:meth:`_compile`)."""
+        fn = self._calls.get(n)
+        if fn is None:
+            fn = self._calls[n] = self._compile(n)
+        return fn(env, x)
+
+    def _compile(self, n: fx.Node):
+        """``call(env, x)`` for node ``n``: what evaluating it takes, worked out once per
+        copy of the network (the callable of its submodule, the arguments that are nodes,
+        the keyword arguments with ``inplace`` off) instead of at every batch. A small
+        layer's forward costs a few microseconds, less than interpreting its node did."""
         if n.op == "placeholder":
-            return x
+            return lambda env, x: x
         if n.op == "get_attr":
             obj = self.gm
             for part in n.target.split("."):
                 obj = getattr(obj, part)
-            return obj
-        args = fx.node.map_arg(n.args, lambda a: env[a])
-        kwargs = fx.node.map_arg(n.kwargs, lambda a: env[a])
+            return lambda env, x: obj
+        kwargs = dict(n.kwargs)
         if "inplace" in kwargs:  # never write into the driver's arrays
-            kwargs = dict(kwargs, inplace=False)
+            kwargs["inplace"] = False
+        flat = all(not isinstance(a, (tuple, list, dict, slice)) for a in tuple(n.args) + tuple(kwargs.values()))
+        if flat:  # arguments are nodes or constants: one look-up per node argument
+            spec = tuple((isinstance(a, fx.Node), a) for a in n.args)
+            kspec = tuple((k, isinstance(a, fx.Node), a) for k, a in kwargs.items())
+
+            def args_of(env):
+                return ([env[a] if node else a for node, a in spec],
+                        {k: env[a] if node else a for k, node, a in kspec})
+        else:
+            def args_of(env):
+                return (list(fx.node.map_arg(n.args, lambda a: env[a])),
+                        dict(fx.node.map_arg(kwargs, lambda a: env[a])))
         if n.op == "call_module":
-            return self._module(n.target)(*args, **kwargs)
+            target = n.target
+
+            def call(env, x):
+                a, k = args_of(env)
+                return self._module(target)(*a, **k)
+            return call
         if n.op == "call_function":
-            return n.target(*args, **kwargs)
+            f = n.target
+
+            def call(env, x):
+                a, k = args_of(env)
+                return f(*a, **k)
+            return call
         if n.op == "call_method":
             name = n.target
             if name in _KEEP_DTYPE_METHODS:  # stay in float64 on the CPU
-                return args[0]
+                return lambda env, x: args_of(env)[0][0]
             if name.endswith("_") and not name.startswith("_"):
                 name = name[:-1]
-            return getattr(args[0], name)(*args[1:], **kwargs)
+
+            def call(env, x):
+                a, k = args_of(env)
+                return getattr(a[0], name)(*a[1:], **k)
+            return call
         raise RuntimeError(f"unexpected node {n.op}")
 
     def _propagate_shapes(self):
