@@ -107,7 +107,11 @@ SPLINECAM_HD void write_edge_hits(const double* za, const double* zb, const uint
 SPLINECAM_HD void mark_crossings_on_ends(const double* za, const double* zb, const double* xa, const double* xb,
                                          const uint64_t* ba, const uint64_t* bb, int W, int B, uint64_t* ends_a,
                                          uint64_t* ends_b) {
-  // Only an edge with no float64 point one step off an end can need it (almost none).
+  // Only an edge that some column crosses, with no float64 point one step off an end,
+  // can need it (almost none).
+  uint64_t any = 0;
+  for (int w = 0; w < W; ++w) any |= (ba[w] & bb[W + w]) | (ba[W + w] & bb[w]);
+  if (!any) return;
   double q[2];
   step_off(xa, xb, q);
   const bool room_a = q[0] != xa[0] || q[1] != xa[1];
