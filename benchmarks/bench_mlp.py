@@ -19,6 +19,7 @@ Then the fixed cost of a call on small models, where it dominates (warm calls, m
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import platform
 import sys
@@ -152,23 +153,30 @@ def training_checkpoints(widths, n, seed=0):
 
 
 def small_models(args, repeat=20):
-    print("\nSmall models on [-2,2]^2: the fixed cost of a call (warm, mean of "
+    print("\nSmall models on [-2,2]^2: the fixed cost of a call (warm, mean, median and fastest of "
           f"{repeat} calls, decision boundary included)")
-    print(f"{'model':22s} {'regions':>8s} {'ms/call':>8s} {'regions/s':>10s}")
+    print(f"{'model':22s} {'regions':>8s} {'ms/call':>8s} {'regions/s':>10s} {'median':>8s} {'fastest':>8s}")
     for widths in [(2,) + (10,) * 5 + (1,), (2,) + (32,) * 8 + (1,), (2,) + (64,) * 3 + (1,)]:
         model, sl = mlp(widths), square(2)
-        for _ in range(3):
+        for _ in range(5):
             P = splinecam.partition(model, sl, progress=False, threads=args.threads)
-        t = time.perf_counter()
+        # The process's first full garbage collection (every object torch and the trace
+        # made, some 70 ms here) would otherwise land in one of the timed calls.
+        gc.collect()
+        calls = []
         for _ in range(repeat):
+            t = time.perf_counter()
             P = splinecam.partition(model, sl, progress=False, threads=args.threads)
-        sec = (time.perf_counter() - t) / repeat
+            calls.append(time.perf_counter() - t)
+        sec = sum(calls) / repeat
         name = f"2-{widths[1]}^{len(widths) - 2}-1"
-        print(f"{name:22s} {P.num_regions:8d} {1e3 * sec:8.2f} {P.num_regions / sec:10.0f}", flush=True)
+        print(f"{name:22s} {P.num_regions:8d} {1e3 * sec:8.2f} {P.num_regions / sec:10.0f} "
+              f"{1e3 * float(np.median(calls)):8.2f} {1e3 * min(calls):8.2f}", flush=True)
     widths, n = (2,) + (10,) * 5 + (1,), 1000
     model, states = training_checkpoints(widths, n)
     sl = square(2)
     splinecam.partition_many(states[:5], sl, model=model, progress=False, threads=args.threads)  # warm-up
+    gc.collect()
     t = time.perf_counter()
     parts = splinecam.partition_many(states, sl, model=model, progress=False, threads=args.threads)
     many = time.perf_counter() - t
