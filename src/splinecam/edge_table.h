@@ -73,12 +73,25 @@ struct EdgeWriteStep {
   }
 };
 
+// Stable sort of n (key, value) pairs by key by comparison.
+inline void comparison_sort_by_key(uint64_t* key, int64_t* value, int64_t n) {
+  std::vector<std::pair<uint64_t, int64_t>> kv(n);
+  for (int64_t i = 0; i < n; ++i) kv[i] = {key[i], value[i]};
+  std::stable_sort(kv.begin(), kv.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
+  for (int64_t i = 0; i < n; ++i) key[i] = kv[i].first, value[i] = kv[i].second;
+}
+
+// Keys up to which the radix sort sorts by comparison instead: each radix digit costs a
+// pass over 2048 buckets, more than sorting a few thousand keys.
+constexpr int64_t kComparisonSortMax = 2048;
+
 // Stable sort of (key, value) pairs by key on the host: least-significant-digit radix
 // sort over 11-bit digits, only over the bits in which the keys differ (edge keys of V
 // vertices differ in about 2 log2 V bits: four passes up to two million vertices). One
 // read of the keys makes every digit's histogram.
 inline void radix_sort_by_key(uint64_t* key, int64_t* value, int64_t n) {
   if (n < 2) return;
+  if (n <= kComparisonSortMax) return comparison_sort_by_key(key, value, n);
   uint64_t varying = 0;
   for (int64_t i = 1; i < n; ++i) varying |= key[i] ^ key[0];
   if (varying == 0) return;
@@ -129,8 +142,8 @@ inline void radix_sort_by_key(uint64_t* key, int64_t* value, int64_t n) {
 // stable scatter, then each run of one high word (the half-edges of one vertex's edges to
 // higher vertices: a few) sorted by insertion, which is stable. Two passes over the keys
 // instead of the radix sort's three to five, and no 2048-bucket histograms, which cost
-// more than the whole sort of a small partition. Keys of any other kind go to the radix
-// sort.
+// more than the whole sort of a small partition. Keys of any other kind (a subset of a
+// large partition's faces, say) go to the radix sort.
 inline void sort_by_key(uint64_t* key, int64_t* value, int64_t n) {
   if (n < 2) return;
   uint64_t top = 0;
@@ -154,10 +167,7 @@ inline void sort_by_key(uint64_t* key, int64_t* value, int64_t n) {
     const int64_t s = start[b], e = start[b + 1];
     if (e - s <= 1) continue;
     if (e - s > 64) {  // a vertex of high degree (many lines through one point)
-      std::vector<std::pair<uint64_t, int64_t>> kv(e - s);
-      for (int64_t i = s; i < e; ++i) kv[i - s] = {key[i], value[i]};
-      std::stable_sort(kv.begin(), kv.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
-      for (int64_t i = s; i < e; ++i) key[i] = kv[i - s].first, value[i] = kv[i - s].second;
+      comparison_sort_by_key(key + s, value + s, e - s);
       continue;
     }
     for (int64_t i = s + 1; i < e; ++i) {

@@ -697,6 +697,26 @@ def test_model_is_not_modified():
         assert v.dtype == before[k].dtype and torch.equal(v, before[k]), k
 
 
+
+def test_a_partition_let_go_is_freed_without_the_garbage_collector():
+    """A partition (and its network copy, with the float64 weights) that is no longer
+    referenced is freed at once: a loop over checkpoints or tiles must not hold every
+    copy until the next garbage collection."""
+    import gc
+    import weakref
+    model, sl = cnn_bn_maxpool()
+    splinecam.partition(model, sl, progress=False)  # the traced template is kept; copies are not
+    P = splinecam.partition(model, sl, progress=False)
+    refs = [weakref.ref(P), weakref.ref(P._net), weakref.ref(P._net.gm)]
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        del P
+        assert [r() is None for r in refs] == [True, True, True]
+    finally:
+        if enabled:
+            gc.enable()
+
 # --------------------------------------------------------------------------- #
 # the partition after each layer of a DAG model
 # --------------------------------------------------------------------------- #

@@ -114,7 +114,7 @@ class Network:
         #: layouts and segments by layer: they depend on the structure only, so the copies
         #: of a traced template (:meth:`_with_weights_of`) share them
         self._memo: Dict[tuple, object] = {}
-        self._calls: Dict[str, object] = {}  # submodules' callables (_module)
+        self._calls: Dict[fx.Node, object] = {}  # each node's compiled call (_compile)
         self._classify()
         self._propagate_shapes()
         self._liveness()
@@ -217,20 +217,6 @@ class Network:
             self.device = device
         return self
 
-    def _module(self, target: str):
-        """The callable of the submodule ``target``: its ``forward`` itself when neither
-        it nor torch has forward hooks (``Module.__call__`` costs more than a small
-        layer's forward). Kept per copy of the network: :meth:`_with_weights_of` makes
-        new modules."""
-        fn = self._calls.get(target)
-        if fn is None:
-            m = self.gm.get_submodule(target)
-            hooked = m._forward_hooks or m._forward_pre_hooks or getattr(m, "_forward_hooks_with_kwargs", None)
-            fn = self._calls[target] = m if hooked else m.forward
-        if _torch_module._global_forward_hooks or _torch_module._global_forward_pre_hooks:
-            return self.gm.get_submodule(target)
-        return fn
-
     def _unsupported(self, node: fx.Node, why: str = "") -> UnsupportedModelError:
         return UnsupportedModelError(
             f"{_describe(node, self.gm)}{_where(node)} is not supported{why}: splinecam needs affine layers and "
@@ -317,7 +303,9 @@ class Network:
         """``call(env, x)`` for node ``n``: what evaluating it takes, worked out once per
         copy of the network (the callable of its submodule, the arguments that are nodes,
         the keyword arguments with ``inplace`` off) instead of at every batch. A small
-        layer's forward costs a few microseconds, less than interpreting its node did."""
+        layer's forward costs a few microseconds, less than interpreting its node did.
+        The calls hold the network's modules, never the network itself: a copy that is
+        let go is freed at once, weights and all, not at the next garbage collection."""
         if n.op == "placeholder":
             return lambda env, x: x
         if n.op == "get_attr":
@@ -341,11 +329,17 @@ class Network:
                 return (list(fx.node.map_arg(n.args, lambda a: env[a])),
                         dict(fx.node.map_arg(kwargs, lambda a: env[a])))
         if n.op == "call_module":
-            target = n.target
+            # The submodule's forward itself when neither it nor torch has forward hooks
+            # (Module.__call__ costs more than a small layer's forward); modules get new
+            # copies with every network copy (_with_weights_of), and so do these calls.
+            m = self.gm.get_submodule(n.target)
+            hooked = m._forward_hooks or m._forward_pre_hooks or getattr(m, "_forward_hooks_with_kwargs", None)
+            forward = m if hooked else m.forward
 
             def call(env, x):
                 a, k = args_of(env)
-                return self._module(target)(*a, **k)
+                f = m if _torch_module._global_forward_hooks or _torch_module._global_forward_pre_hooks else forward
+                return f(*a, **k)
             return call
         if n.op == "call_function":
             f = n.target
