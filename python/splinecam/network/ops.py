@@ -131,7 +131,8 @@ class Nonlinearity:
     def zero_breakpoint(self) -> Optional[int]:
         """Index of the breakpoint 0 of an elementwise layer (its column ``z - 0`` is
         ``z`` itself, exactly), or None."""
-        return next((k for k, b in enumerate(self.breakpoints) if b == 0.0), None)
+        bps = self.breakpoints
+        return bps.index(0.0) if 0.0 in bps else None
 
 
 def _elementwise_breakpoints(node: fx.Node, gm: fx.GraphModule) -> Optional[Tuple[float, ...]]:
