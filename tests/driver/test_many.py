@@ -159,6 +159,47 @@ def test_partition_many_errors_name_the_checkpoint():
         splinecam.partition_many(model, sl)
 
 
+def test_partition_many_in_groups_is_each_partition_alone(monkeypatch):
+    """Checkpoints are made into networks and measured a group at a time (state dicts
+    copied straight into the network, tolerances of a group computed together): groups
+    of 3 over 8 checkpoints, state dicts mixed with modules, float32 and float64."""
+    from splinecam.driver import many
+    monkeypatch.setattr(many, "GROUP", 3)
+    model, states = checkpoints(8)
+    mods = {2: mlp((2, 10, 10, 1)), 6: mlp((2, 10, 10, 1))}
+    for k, m in mods.items():
+        m.load_state_dict(states[k])
+    states[5] = {k: v.double() for k, v in states[5].items()}
+    cks = [mods.get(i, sd) for i, sd in enumerate(states)]
+    sl = square()
+    parts = splinecam.partition_many(cks, sl, model=model, progress=False)
+    for i, (P, sd) in enumerate(zip(parts, states)):
+        m = mlp((2, 10, 10, 1))
+        m.load_state_dict(sd)
+        assert_identical(P, fresh(m, sl))
+        assert P.run_info["checkpoint"] == i
+        # the tolerances measured together are the partition's own
+        alone = splinecam.driver.tolerance.Tolerances.for_slice(P._net, sl)
+        for l in range(1, P._net.num_layers + 1):
+            np.testing.assert_array_equal(P._net.pattern_floors[l - 1], alone.pattern_floors()[l - 1])
+
+
+def test_partition_many_yields_the_partitions_before_a_bad_checkpoint(monkeypatch):
+    from splinecam.driver import many
+    monkeypatch.setattr(many, "GROUP", 3)
+    model, states = checkpoints(6)
+    bad = {k: v.clone() for k, v in states[4].items()}
+    bad["2.bias"][0] = float("nan")
+    states[4] = bad
+    got = []
+    with pytest.raises(ValueError, match=r"checkpoint 4: the model's tensor '2.bias' contains NaN"):
+        for P in splinecam.partition_many(states, square(), model=model, progress=False, lazy=True):
+            got.append(P.run_info["checkpoint"])
+    assert got == [0, 1, 2, 3]
+    with pytest.raises(TypeError, match="does not take"):
+        splinecam.partition_many(states, square(), model=model, progress=False, rtl=1e-9)
+
+
 def test_animate_takes_partition_many_output(tmp_path):
     pytest.importorskip("PIL")
     model, states = checkpoints(2)

@@ -188,14 +188,30 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
     >>> P.num_regions > 1, abs(P.areas().sum() - 4.0) < 1e-9
     (True, True)
     """
+    checked = checked_options(slice, decision_boundary=decision_boundary, rtol=rtol, threads=threads,
+                              validate=validate, chunk=chunk, memory_limit=memory_limit, lean=lean, device=device,
+                              backend=backend, tiles=tiles)
+    return partition_checked(model, slice, checked, max_depth, progress, store, client)
+
+
+def checked_options(slice: Slice, *, tiles, rtol, memory_limit, chunk, threads, **rest) -> tuple:
+    """The options of :func:`partition` that every pass takes, checked once: ``(options
+    of tile_runner, tiles)``; ``rest`` is passed on as it is."""
     if not isinstance(slice, Slice):
         raise TypeError(f"slice must be a splinecam.Slice; got {type(slice).__name__}")
     rtol, memory_limit, chunk, threads = check_partition_args(rtol, memory_limit, chunk, threads)
-    grid = check_tiles(tiles, slice)
+    return dict(rest, rtol=rtol, memory_limit=memory_limit, chunk=chunk, threads=threads), check_tiles(tiles, slice)
+
+
+def partition_checked(model, slice: Slice, checked: tuple, max_depth: int = 8, progress: bool = True, store=None,
+                      client=None, network=None, tolerances=None) -> "Partition":
+    """:func:`partition` with its options checked already (:func:`checked_options`);
+    ``network`` and ``tolerances``: the model's float64 copy and its tolerances on the
+    slice, when the caller made them (``None``: made here)."""
+    options, grid = dict(checked[0]), checked[1]
+    rtol, decision_boundary = options["rtol"], options["decision_boundary"]
     t0 = time.perf_counter()
-    options = dict(decision_boundary=decision_boundary, rtol=rtol, threads=threads, validate=validate, chunk=chunk,
-                   memory_limit=memory_limit, lean=lean, device=device, backend=backend)
-    run = tile_runner(model, slice, **options)
+    run = tile_runner(model, slice, network=network, tolerances=tolerances, **options)
     net = run.net
     from splinecam.driver.tiles import TileStore, run_tiles
     fingerprint = _fingerprint(model, slice, rtol, decision_boundary) if store is not None or client is not None \
@@ -220,16 +236,19 @@ def partition(model: torch.nn.Module, slice: Slice, *, decision_boundary: bool =
 
 
 def tile_runner(model, slice: Slice, *, decision_boundary=True, rtol=1e-10, threads=None, validate=False,
-                chunk=32768, memory_limit=None, lean=False, device=None, backend=None):
+                chunk=32768, memory_limit=None, lean=False, device=None, backend=None, network=None,
+                tolerances=None):
     """``run(polygon)``: the one-pass partition of a convex polygon of ``slice`` (``None``:
     all of it) with the whole slice's tolerances; raises :class:`MemoryLimitExceeded`
-    when it does not fit. Carries ``net``, ``device``, ``backend`` and ``limit``."""
+    when it does not fit. Carries ``net``, ``device``, ``backend`` and ``limit``.
+    ``network``: the model's float64 copy, and ``tolerances`` its tolerances on the
+    slice, when the caller made them."""
     host_memory.tune()
     dev = resolve_device(model, device)
     backend = get_backend(dev, backend)
     limit = int(memory_limit) if memory_limit is not None else backend.default_memory_limit()
-    net = Network.from_model(model, slice.input_shape)
-    tols = Tolerances.for_slice(net, slice, rtol)
+    net = Network.from_model(model, slice.input_shape) if network is None else network
+    tols = Tolerances.for_slice(net, slice, rtol) if tolerances is None else tolerances
     net.pattern_floors = tols.pattern_floors()
     run = functools.partial(_partition_polygon, net, tols, slice, decision_boundary=decision_boundary, rtol=rtol,
                             threads=threads, validate=validate, chunk=chunk, limit=limit, lean=lean, dev=dev,

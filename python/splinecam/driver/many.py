@@ -10,6 +10,8 @@ copy, its tolerances and its geometry, not a trace.
 from __future__ import annotations
 
 import copy
+import inspect
+import itertools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Iterable, Iterator, List, Optional, Union
 
@@ -79,36 +81,129 @@ def partition_many(checkpoints: Iterable[Union[torch.nn.Module, Mapping]], slice
 
 
 def _run(checkpoints, slice, model, progress, options) -> Iterator["Partition"]:
-    from splinecam.driver.engine import partition
+    from splinecam.driver import engine
+    # The options are checked once, as partition checks them (unknown ones refused).
+    try:
+        args = inspect.signature(engine.partition).bind(None, slice, progress=False, **options)
+    except TypeError as e:
+        raise TypeError(f"partition_many got an option that splinecam.partition does not take: {e}") from None
+    args.apply_defaults()
+    run_opts = {k: v for k, v in args.arguments.items()
+                if k not in ("model", "slice", "progress", "max_depth", "store", "client")}
+    checked = engine.checked_options(slice, **run_opts)
+    max_depth = args.arguments["max_depth"]
     total = len(checkpoints) if hasattr(checkpoints, "__len__") else None
     bar = _bar(total, progress)
-    work = None  # the private copy that state dicts are loaded into
+    states = []  # state dicts: loaded into a private copy of model, or copied straight into its network
+    todo = enumerate(checkpoints)
     try:
-        for i, ck in enumerate(checkpoints):
-            if isinstance(ck, Mapping):
-                if model is None:
-                    raise TypeError(f"checkpoint {i} is a state dict: pass the architecture as model=...")
-                if work is None:
-                    work = copy.deepcopy(model).eval()
+        while True:
+            # A group of checkpoints made into networks, their tolerances measured
+            # together; a checkpoint that fails stops the group, and raises once the
+            # partitions before it are out.
+            group, error = [], None
+            for i, ck in itertools.islice(todo, GROUP):
                 try:
-                    work.load_state_dict(ck)
-                except RuntimeError as e:
-                    raise ValueError(f"checkpoint {i} does not fit the model: {e}") from None
-                m = work
-            elif isinstance(ck, torch.nn.Module):
-                m = ck
-            else:
-                raise TypeError(f"checkpoint {i} is a {type(ck).__name__}: each checkpoint must be a "
-                                "torch.nn.Module or a state dict")
-            P = partition(m, slice, progress=False, **options)
-            P.run_info["checkpoint"] = i
-            if bar is not None:
-                bar.set_postfix_str(f"regions={P.num_regions}", refresh=False)
-                bar.update(1)
-            yield P
+                    group.append((i, *_network(i, ck, slice, model, states)))
+                except Exception as e:  # noqa: BLE001 - re-raised below, in order
+                    error = e
+                    break
+            tols = _tolerances([net for _, _, net in group], slice, checked[0]["rtol"])
+            for (i, m, net), tol in zip(group, tols):
+                P = engine.partition_checked(m, slice, checked, max_depth, False, network=net, tolerances=tol)
+                P.run_info["checkpoint"] = i
+                if bar is not None:
+                    bar.set_postfix_str(f"regions={P.num_regions}", refresh=False)
+                    bar.update(1)
+                yield P
+            if error is not None:
+                raise error
+            if len(group) < GROUP:
+                return
     finally:
         if bar is not None:
             bar.close()
+
+
+#: Checkpoints made into networks (and measured) at a time.
+GROUP = 32
+
+
+def _network(i: int, ck, slice: Slice, model, states: list):
+    """``(model, network)`` of checkpoint ``i``: the model it runs on (for its device)
+    and its float64 network, made now (a state dict's model is reused for the next)."""
+    from splinecam.network.model import Network
+    try:
+        if isinstance(ck, Mapping):
+            if model is None:
+                raise TypeError(f"checkpoint {i} is a state dict: pass the architecture as model=...")
+            if not states:
+                states.append(_StateDicts(model))
+            return states[0].load(i, ck, slice)
+        if isinstance(ck, torch.nn.Module):
+            return ck, Network.from_model(ck, slice.input_shape)
+    except ValueError as e:  # NaN weights, a training-mode model, ...: say which checkpoint
+        if str(e).startswith(f"checkpoint {i}"):
+            raise
+        raise type(e)(f"checkpoint {i}: {e}") from None
+    raise TypeError(f"checkpoint {i} is a {type(ck).__name__}: each checkpoint must be a torch.nn.Module or a "
+                    "state dict")
+
+
+def _tolerances(nets, slice: Slice, rtol: float) -> list:
+    """Per network, its tolerances on the slice, measured together for the networks of
+    one traced structure (:meth:`Tolerances.for_slice_many`); ``None`` (measured by the
+    partition itself) for a network alone of its kind."""
+    from splinecam.driver.tolerance import Tolerances
+    kinds = {}
+    for k, net in enumerate(nets):
+        kinds.setdefault(id(net._memo), []).append(k)
+    out = [None] * len(nets)
+    for ks in kinds.values():
+        if len(ks) > 1:
+            for k, t in zip(ks, Tolerances.for_slice_many([nets[k] for k in ks], slice, rtol)):
+                out[k] = t
+    return out
+
+
+class _StateDicts:
+    """State dicts of one architecture, made into networks. The first is loaded into a
+    private copy of ``model`` (``load_state_dict`` checks it) and traced; each later one
+    with the same keys and shapes is copied straight into a copy of that network, as
+    float64, without loading it into the model (what ``load_state_dict`` and the
+    model's own checks would cost per checkpoint). Anything else - other keys, other
+    shapes, a model with state outside its tensors - is loaded into the model and
+    checked as the first was."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.work = copy.deepcopy(model).eval()
+        self.template = None
+        own = self.work.state_dict()
+        self.shapes = {k: tuple(v.shape) for k, v in own.items() if isinstance(v, torch.Tensor)}
+        # state the template's copy cannot take from a state dict: non-persistent buffers,
+        # extra state (get_extra_state), non-tensor entries
+        self.direct = len(self.shapes) == len(own) and not any(
+            m._non_persistent_buffers_set or type(m).get_extra_state is not torch.nn.Module.get_extra_state
+            for m in self.work.modules())
+
+    def load(self, i: int, state: Mapping, slice: Slice):
+        """``(model, network)`` of checkpoint ``i``."""
+        from splinecam.network.model import Network
+        if self.template is not None and len(state) == len(self.shapes) and all(
+                isinstance(v, torch.Tensor) and self.shapes.get(k) == tuple(v.shape) for k, v in state.items()):
+            net = self.template._with_state_dict(state)
+            if net is not None:
+                return self.work, net
+        try:
+            self.work.load_state_dict(state)
+        except RuntimeError as e:
+            raise ValueError(f"checkpoint {i} does not fit the model: {e}") from None
+        net = Network.from_model(self.work, slice.input_shape)
+        if self.direct and self.template is None:  # never handed out: each checkpoint gets its own copy
+            mine = net._with_state_dict(state)
+            if mine is not None:
+                self.template, net = net, mine
+        return self.work, net
 
 
 def _bar(total, enabled):

@@ -90,6 +90,14 @@ class Tolerances:
     def for_slice(cls, net, slice, rtol: float = 1e-10) -> "Tolerances":
         return cls(net, net.magnitudes(slice.to_input(sample_points(slice.polygon))), rtol)
 
+    @classmethod
+    def for_slice_many(cls, nets, slice, rtol: float = 1e-10) -> List["Tolerances"]:
+        """:meth:`for_slice` of several copies of one network (checkpoints of one
+        architecture), measured together (:meth:`Network.magnitudes_many`)."""
+        from splinecam.network.model import Network
+        x = slice.to_input(sample_points(slice.polygon))
+        return [cls(net, m, rtol) for net, m in zip(nets, Network.magnitudes_many(nets, x))]
+
     def _candidates(self, l: int) -> np.ndarray:
         """(n, W, k) the candidates of max-type layer ``l``'s windows at the sample points."""
         nl, lay = self.net.layers[l - 1], self.net.layout(l)

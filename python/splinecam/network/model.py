@@ -35,6 +35,7 @@ import operator
 import os
 import traceback
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -138,7 +139,7 @@ class Network:
                     "others and the model is not a function of its input alone")
         for name, t in list(model.named_parameters()) + list(model.named_buffers()):
             if t.is_floating_point() and not _all_finite(t):
-                raise ValueError(f"the model's tensor '{name}' contains NaN or infinite values")
+                raise ValueError(_non_finite(name))
         key, net = cache.lookup(model, input_shape)
         if net is not None:
             return net
@@ -182,6 +183,24 @@ class Network:
             gm = _clone_module(self.gm, model, "", mods)
         except (LookupError, AttributeError):
             return None
+        return self._copy_with(gm, mods)
+
+    def _with_state_dict(self, state: Mapping) -> Optional["Network"]:
+        """This network (a traced template) with the weights of ``state``, a state dict
+        of the template's model (as ``model.state_dict()`` gives it): what
+        :meth:`_with_weights_of` makes of that model after ``load_state_dict(state)``,
+        without loading it. ``None`` when a tensor of the template has no counterpart of
+        its shape in ``state``; ValueError (naming it) when one holds NaN or infinite values."""
+        mods = {}
+        try:
+            gm = _clone_module(self.gm, state, "", mods, check=True)
+        except LookupError:
+            return None
+        return self._copy_with(gm, mods)
+
+    def _copy_with(self, gm: fx.GraphModule, mods: Dict[str, nn.Module]) -> "Network":
+        """A copy of this network on the module tree ``gm`` (its modules by path: ``mods``);
+        graph, layouts and node plans shared."""
         net = copy.copy(self)
         net.gm, net.static, net.pattern_floors, net._calls, net._modules_at = gm, dict(self.static), None, {}, mods
         return net
@@ -606,10 +625,7 @@ class Network:
         (:meth:`_dense_rows`), the very call ``F.linear`` makes, so the values are the
         same to the bit. A module with forward hooks (or torch's global ones) takes the
         general path, which calls them."""
-        key = ("dense", l)
-        target = self._memo.get(key, False)
-        if target is False:
-            target = self._memo[key] = self._dense_target(l)
+        target = self._dense_target_of(l)
         if target is None:
             return None
         m = self._submodule(target)
@@ -617,6 +633,14 @@ class Network:
                 _torch_module._global_forward_hooks or _torch_module._global_forward_pre_hooks:
             return None
         return m
+
+    def _dense_target_of(self, l: int) -> Optional[str]:
+        """:meth:`_dense_target`, kept with the layouts (the same for every copy)."""
+        key = ("dense", l)
+        target = self._memo.get(key, False)
+        if target is False:
+            target = self._memo[key] = self._dense_target(l)
+        return target
 
     def _dense_target(self, l: int) -> Optional[str]:
         """The module path of :meth:`_dense`'s Linear for segment ``l`` (None: none)."""
@@ -731,7 +755,6 @@ class Network:
         for l in range(1, self.num_layers + 2):
             lay, seg = self.layout(l), self._segment(l)
             prev_l, prev_lay = (l - 1, self.layout(l - 1)) if l > 1 else (0, None)
-            scale_env = self._input_scales(l, prev_l, prev_lay, scale)
 
             def hook(env, keys):
                 # blocks of n rows: the values, zero (the constant), P sign probes of the
@@ -753,10 +776,12 @@ class Network:
                     t = torch.from_numpy(b.reshape(v.shape)).to(v.device)
                     env[k] = _MaxResult(t, None) if isinstance(env[k], _MaxResult) else t
 
-            dense = self._dense(l) if dev.type == "cpu" else None
+            dense = self._dense(l) if dev.type == "cpu" and self._dense_ready(l) else None
             if dense is not None:
-                both, rows0 = self._dense_magnitudes(l, lay, dense, source, scale_env, seed, probes)
+                both, rows0 = (t[0] for t in self._dense_terms(l, lay, [self], [dense], source[None], scale[None], seed,
+                                                            probes))
             else:
+                scale_env = self._input_scales(l, prev_l, prev_lay, scale)
                 env = self._segment_env(l, seg, prev_l, prev_lay, torch.from_numpy(np.tile(source, (B, 1))).to(dev),
                                         hook)
                 rows = np.empty((n * B, lay.n_cols))
@@ -775,52 +800,105 @@ class Network:
             source, scale = rows0, both[1]
         return direct, accumulated, values
 
-    def _dense_magnitudes(self, l, lay, m, source, scale_env, seed, probes):
-        """:meth:`magnitudes` of a layer whose segment is one Linear ``m`` (:meth:`_dense`),
-        without the graph: the same probes (the same signs) of its one input, multiplied
-        by its weight alone, since the bias cancels in the difference to the zero probe.
-        Returns ``(both, values)``: the direct and accumulated term sizes ``(2, n, n_cols)``
-        and the rows at the points ``(n, n_cols)``."""
-        n, P = len(source), probes
+    def _dense_ready(self, l: int) -> bool:
+        """Whether :meth:`_dense_terms` takes layer ``l``: its segment is one Linear
+        (:meth:`_dense`) of the input or of an elementwise layer's output."""
+        return l == 1 or self.layers[l - 2].kind == "elementwise"
+
+    def _dense_terms(self, l, lay, nets, ms, source, scale, seed, probes):
+        """:meth:`magnitudes` of layer ``l`` for networks ``nets`` of this structure at once,
+        when its segment is one Linear (``ms``: theirs, :meth:`_dense`; see
+        :meth:`_dense_ready`): the same probes (the same signs) of its one input as the
+        general path, multiplied by the weight alone (the bias cancels in the difference
+        to the zero probe). ``source`` and ``scale``: ``(K, n, ...)`` the previous layer's
+        rows and accumulated scales at the points (the inputs and zeros for ``l = 1``).
+        Returns ``(both, values)``: the direct and accumulated term sizes ``(K, 2, n,
+        n_cols)`` and the rows at the points ``(K, n, n_cols)``."""
+        K, n, P = len(nets), source.shape[1], probes
         if l == 1:
-            key, i, a = self.nodes[0], 0, source.reshape(n, -1)
+            i, a, e = 0, source.reshape(K, n, -1), scale.reshape(K, n, -1)
         else:  # the input follows the carried tensors among the segment's inputs
             prev, prev_lay = self.layers[l - 2], self.layout(l - 1)
-            key, i, z = prev.node, len(prev_lay.carry), prev.inputs[0]
-            if prev.kind != "elementwise":
-                a = self._chunk_env(l - 1, prev_lay, torch.from_numpy(source))[key]
-            else:  # the nonlinearity alone, on its input's columns
-                c0, c1 = prev_lay.carry[z] if z in prev_lay.carry else \
-                    (prev.zero_breakpoint * prev.width, (prev.zero_breakpoint + 1) * prev.width)
-                env = {n_: v.materialize(n) if isinstance(v, _BatchTemplate) else v for n_, v in self.static.items()}
-                env[z] = torch.from_numpy(source[:, c0:c1])
-                a = self._exec(key, env)
-            a = a.reshape(n, -1).numpy()
-        sg = self._probe_signs(seed, probes, n, l, i, ((2 * P + 2) * n, a.shape[1])).reshape(2 * P + 2, n, -1)
-        x = np.empty((2 * P, n, a.shape[1]))
-        np.multiply(a, sg[2:P + 2], out=x[:P])
-        np.abs(a, out=x[P])
-        x[P] += scale_env[key].reshape(n, -1)
-        x[P + 1:] = x[P]
-        x[P:] *= sg[P + 2:]
-        y = np.abs(x.reshape(2 * P * n, -1) @ m.weight.detach().numpy().T).reshape(2, P, n, -1)
-        units = np.add.reduce(y, axis=1)
+            z, i = prev.inputs[0], len(prev_lay.carry)
+            c0, c1 = prev_lay.carry[z] if z in prev_lay.carry else \
+                (prev.zero_breakpoint * prev.width, (prev.zero_breakpoint + 1) * prev.width)
+            e = scale[:, :, c0:c1]  # the output's error is at most its input's (as _input_scales)
+            a = np.empty((K, n, c1 - c0))
+            if K > 1 and not self.static and self._stateless(prev.node):  # one call for all
+                a.reshape(K * n, -1)[:] = self._exec(prev.node, {z: torch.from_numpy(
+                    np.ascontiguousarray(source[:, :, c0:c1]).reshape(K * n, -1))}).numpy()
+            else:
+                for k, net in enumerate(nets):  # the nonlinearity alone, on its input's columns
+                    env = {n_: v.materialize(n) if isinstance(v, _BatchTemplate) else v for n_, v in net.static.items()}
+                    env[z] = torch.from_numpy(source[k, :, c0:c1])
+                    a[k] = net._exec(prev.node, env).reshape(n, -1).numpy()
+        sg = self._probe_signs(seed, probes, n, l, i, ((2 * P + 2) * n, a.shape[2])).reshape(2 * P + 2, n, -1)
+        x = np.empty((K, 2 * P, n, a.shape[2]))
+        np.multiply(a[:, None], sg[2:P + 2], out=x[:, :P])
+        np.abs(a, out=x[:, P])
+        x[:, P] += e
+        x[:, P + 1:] = x[:, P, None]
+        x[:, P:] *= sg[P + 2:]
+        w = np.stack([m.weight.detach().numpy() for m in ms]) if K > 1 else ms[0].weight.detach().numpy()[None]
+        wt = w.transpose(0, 2, 1)
+        y = np.abs(x.reshape(K, 2 * P * n, -1) @ wt).reshape(K, 2, P, n, -1)
+        units = np.add.reduce(y, axis=2)
         units *= math.sqrt(math.pi / 2) / P
-        z = a @ m.weight.detach().numpy().T
-        if m.bias is not None:
-            z += m.bias.detach().numpy()
-        if l > self.num_layers or lay.n_cols == units.shape[2]:  # the output, or z - 0 alone
+        z = a @ wt
+        if ms[0].bias is not None:
+            z += np.stack([m.bias.detach().numpy() for m in ms])[:, None] if K > 1 else ms[0].bias.detach().numpy()
+        if l > self.num_layers or lay.n_cols == units.shape[3]:  # the output, or z - 0 alone
             return units, z
         # every column of a unit (its breakpoints, z itself) has the unit's terms
-        values, both = np.empty((n, lay.n_cols)), np.empty((2, n, lay.n_cols))
+        values, both = np.empty((K, n, lay.n_cols)), np.empty((K, 2, n, lay.n_cols))
         N = self.layers[l - 1].width
         for k, bp in enumerate(self.layers[l - 1].breakpoints):
-            np.subtract(z, bp, out=values[:, k * N:(k + 1) * N])
-            both[:, :, k * N:(k + 1) * N] = units
+            np.subtract(z, bp, out=values[:, :, k * N:(k + 1) * N])
+            both[..., k * N:(k + 1) * N] = units
         for c0, c1 in lay.carry.values():
-            values[:, c0:c1] = z
-            both[:, :, c0:c1] = units
+            values[:, :, c0:c1] = z
+            both[..., c0:c1] = units
         return both, values
+
+    def _stateless(self, node: fx.Node) -> bool:
+        """Whether node ``node`` computes the same in every copy: no submodule with
+        parameters or buffers (the copies differ in nothing else)."""
+        if node.op != "call_module":
+            return node.op in ("call_function", "call_method")
+        m = self._submodule(node.target)
+        return not m._parameters and not m._buffers and not m._modules
+
+    @staticmethod
+    @torch.no_grad()
+    def magnitudes_many(nets: Sequence["Network"], x: torch.Tensor, probes: int = 3, seed: int = 0) -> list:
+        """:meth:`magnitudes` of several copies of one traced network (checkpoints of one
+        architecture) at the same inputs ``x``: layer by layer for all at once when every
+        segment is one Linear on the CPU, else one network after the other. The same
+        values as :meth:`magnitudes` of each, up to rounding."""
+        first = nets[0] if nets else None
+        L = first.num_layers if first is not None else 0
+        ok = first is not None and len(nets) > 1 and all(
+            net._memo is first._memo and net.device.type == "cpu" for net in nets) and all(
+            first._dense_target_of(l) is not None and first._dense_ready(l) for l in range(1, L + 2))
+        ms = [[net._dense(l) for net in nets] for l in range(1, L + 2)] if ok else []
+        if not ok or any(m is None for row in ms for m in row):
+            return [net.magnitudes(x, probes, seed) for net in nets]
+        x = torch.as_tensor(x, dtype=torch.float64).reshape(len(x), -1)
+        K, n = len(nets), len(x)
+        out = [([], [], []) for _ in nets]
+        source = np.broadcast_to(x.numpy(), (K,) + tuple(x.shape))
+        scale = np.zeros(source.shape)
+        with _threads_for(n * (2 * probes + 2) * max(first.layer_widths + [x.shape[1]]), first.device), \
+                np.errstate(over="ignore", invalid="ignore"):
+            for l in range(1, L + 2):
+                both, values = first._dense_terms(l, first.layout(l), nets, ms[l - 1], source, scale, seed, probes)
+                top = both.max(axis=2)  # (K, 2, n_cols)
+                for k, (direct, accumulated, vals) in enumerate(out):
+                    direct.append(top[k, 0])
+                    accumulated.append(top[k, 1])
+                    vals.append(values[k])
+                source, scale = values, both[:, 1]
+        return out
 
     def _probe_signs(self, seed: int, probes: int, n: int, l: int, i: int, shape: tuple) -> np.ndarray:
         """Random signs of the ``i``-th input of layer ``l``'s glue in :meth:`magnitudes`:
@@ -953,31 +1031,44 @@ class Network:
         return self.all_preactivations(x)[-1]
 
 
-def _clone_module(t: nn.Module, src: nn.Module, path: str, mods: Dict[str, nn.Module]) -> nn.Module:
+def _clone_module(t: nn.Module, src, path: str, mods: Dict[str, nn.Module], check: bool = False) -> nn.Module:
     """A copy of the template module ``t`` (and its submodules) with the parameters and
     buffers of ``src`` as new float64 tensors, each copy recorded in ``mods`` by its path
-    (:meth:`Network._with_weights_of`). LookupError when a tensor has no counterpart."""
+    (:meth:`Network._with_weights_of`). ``src`` is the module at ``path`` of a model of
+    the template's structure, or a state dict of the whole model (tensors by their full
+    names). LookupError when a tensor has no counterpart of its shape; with ``check``,
+    ValueError when one holds NaN or infinite values."""
     c = mods[path] = object.__new__(type(t))
     c.__dict__ = t.__dict__.copy()
+    flat = isinstance(src, Mapping)
+    prefix = f"{path}." if path else ""
     for store in ("_parameters", "_buffers"):
-        theirs = getattr(src, store)
+        mine = getattr(t, store)
+        theirs = {k: src.get(prefix + k) for k in mine} if flat else getattr(src, store)
         fresh = {}
-        for k, v in getattr(t, store).items():
+        for k, v in mine.items():
             w = theirs.get(k)
             if v is None or w is None:
                 if v is not w:
                     raise LookupError(k)
                 fresh[k] = None
                 continue
-            if w.shape != v.shape:
+            if not isinstance(w, torch.Tensor) or w.shape != v.shape:
                 raise LookupError(k)
+            if check and w.is_floating_point() and not _all_finite(w):
+                raise ValueError(_non_finite(prefix + k))
             w = w.detach().to(device="cpu", dtype=torch.float64 if w.is_floating_point() else w.dtype, copy=True)
             fresh[k] = nn.Parameter(w, requires_grad=False) if isinstance(v, nn.Parameter) else w
         c.__dict__[store] = fresh
-    theirs = src._modules
-    c.__dict__["_modules"] = {k: None if m is None else _clone_module(m, theirs[k], f"{path}.{k}" if path else k, mods)
+    theirs = None if flat else src._modules
+    c.__dict__["_modules"] = {k: None if m is None else
+                              _clone_module(m, src if flat else theirs[k], prefix + k, mods, check)
                               for k, m in t._modules.items()}
     return c
+
+
+def _non_finite(name: str) -> str:
+    return f"the model's tensor '{name}' contains NaN or infinite values"
 
 
 def _plan(n: fx.Node):
