@@ -338,7 +338,8 @@ class Slice:
                             dtype=torch.float64)
         if u.dim() != 2 or u.shape[1] != 2:
             raise ValueError(f"plane points must have shape (n, 2); got {tuple(u.shape)}")
-        x = self._origin.flatten()[None, :] + u @ self._basis.reshape(2, -1)
+        # origin + u @ basis in one call (the same rounding as the product, then the sum)
+        x = torch.addmm(self._origin.reshape(-1), u, self._basis.reshape(2, -1))
         return x.reshape(u.shape[0], *self._origin.shape)
 
     def to_plane(self, x) -> np.ndarray:

@@ -249,7 +249,7 @@ def tile_runner(model, slice: Slice, *, decision_boundary=True, rtol=1e-10, thre
     limit = int(memory_limit) if memory_limit is not None else backend.default_memory_limit()
     net = Network.from_model(model, slice.input_shape) if network is None else network
     tols = Tolerances.for_slice(net, slice, rtol) if tolerances is None else tolerances
-    net.pattern_floors = tols.pattern_floors()
+    net.pattern_floors = tols.lazy_pattern_floors()  # made when patterns are first asked for
     run = functools.partial(_partition_polygon, net, tols, slice, decision_boundary=decision_boundary, rtol=rtol,
                             threads=threads, validate=validate, chunk=chunk, limit=limit, lean=lean, dev=dev,
                             backend=backend)

@@ -126,17 +126,7 @@ class Tolerances:
     def floors(self, l: int, from_input: bool = False) -> np.ndarray:
         """(n_cut,) rounding floor of the breakpoint columns of hidden layer ``l``, for
         rows computed by the driver or (``from_input``) by forward passes from the input."""
-        nl, lay = self.net.layers[l - 1], self.net.layout(l)
-        mag = (self.accumulated if from_input else self.direct)[l - 1]
-        if nl.kind == "elementwise":
-            N = nl.width
-            bps = np.abs(np.asarray(nl.breakpoints, dtype=np.float64))
-            floor = ROUNDING_FLOOR * mag[:lay.n_cut]
-            # z - b is rounded too when b is large against z
-            return floor + np.repeat(np.spacing(bps), N) * (floor > 0)
-        # Chain columns max(c_0..c_{s-1}) - c_s: differences of the window's candidates.
-        x = mag[lay.n_cut:lay.n_cut + nl.in_numel]
-        return 2 * ROUNDING_FLOOR * x[nl.idx].max(axis=1)
+        return _floors(self.net, l, (self.accumulated if from_input else self.direct)[l - 1])
 
     def tolerances(self, l: int, from_input: bool = False) -> np.ndarray:
         """(n_cut,) the snapping tolerance of every breakpoint column of hidden layer
@@ -175,3 +165,26 @@ class Tolerances:
         max-type layer."""
         return [self._kept(("floors", l, True), lambda: self.floors(l, from_input=True))
                 for l in range(1, self.net.num_layers + 1)]
+
+    def lazy_pattern_floors(self):
+        """:meth:`pattern_floors` as a function of the network, for
+        :attr:`Network.pattern_floors` to call at its first use. It holds the term sizes
+        alone, not the network (nor these tolerances, which hold the network): a
+        partition let go is freed at once."""
+        accumulated = self.accumulated
+        return lambda net: [_floors(net, l, accumulated[l - 1]) for l in range(1, net.num_layers + 1)]
+
+
+def _floors(net, l: int, mag: np.ndarray) -> np.ndarray:
+    """:meth:`Tolerances.floors` of hidden layer ``l`` from the term sizes ``mag`` of its
+    columns."""
+    nl, lay = net.layers[l - 1], net.layout(l)
+    if nl.kind == "elementwise":
+        N = nl.width
+        bps = np.abs(np.asarray(nl.breakpoints, dtype=np.float64))
+        floor = ROUNDING_FLOOR * mag[:lay.n_cut]
+        # z - b is rounded too when b is large against z
+        return floor + np.repeat(np.spacing(bps), N) * (floor > 0)
+    # Chain columns max(c_0..c_{s-1}) - c_s: differences of the window's candidates.
+    x = mag[lay.n_cut:lay.n_cut + nl.in_numel]
+    return 2 * ROUNDING_FLOOR * x[nl.idx].max(axis=1)

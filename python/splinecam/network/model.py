@@ -111,7 +111,7 @@ class Network:
         self.nodes: List[fx.Node] = list(gm.graph.nodes)
         self.pos = {n: i for i, n in enumerate(self.nodes)}
         #: per hidden layer, the rounding floors of activation patterns (splinecam.driver.tolerance)
-        self.pattern_floors: Optional[List[np.ndarray]] = None
+        self.pattern_floors = None
         #: layouts and segments by layer: they depend on the structure only, so the copies
         #: of a traced template (:meth:`_with_weights_of`) share them
         self._memo: Dict[tuple, object] = {}
@@ -121,6 +121,22 @@ class Network:
         self._classify()
         self._propagate_shapes()
         self._liveness()
+
+    @property
+    def pattern_floors(self) -> Optional[List[np.ndarray]]:
+        """Per hidden layer, the rounding floors that activation patterns use (forward
+        passes from the input; :meth:`Tolerances.pattern_floors
+        <splinecam.driver.tolerance.Tolerances.pattern_floors>`), or None. They may be set
+        as a function of the network that makes them, called at the first use: a
+        partition whose patterns are never asked for never computes them."""
+        f = self._pattern_floors
+        if callable(f):
+            f = self._pattern_floors = f(self)
+        return f
+
+    @pattern_floors.setter
+    def pattern_floors(self, value) -> None:
+        self._pattern_floors = value
 
     # -- construction ------------------------------------------------------------------
     @classmethod
@@ -137,12 +153,14 @@ class Network:
                     f"module '{name}' ({type(m).__name__}) has no running statistics "
                     "(track_running_stats=False): it normalises by the batch, so one input's output depends on the "
                     "others and the model is not a function of its input alone")
-        for name, t in list(model.named_parameters()) + list(model.named_buffers()):
-            if t.is_floating_point() and not _all_finite(t):
-                raise ValueError(_non_finite(name))
+        # A kept trace's copy checks the tensors it copies (the ones the graph uses) as it
+        # copies them; a model traced now is checked whole.
         key, net = cache.lookup(model, input_shape)
         if net is not None:
             return net
+        for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+            if t.is_floating_point() and not _all_finite(t):
+                raise ValueError(_non_finite(name))
         net = cls._trace(model, input_shape)
         if key is None or any(isinstance(v, torch.Tensor) for v in net.static.values()):
             # weights that live outside modules' parameters and buffers (constants the
@@ -177,10 +195,11 @@ class Network:
         """This network (a traced template of ``model``'s structure) with ``model``'s
         current weights: the graph, layouts and shapes are shared, every parameter and
         buffer is a new float64 copy. ``None`` when a tensor of the template has no
-        counterpart in ``model``."""
+        counterpart in ``model``; ValueError (naming it) when one holds NaN or infinite
+        values."""
         mods = {}
         try:
-            gm = _clone_module(self.gm, model, "", mods)
+            gm = _clone_module(self.gm, model, "", mods, check=True)
         except (LookupError, AttributeError):
             return None
         return self._copy_with(gm, mods)
