@@ -184,6 +184,25 @@ def test_partition_many_in_groups_is_each_partition_alone(monkeypatch):
             np.testing.assert_array_equal(P._net.pattern_floors[l - 1], alone.pattern_floors()[l - 1])
 
 
+def test_partition_many_takes_large_models_one_at_a_time(monkeypatch):
+    from splinecam.driver import many
+    from splinecam.network.model import Network
+    model, states = checkpoints(4)
+    net = Network.from_model(model.eval(), (2,))
+    nbytes = 8 * sum(p.numel() for p in model.parameters())
+    assert many._group_size(net) == many.GROUP
+    monkeypatch.setattr(many, "GROUP_BYTES", 2 * nbytes + 1)
+    assert many._group_size(net) == 2
+    monkeypatch.setattr(many, "GROUP_BYTES", nbytes // 2)
+    assert many._group_size(net) == 1
+    parts = splinecam.partition_many(states, square(), model=model, progress=False)
+    assert [P.run_info["checkpoint"] for P in parts] == [0, 1, 2, 3]
+    for P, sd in zip(parts, states):
+        m = mlp((2, 10, 10, 1))
+        m.load_state_dict(sd)
+        assert_identical(P, fresh(m, square()))
+
+
 def test_partition_many_yields_the_partitions_before_a_bad_checkpoint(monkeypatch):
     from splinecam.driver import many
     monkeypatch.setattr(many, "GROUP", 3)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-import itertools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Iterable, Iterator, List, Optional, Union
 
@@ -101,12 +100,16 @@ def _run(checkpoints, slice, model, progress, options) -> Iterator["Partition"]:
             # A group of checkpoints made into networks, their tolerances measured
             # together; a checkpoint that fails stops the group, and raises once the
             # partitions before it are out.
-            group, error = [], None
-            for i, ck in itertools.islice(todo, GROUP):
+            group, error, size = [], None, GROUP
+            for i, ck in todo:
                 try:
                     group.append((i, *_network(i, ck, slice, model, states)))
                 except Exception as e:  # noqa: BLE001 - re-raised below, in order
                     error = e
+                    break
+                if len(group) == 1:
+                    size = _group_size(group[0][2])
+                if len(group) >= size:
                     break
             tols = _tolerances([net for _, _, net in group], slice, checked[0]["rtol"])
             for (i, m, net), tol in zip(group, tols):
@@ -118,15 +121,24 @@ def _run(checkpoints, slice, model, progress, options) -> Iterator["Partition"]:
                 yield P
             if error is not None:
                 raise error
-            if len(group) < GROUP:
+            if len(group) < size:
                 return
     finally:
         if bar is not None:
             bar.close()
 
 
-#: Checkpoints made into networks (and measured) at a time.
+#: Checkpoints made into networks (and measured) at a time, at most; and the most
+#: memory their float64 weights may take together (a large model goes one at a time).
 GROUP = 32
+GROUP_BYTES = 64 << 20
+
+
+def _group_size(net) -> int:
+    """Checkpoints per group for networks like ``net`` (see :data:`GROUP_BYTES`)."""
+    nbytes = sum(t.numel() * t.element_size() for t in net.gm.parameters()) + \
+        sum(t.numel() * t.element_size() for t in net.gm.buffers())
+    return max(1, min(GROUP, GROUP_BYTES // max(nbytes, 1)))
 
 
 def _network(i: int, ck, slice: Slice, model, states: list):
