@@ -16,7 +16,7 @@ from torch import nn
 if TYPE_CHECKING:  # pragma: no cover
     from splinecam.network.model import Network
 
-__all__ = ["lookup", "keep", "clear"]
+__all__ = ["lookup", "keep", "clear", "has_hooks"]
 
 
 # -- traced structures, reused -----------------------------------------------------------
@@ -35,7 +35,7 @@ def _structure_key(model: nn.Module, input_shape: Sequence[int]) -> Optional[tup
     the traced graph may then depend on something this key cannot see."""
     parts = [tuple(int(s) for s in input_shape)]
     for name, m in model.named_modules():
-        if m._forward_hooks or m._forward_pre_hooks or getattr(m, "_forward_hooks_with_kwargs", None):
+        if has_hooks(m):
             return None
         attrs = []
         for k, v in vars(m).items():
@@ -53,6 +53,11 @@ def _structure_key(model: nn.Module, input_shape: Sequence[int]) -> Optional[tup
                         for store in (m._parameters, m._buffers) for k, t in store.items())
         parts.append((name, type(m), getattr(type(m), "forward", None), tuple(attrs), tensors))
     return tuple(parts)
+
+
+def has_hooks(m: nn.Module) -> bool:
+    """Whether module ``m`` has forward hooks of its own (pre-hooks included)."""
+    return bool(m._forward_hooks or m._forward_pre_hooks or getattr(m, "_forward_hooks_with_kwargs", None))
 
 
 _MODULE_INTERNALS = {"_non_persistent_buffers_set", "_state_dict_pre_hooks", "_load_state_dict_pre_hooks",

@@ -34,8 +34,8 @@ import math
 import operator
 import os
 import traceback
-from dataclasses import dataclass, field
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -326,6 +326,20 @@ class Network:
             m = self._modules_at[target] = self.gm.get_submodule(target)
         return m
 
+    def _static_env(self, b: int) -> Dict:
+        """The graph's constants for a batch of ``b`` inputs (batch-size templates made)."""
+        return {n: v.materialize(b) if isinstance(v, _BatchTemplate) else v for n, v in self.static.items()}
+
+    def _z_columns(self, l: int, lay: RowLayout) -> Tuple[int, int]:
+        """The columns of elementwise layer ``l``'s rows (layout ``lay``) that hold its
+        input ``z`` itself: where it is carried, else the breakpoint-0 block ``z - 0``."""
+        nl = self.layers[l - 1]
+        z = nl.inputs[0]
+        if z in lay.carry:
+            return lay.carry[z]
+        k, N = nl.zero_breakpoint, nl.width
+        return k * N, (k + 1) * N
+
     def _propagate_shapes(self):
         runs = []
         for batch in (2, 3):
@@ -548,17 +562,15 @@ class Network:
         env = {}
         for n, (a, e) in lay.carry.items():
             env[n] = t[:, a:e].reshape(b, *self.shape[n])
-        for n, v in self.static.items():
-            env[n] = v.materialize(b) if isinstance(v, _BatchTemplate) else v
+        env.update(self._static_env(b))
         if l > self.num_layers:
             return env
         nl = self.layers[l - 1]
         if nl.kind == "elementwise":
             z = nl.inputs[0]
             if z not in env:
-                N = nl.width
-                k = nl.zero_breakpoint
-                env[z] = t[:, k * N:(k + 1) * N].reshape(b, *self.shape[z])
+                c0, c1 = self._z_columns(l, lay)
+                env[z] = t[:, c0:c1].reshape(b, *self.shape[z])
             env[nl.node] = self._exec(nl.node, env)
         else:
             X = torch.cat([env[n].reshape(b, -1) for n in nl.inputs], dim=1)
@@ -648,8 +660,7 @@ class Network:
         if target is None:
             return None
         m = self._submodule(target)
-        if m._forward_hooks or m._forward_pre_hooks or getattr(m, "_forward_hooks_with_kwargs", None) or \
-                _torch_module._global_forward_hooks or _torch_module._global_forward_pre_hooks:
+        if cache.has_hooks(m) or _torch_module._global_forward_hooks or _torch_module._global_forward_pre_hooks:
             return None
         return m
 
@@ -688,12 +699,7 @@ class Network:
         ``addmm`` into its column block, the other breakpoint columns ``z - b`` from it."""
         o = out if isinstance(out, torch.Tensor) else torch.from_numpy(out)
         a = a.reshape(a.shape[0], -1)
-        zkey = self.output_node if l > self.num_layers else self.layers[l - 1].inputs[0]
-        if zkey in lay.carry:
-            c0, c1 = lay.carry[zkey]
-        else:
-            k, N = self.layers[l - 1].zero_breakpoint, self.layers[l - 1].width
-            c0, c1 = k * N, (k + 1) * N
+        c0, c1 = lay.carry[self.output_node] if l > self.num_layers else self._z_columns(l, lay)
         z = o[:, c0:c1]
         w = m.weight
         if a.device != w.device:
@@ -718,9 +724,7 @@ class Network:
         keys)`` may rewrite the segment's per-vertex inputs before the glue runs."""
         m = part.shape[0]
         if l == 1:
-            env = {self.nodes[0]: part.reshape(m, *self.input_shape)}
-            for n, v in self.static.items():
-                env[n] = v.materialize(m) if isinstance(v, _BatchTemplate) else v
+            env = {self.nodes[0]: part.reshape(m, *self.input_shape), **self._static_env(m)}
             keys = [self.nodes[0]]
         else:
             env = self._chunk_env(prev_l, prev_lay, part)
@@ -839,8 +843,7 @@ class Network:
         else:  # the input follows the carried tensors among the segment's inputs
             prev, prev_lay = self.layers[l - 2], self.layout(l - 1)
             z, i = prev.inputs[0], len(prev_lay.carry)
-            c0, c1 = prev_lay.carry[z] if z in prev_lay.carry else \
-                (prev.zero_breakpoint * prev.width, (prev.zero_breakpoint + 1) * prev.width)
+            c0, c1 = self._z_columns(l - 1, prev_lay)
             e = scale[:, :, c0:c1]  # the output's error is at most its input's (as _input_scales)
             a = np.empty((K, n, c1 - c0))
             if K > 1 and not self.static and self._stateless(prev.node):  # one call for all
@@ -848,7 +851,7 @@ class Network:
                     np.ascontiguousarray(source[:, :, c0:c1]).reshape(K * n, -1))}).numpy()
             else:
                 for k, net in enumerate(nets):  # the nonlinearity alone, on its input's columns
-                    env = {n_: v.materialize(n) if isinstance(v, _BatchTemplate) else v for n_, v in net.static.items()}
+                    env = net._static_env(n)
                     env[z] = torch.from_numpy(source[k, :, c0:c1])
                     a[k] = net._exec(prev.node, env).reshape(n, -1).numpy()
         sg = self._probe_signs(seed, probes, n, l, i, ((2 * P + 2) * n, a.shape[2])).reshape(2 * P + 2, n, -1)
@@ -942,9 +945,8 @@ class Network:
         out = {k: scale[:, a:e] for k, (a, e) in prev_lay.carry.items()}
         nl = self.layers[prev_l - 1]
         if nl.kind == "elementwise":  # the output's error is at most its input's
-            z = nl.inputs[0]
-            k = nl.zero_breakpoint
-            out[nl.node] = out[z] if z in out else scale[:, k * nl.width:(k + 1) * nl.width]
+            c0, c1 = self._z_columns(prev_l, prev_lay)
+            out[nl.node] = scale[:, c0:c1]
         else:
             X = np.concatenate([out[t].reshape(n, -1) for t in nl.inputs], axis=1)
             out[nl.node] = X[:, nl.idx].max(axis=2)
@@ -1131,8 +1133,7 @@ def _plan(n: fx.Node):
             # (Module.__call__ costs more than a small layer's forward); modules get new
             # copies with every network copy (_with_weights_of), and so do these calls.
             m = net._submodule(target)
-            hooked = m._forward_hooks or m._forward_pre_hooks or getattr(m, "_forward_hooks_with_kwargs", None)
-            forward = m if hooked else m.forward
+            forward = m if cache.has_hooks(m) else m.forward
 
             def call(env, x):
                 a, k = args_of(env)
