@@ -154,7 +154,8 @@ RefineResult<typename Backend::Buffer> refine(const RefineInput& in, int64_t num
   // ---- 3. faces ------------------------------------------------------------------------
   const FaceInput fin{in.face_offsets, in.face_verts, in.he_layer, in.he_unit, edge_lo.get(), edge_of.get(),
                       cross_off.get(), hit_off.get(), hit_col.get(), zero_off.get(), zero_col.get(), in.xy,
-                      in.rows, xy_edge.get(), merge.rows1, tol.get(), V, n1, C, K, in.layer_id};
+                      in.rows, xy_edge.get(), merge.rows1, tol.get(), V, n1, C, K, in.layer_id,
+                      bits.get(), B, W};
   be.cut_faces(in, fin, xy_edge.get(), out);
   lap(3);
   out.seconds[3] -= out.seconds[4];

@@ -51,6 +51,10 @@ struct FaceInput {
   index_t n0, n1;                // V and the number of edge crossings
   int n_cols, n_cut;             // C and K
   int32_t layer_id;              // label of the new edges
+  // Sign bits of the old vertices over the columns cut now, [B, K) (sign_bits,
+  // edge_cross.h): their signs are read from these few words, not from their rows.
+  const uint64_t* bits0;         // [n0, 2 * W]
+  int cut_begin, sign_words;     // B and W
 };
 
 // Size of a face's input to the body: boundary length with crossings, and the number of
@@ -66,18 +70,19 @@ SPLINECAM_HD const double* input_row(const FaceInput& in, index_t id) {
                     : in.rows1 + static_cast<int64_t>(id - in.n0) * in.n_cols;
 }
 
-// Calls emit(j) for every possible chord end on the face's boundary: each column
-// crossing an edge strictly, and each column zero at an old vertex and non-zero at one
-// of its two neighbours along the boundary (with crossings). A column that cuts the face
-// has at least two such entries (the ends of its chord); a column zero along a whole
-// stretch of the boundary (dead units, ties of a max) emits only at the stretch's ends,
-// so such columns never crowd the candidates.
+// Calls emit(j, crosses) for every possible chord end on the face's boundary: each
+// column crossing an edge strictly (crosses = true: the edge's ends have values of both
+// signs, so the column cuts the face), and each column zero at an old vertex and non-zero
+// at one of its two neighbours along the boundary (with crossings; crosses = false). A
+// column that cuts the face has at least two such entries (the ends of its chord); a
+// column zero along a whole stretch of the boundary (dead units, ties of a max) emits only
+// at the stretch's ends, so such columns never crowd the candidates.
 template <class Emit>
 SPLINECAM_HD void boundary_candidates(const FaceInput& in, int64_t f, Emit&& emit) {
   const offset_t hb = in.face_offsets[f], he = in.face_offsets[f + 1];
   for (offset_t h = hb; h < he; ++h) {
     const index_t a = in.face_verts[h], e = in.edge_of[h];
-    for (offset_t z = in.hit_off[e]; z < in.hit_off[e + 1]; ++z) emit(in.hit_col[z]);
+    for (offset_t z = in.hit_off[e]; z < in.hit_off[e + 1]; ++z) emit(in.hit_col[z], true);
     if (in.zero_off[a + 1] == in.zero_off[a]) continue;
     // Next vertex after a: the first crossing of its edge, or the next old vertex.
     index_t next;
@@ -97,7 +102,7 @@ SPLINECAM_HD void boundary_candidates(const FaceInput& in, int64_t f, Emit&& emi
     const double* rn = input_row(in, next);
     for (offset_t z = in.zero_off[a]; z < in.zero_off[a + 1]; ++z) {
       const int32_t j = in.zero_col[z];
-      if (rp[j] != 0.0 || rn[j] != 0.0) emit(j);
+      if (rp[j] != 0.0 || rn[j] != 0.0) emit(j, false);
     }
   }
 }
@@ -109,7 +114,7 @@ SPLINECAM_HD FacePlan plan_face(const FaceInput& in, int64_t f) {
     p.boundary += 1 + (in.cross_off[e + 1] - in.cross_off[e]);
   }
   int64_t n = 0;
-  boundary_candidates(in, f, [&](int32_t) { ++n; });
+  boundary_candidates(in, f, [&](int32_t, bool) { ++n; });
   p.candidates = n;
   return p;
 }
@@ -220,17 +225,21 @@ class FaceCutter {
     build_boundary(f);
     const int nc = gather_candidates(f);
     for (int64_t i = 0; i < s_.caps.slots; ++i) s_.hcol[i] = -1;
-    set_bbox(0);
+    bool boxes = false;  // bounding boxes of the pieces, kept once the filter is in use
     for (int c = 0; c < nc && !overflow_; ++c) {
-      const int j = s_.cand[c];
-      if (!boundary_has_both_signs(j)) continue;
+      const int j = s_.cand[c] >> 1;
+      if (!(s_.cand[c] & 1) && !boundary_has_both_signs(j)) continue;
       // Affine model of column j over the face, used only to skip pieces whose bounding
       // box the zero set clearly misses (the exact test is on vertex signs).
       const bool use_filter = pieces_ > 8 && fit_affine(j);
+      if (use_filter && !boxes) {
+        for (int p = 0; p < pieces_; ++p) set_bbox(p);
+        boxes = true;
+      }
       const int count = pieces_;
       for (int p = 0; p < count && !overflow_; ++p) {
         if (use_filter && clearly_one_side(s_.bbox + 4 * static_cast<int64_t>(p))) continue;
-        if (cut(p, j)) {
+        if (cut(p, j) && boxes) {
           set_bbox(p);
           set_bbox(pieces_ - 1);
         }
@@ -300,11 +309,13 @@ class FaceCutter {
     pieces_ = 1;
   }
 
-  // Columns that may cut the face (boundary_candidates), sorted, without repeats.
+  // Columns that may cut the face (boundary_candidates), sorted, without repeats, as
+  // 2 j + 1 when column j crosses an edge of the face (it cuts the face) and 2 j when it
+  // is only zero at boundary vertices (its signs around the boundary decide).
   SPLINECAM_HD int gather_candidates(int64_t f) {
     int n = 0;
     int32_t* c = s_.cand;
-    boundary_candidates(in_, f, [&](int32_t j) { c[n++] = j; });
+    boundary_candidates(in_, f, [&](int32_t j, bool crosses) { c[n++] = 2 * j + (crosses ? 1 : 0); });
     // Shell sort (Ciura's gaps, then halving): no allocation, fast for the short lists
     // of most faces and fine for the long ones of a first layer.
     for (int gap = n / 2 > 701 ? n / 2 : 701; gap > 0; gap = gap > 701 ? (gap / 2 > 701 ? gap / 2 : 701) : gap == 1 ? 0
@@ -318,17 +329,29 @@ class FaceCutter {
       }
     }
     int u = 0;
-    for (int i = 0; i < n; ++i)
-      if (u == 0 || s_.cand[u - 1] != s_.cand[i]) s_.cand[u++] = s_.cand[i];
+    for (int i = 0; i < n; ++i) {
+      if (u > 0 && (c[u - 1] >> 1) == (c[i] >> 1)) c[u - 1] |= c[i];
+      else c[u++] = c[i];
+    }
     return u;
+  }
+
+  // Sign of column j (cut now) at vertex id: sign_of its value, read from the sign bits
+  // for old vertices (a few words each, mostly in cache, where rows are not).
+  SPLINECAM_HD int sign_at(index_t id, int j) const {
+    if (id >= in_.n0) return sign_of(row(id)[j]);
+    const int W = in_.sign_words, k = j - in_.cut_begin;
+    const uint64_t* b = in_.bits0 + static_cast<int64_t>(id) * 2 * W;
+    const uint64_t m = static_cast<uint64_t>(1) << (k & 63);
+    return static_cast<int>((b[k >> 6] & m) != 0) - static_cast<int>((b[W + (k >> 6)] & m) != 0);
   }
 
   SPLINECAM_HD bool boundary_has_both_signs(int j) const {
     bool pos = false, neg = false;
     for (int i = 0; i < boundary_; ++i) {
-      const double z = row(s_.bnd[i])[j];
-      pos |= z > 0.0;
-      neg |= z < 0.0;
+      const int sg = sign_at(s_.bnd[i], j);
+      pos |= sg > 0;
+      neg |= sg < 0;
     }
     return pos && neg;
   }
@@ -468,7 +491,7 @@ class FaceCutter {
       const index_t* v = s_.cv[cur_] + s_.start[p];
       bool pos = false, neg = false;
       for (int i = 0; i < n; ++i) {
-        s_.sg[i] = static_cast<int8_t>(sign_of(row(v[i])[j]));
+        s_.sg[i] = static_cast<int8_t>(sign_at(v[i], j));
         pos |= s_.sg[i] > 0;
         neg |= s_.sg[i] < 0;
       }
@@ -476,8 +499,9 @@ class FaceCutter {
     }
     const int8_t* sg = s_.sg;
     int s0 = 0;  // start of the positive run
-    while (!(sg[s0] > 0 && sg[(s0 + n - 1) % n] <= 0)) ++s0;
-    auto at = [&](int k) { return (s0 + k) % n; };
+    while (!(sg[s0] > 0 && sg[s0 > 0 ? s0 - 1 : n - 1] <= 0)) ++s0;
+    // Position k after s0 around the cycle (0 <= k < n; no division in the inner loops).
+    auto at = [&](int k) { return s0 + k < n ? s0 + k : s0 + k - n; };
     int k = 0;
     while (k < n && sg[at(k)] > 0) ++k;
     const int q = k - 1;  // last positive
