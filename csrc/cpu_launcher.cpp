@@ -39,6 +39,14 @@ void threaded_face_pass(const RefineInput& in, const FaceInput& fin, const doubl
     FaceBlockOut& o = fblocks[b];
     HostVector<char> scratch;
     const int64_t f0 = b * kFaceBlock, f1 = std::min<int64_t>(in.num_faces, f0 + kFaceBlock);
+    // Room for the block's faces as they are and some growth: most blocks never reallocate.
+    const size_t nh = static_cast<size_t>(fin.face_offsets[f1] - fin.face_offsets[f0]);
+    const size_t nf = static_cast<size_t>(f1 - f0);
+    o.size.reserve(2 * nf);
+    o.parent.reserve(2 * nf);
+    o.verts.reserve(nh + nh / 2);
+    o.layer.reserve(nh + nh / 2);
+    o.unit.reserve(nh + nh / 2);
     for (int64_t f = f0; f < f1; ++f) {
       const FacePlan plan = plan_face(fin, f);
       if (plan.candidates == 0) {
