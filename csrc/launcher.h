@@ -101,20 +101,27 @@ RefineResult<typename Backend::Buffer> refine(const RefineInput& in, int64_t num
   be.launch(SnapStep{in.rows, tol.get(), C, B, K, zero_off.get(), bits.get(), marks.get()}, V, 256);
   lap(0);
 
-  // ---- 1. edges: half-edges sorted by their key (lo, hi), numbered in key order --------
-  auto key = be.template array<uint64_t>(at_least_1(H));
-  auto order = be.template array<int64_t>(at_least_1(H));
-  auto edge_id = be.template array<offset_t>(at_least_1(H));
+  // ---- 1. edges: the crossed half-edges sorted by their key (lo, hi), numbered in key
+  // order; the others share one empty edge (most of a late layer's, nearly all of a
+  // decision boundary's), so the sort and the edge passes see only the crossed ones.
+  auto crossed = be.template array<offset_t>(H + 1);
+  be.launch(CrossedHalfEdgeStep{in.face_offsets, in.face_verts, bits.get(), W, crossed.get()}, F, 256);
+  const int64_t Hc = be.scan_counts(crossed.get(), H);
+  auto key = be.template array<uint64_t>(at_least_1(Hc));
+  auto order = be.template array<int64_t>(at_least_1(Hc));
+  auto edge_id = be.template array<offset_t>(at_least_1(Hc));
   auto edge_of = be.template array<index_t>(at_least_1(H));
-  be.launch(HalfEdgeKeyStep{in.face_offsets, in.face_verts, key.get()}, F, 256);
-  be.launch(IotaStep{order.get()}, H, 256);
-  be.sort_by_key(key.get(), order.get(), H);
-  be.launch(EdgeHeadStep{key.get(), edge_id.get()}, H, 256);
-  be.inclusive_scan(edge_id.get(), H);
-  const int64_t E = H > 0 ? be.read(edge_id.get() + H - 1) : 0;
-  auto edge_lo = be.template array<index_t>(at_least_1(E));
-  auto edge_hi = be.template array<index_t>(at_least_1(E));
-  be.launch(EdgeWriteStep{key.get(), order.get(), edge_id.get(), edge_of.get(), edge_lo.get(), edge_hi.get()}, H,
+  be.launch(CrossedKeyStep{in.face_offsets, in.face_verts, crossed.get(), key.get(), order.get()}, F, 256);
+  be.sort_by_key(key.get(), order.get(), Hc);
+  be.launch(EdgeHeadStep{key.get(), edge_id.get()}, Hc, 256);
+  be.inclusive_scan(edge_id.get(), Hc);
+  const int64_t Ec = Hc > 0 ? be.read(edge_id.get() + Hc - 1) : 0;
+  const int64_t E = Ec + 1;  // the crossed edges, then the empty one
+  auto edge_lo = be.template array<index_t>(E);
+  auto edge_hi = be.template array<index_t>(E);
+  be.launch(UncrossedEdgeStep{crossed.get(), static_cast<index_t>(Ec), edge_of.get(), edge_lo.get(), edge_hi.get()},
+            H, 256);
+  be.launch(EdgeWriteStep{key.get(), order.get(), edge_id.get(), edge_of.get(), edge_lo.get(), edge_hi.get()}, Hc,
             256);
   lap(1);
 

@@ -42,6 +42,61 @@ struct SnapStep {
   }
 };
 
+// Phase 1: the half-edges that some column cut now crosses strictly (the sign bits of
+// their ends, SnapStep): 1 at crossed[h + 1]. Only these need an edge of their own; a
+// crossing needs opposite signs at the two ends, and both half-edges of an edge agree.
+struct CrossedHalfEdgeStep {
+  const offset_t* face_offsets;
+  const index_t* face_verts;
+  const uint64_t* bits;
+  int W;
+  offset_t* crossed;  // [H + 1]
+  SPLINECAM_HD void operator()(int64_t f) const {
+    const offset_t b = face_offsets[f], e = face_offsets[f + 1];
+    for (offset_t h = b; h < e; ++h) {
+      const uint64_t* ba = bits + static_cast<int64_t>(face_verts[h]) * 2 * W;
+      const uint64_t* bb = bits + static_cast<int64_t>(face_verts[cycle_next(h, b, e)]) * 2 * W;
+      uint64_t any = 0;
+      for (int w = 0; w < W; ++w) any |= (ba[w] & bb[W + w]) | (ba[W + w] & bb[w]);
+      crossed[h + 1] = any != 0;
+    }
+  }
+};
+
+// Phase 1, after the scan of crossed: the key (lo << 32 | hi) and the index of every
+// crossed half-edge, at its place among them (in half-edge order, so the stable sort
+// numbers edges as a sort of all half-edges would, less the uncrossed ones).
+struct CrossedKeyStep {
+  const offset_t* face_offsets;
+  const index_t* face_verts;
+  const offset_t* crossed;  // [H + 1], scanned
+  uint64_t* key;            // [Hc]
+  int64_t* order;           // [Hc]
+  SPLINECAM_HD void operator()(int64_t f) const {
+    const offset_t b = face_offsets[f], e = face_offsets[f + 1];
+    for (offset_t h = b; h < e; ++h) {
+      if (crossed[h + 1] == crossed[h]) continue;
+      const index_t u = face_verts[h], v = face_verts[cycle_next(h, b, e)];
+      const uint32_t lo = static_cast<uint32_t>(u < v ? u : v), hi = static_cast<uint32_t>(u < v ? v : u);
+      key[crossed[h]] = (static_cast<uint64_t>(lo) << 32) | hi;
+      order[crossed[h]] = h;
+    }
+  }
+};
+
+// Phase 1: every uncrossed half-edge gets the empty edge E, a loop at vertex 0 (no
+// column has opposite signs at its ends: no hits, no crossings, no end marks).
+struct UncrossedEdgeStep {
+  const offset_t* crossed;  // [H + 1], scanned
+  index_t E;
+  index_t* edge_of;  // [H]
+  index_t *lo, *hi;  // [E + 1]
+  SPLINECAM_HD void operator()(int64_t h) const {
+    if (h == 0) lo[E] = hi[E] = 0;
+    if (crossed[h + 1] == crossed[h]) edge_of[h] = E;
+  }
+};
+
 // Phase 2, before the crossings: the crossings of edge e that land on one of its ends
 // with no float64 point left between (mark_crossings_on_ends), decided from the snapped
 // rows alone, so the marks do not depend on the order in which edges run.

@@ -6,11 +6,11 @@
 //
 // One algorithm builds the table everywhere: every half-edge gets its edge's key
 // (lo << 32 | hi), the keys are sorted stably, and edges are numbered in key order (the
-// heads of runs of equal keys, scanned). The steps below are per-element bodies: the
-// refinement's launchers run them on threads or on a GPU (csrc/launcher.h), with the
-// backend's sort; build_edge_table runs them in sequence with the host's sort.
-// The numbering is therefore one and the same in every launcher and in every half-edge
-// view of a partition.
+// heads of runs of equal keys, scanned). The steps below are per-element bodies:
+// build_edge_table runs them in sequence with the host's sort; the refinement's launchers
+// (csrc/launcher.h) run the same numbering on threads or on a GPU, with the backend's
+// sort, over the half-edges that the refinement's columns cross (the others share one
+// empty edge there). The numbering is therefore one and the same in every launcher.
 #pragma once
 
 #include <algorithm>
