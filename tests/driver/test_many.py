@@ -184,6 +184,34 @@ def test_partition_many_in_groups_is_each_partition_alone(monkeypatch):
             np.testing.assert_array_equal(P._net.pattern_floors[l - 1], alone.pattern_floors()[l - 1])
 
 
+def test_tolerances_of_a_group_are_each_networks_own():
+    """The bounds that Tolerances.for_slice_many works out for the elementwise layers of
+    a group at once are, bit for bit, the per-network rule on each network's own
+    magnitudes (two breakpoints per unit: the cap too; zero biases: the floors)."""
+    from splinecam.driver.tolerance import Tolerances, _bounds
+    from splinecam.network.model import Network
+    torch.manual_seed(0)
+    base = nn.Sequential(nn.Linear(2, 6), nn.Hardtanh(), nn.Linear(6, 5, bias=False), nn.LeakyReLU(0.1),
+                         nn.Linear(5, 4), nn.ReLU6(), nn.Linear(4, 1)).double().eval()
+    nets = [Network.from_model(perturbed(mlp_copy(base), s), (2,)) for s in range(4)]
+    sl = square(1.5)
+    for rtol in (1e-9, 0.0):  # rtol = 0: the floors alone
+        group = Tolerances.for_slice_many(nets, sl, rtol=rtol)
+        for t in group:
+            alone = Tolerances(t.net, (t.direct, t.accumulated, t.values), rtol=rtol)
+            for l in range(1, t.net.num_layers + 1):
+                got = t.bounds(l)
+                assert got.shape == (2, t.net.layout(l).n_cut) and got.flags.c_contiguous and not got.flags.writeable
+                np.testing.assert_array_equal(got, _bounds(alone.tolerances(l)))
+        # and they differ between the networks (each has its own)
+        assert not np.array_equal(group[0].bounds(1), group[1].bounds(1))
+
+
+def mlp_copy(model):
+    import copy
+    return copy.deepcopy(model)
+
+
 def test_partition_many_takes_large_models_one_at_a_time(monkeypatch):
     from splinecam.driver import many
     from splinecam.network.model import Network

@@ -50,8 +50,23 @@ import numpy as np
 __all__ = ["ROUNDING_FLOOR", "Tolerances", "sample_points"]
 
 
-def _bounds(tol: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(np.stack([tol, tol]).astype(np.float64))
+def _bounds(tol: np.ndarray, axis: int = 0) -> np.ndarray:
+    """Floor and cap for the engine, both the tolerance: (2, n) (or (K, 2, n) with
+    ``axis=1`` for K networks' (K, n))."""
+    return np.ascontiguousarray(np.stack([tol, tol], axis=axis).astype(np.float64))
+
+
+def _tolerances(nl, rtol: float, scales: np.ndarray, floor: np.ndarray) -> np.ndarray:
+    """``tol_j = max(min(rtol * scale_j, cap_j), floor_j)`` (the module doc) of the
+    breakpoint columns of the hidden layer ``nl``, over the last axis of ``scales`` and
+    ``floor`` (any leading axes: several networks)."""
+    cap = np.full_like(floor, np.inf)
+    if nl.kind == "elementwise" and len(nl.breakpoints) > 1:
+        gaps = np.diff(np.sort(np.asarray(nl.breakpoints, dtype=np.float64)))
+        gaps = gaps[gaps > 0]
+        if len(gaps):
+            cap[...] = 0.25 * gaps.min()
+    return np.maximum(np.minimum(rtol * scales, cap), floor)
 
 #: Relative size, against the Euclidean norm of its terms, below which a float64 value
 #: is rounding noise (16 ulps: the error of a sum grows with its number of terms).
@@ -93,10 +108,24 @@ class Tolerances:
     @classmethod
     def for_slice_many(cls, nets, slice, rtol: float = 1e-10) -> List["Tolerances"]:
         """:meth:`for_slice` of several copies of one network (checkpoints of one
-        architecture), measured together (:meth:`Network.magnitudes_many`)."""
+        architecture), measured together (:meth:`Network.magnitudes_many`); the bounds of
+        their elementwise layers are worked out together too, by the same rule."""
         from splinecam.network.model import Network
         x = slice.to_input(sample_points(slice.polygon))
-        return [cls(net, m, rtol) for net, m in zip(nets, Network.magnitudes_many(nets, x))]
+        out = [cls(net, m, rtol) for net, m in zip(nets, Network.magnitudes_many(nets, x))]
+        if len(out) > 1:
+            net = out[0].net
+            for l, nl in enumerate(net.layers, 1):
+                if nl.kind != "elementwise":
+                    continue
+                n_cut = net.layout(l).n_cut
+                scales = np.abs(np.stack([t.values[l - 1][:, :n_cut] for t in out])).max(axis=1)
+                floors = _floors(net, l, np.stack([t.direct[l - 1] for t in out]))
+                bounds = _bounds(_tolerances(nl, rtol, scales, floors), axis=1)
+                for t, b in zip(out, bounds):
+                    b.setflags(write=False)
+                    t._memo[("bounds", l, False)] = b
+        return out
 
     def _candidates(self, l: int) -> np.ndarray:
         """(n, W, k) the candidates of max-type layer ``l``'s windows at the sample points."""
@@ -131,15 +160,7 @@ class Tolerances:
     def tolerances(self, l: int, from_input: bool = False) -> np.ndarray:
         """(n_cut,) the snapping tolerance of every breakpoint column of hidden layer
         ``l`` (the module doc's ``tol_j``)."""
-        nl = self.net.layers[l - 1]
-        floor = self.floors(l, from_input)
-        cap = np.full_like(floor, np.inf)
-        if nl.kind == "elementwise" and len(nl.breakpoints) > 1:
-            gaps = np.diff(np.sort(np.asarray(nl.breakpoints, dtype=np.float64)))
-            gaps = gaps[gaps > 0]
-            if len(gaps):
-                cap[:] = 0.25 * gaps.min()
-        return np.maximum(np.minimum(self.rtol * self.scales(l), cap), floor)
+        return _tolerances(self.net.layers[l - 1], self.rtol, self.scales(l), self.floors(l, from_input))
 
     def bounds(self, l: int, from_input: bool = False) -> np.ndarray:
         """(2, n_cut) float64, as the engine takes them: floor and cap of every
@@ -177,14 +198,14 @@ class Tolerances:
 
 def _floors(net, l: int, mag: np.ndarray) -> np.ndarray:
     """:meth:`Tolerances.floors` of hidden layer ``l`` from the term sizes ``mag`` of its
-    columns."""
+    columns (the last axis; any leading axes: several networks)."""
     nl, lay = net.layers[l - 1], net.layout(l)
     if nl.kind == "elementwise":
         N = nl.width
         bps = np.abs(np.asarray(nl.breakpoints, dtype=np.float64))
-        floor = ROUNDING_FLOOR * mag[:lay.n_cut]
+        floor = ROUNDING_FLOOR * mag[..., :lay.n_cut]
         # z - b is rounded too when b is large against z
         return floor + np.repeat(np.spacing(bps), N) * (floor > 0)
     # Chain columns max(c_0..c_{s-1}) - c_s: differences of the window's candidates.
-    x = mag[lay.n_cut:lay.n_cut + nl.in_numel]
-    return 2 * ROUNDING_FLOOR * x[nl.idx].max(axis=1)
+    x = mag[..., lay.n_cut:lay.n_cut + nl.in_numel]
+    return 2 * ROUNDING_FLOOR * x[..., nl.idx].max(axis=-1)
