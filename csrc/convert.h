@@ -6,6 +6,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -85,6 +86,7 @@ inline RefineInput host_input(const carray<double>& xy, py::array rows_obj, cons
     require(bounds_keep && bounds_keep.ndim() == 2 && bounds_keep.shape(0) == 2 && bounds_keep.shape(1) == n_cut,
             "tol_bounds must have shape (2, n_cut): per column a floor, then a cap");
     in.tol_bounds = bounds_keep.data();
+    in.tol_fixed = std::equal(in.tol_bounds, in.tol_bounds + n_cut, in.tol_bounds + n_cut);
   }
   return in;
 }

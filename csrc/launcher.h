@@ -89,8 +89,12 @@ RefineResult<typename Backend::Buffer> refine(const RefineInput& in, int64_t num
 
   // ---- 0. per-column tolerance and snapping -------------------------------------------
   auto tol = be.template array<double>(at_least_1(K));
-  be.column_tolerance(in.rows, V, C, K, in.rtol, tol.get());
-  if (in.tol_bounds && K > 0) be.launch(BoundToleranceStep{tol.get(), in.tol_bounds, K}, K, 256);
+  if (in.tol_fixed) {  // floor == cap: the bounds are the tolerance, whatever the rows' scale
+    if (K > 0) be.launch(FixedToleranceStep{tol.get(), in.tol_bounds}, K, 256);
+  } else {
+    be.column_tolerance(in.rows, V, C, K, in.rtol, tol.get());
+    if (in.tol_bounds && K > 0) be.launch(BoundToleranceStep{tol.get(), in.tol_bounds, K}, K, 256);
+  }
   // Zero columns of every vertex (counted here, listed after the end marks of phase 2)
   // and its sign bits over the columns cut now: the edge passes read a few words per
   // vertex instead of its row.

@@ -22,6 +22,14 @@ struct BoundToleranceStep {
   SPLINECAM_HD void operator()(int64_t j) const { tol[j] = bounded_tolerance(tol[j], bounds[j], bounds[K + j]); }
 };
 
+// Phase 0: the tolerance of column j when its floor and cap are one value (what
+// bounded_tolerance gives then, for any measured scale).
+struct FixedToleranceStep {
+  double* tol;
+  const double* bounds;
+  SPLINECAM_HD void operator()(int64_t j) const { tol[j] = bounds[j]; }
+};
+
 // Phase 0: snap |z| <= tol[j] to exactly 0 (every breakpoint column j < K), count the
 // zeros of every old vertex among the columns cut now, [B, K), and write its sign bits
 // over those columns (see sign_bits) while its row is at hand; clear its end marks

@@ -35,6 +35,8 @@ struct RefineInput {
   int32_t layer_id = 0;                    // label given to the new edges
   double rtol = 1e-10;                     // relative snapping tolerance per column
   const double* tol_bounds = nullptr;      // [2 * n_cut] or null: floor_j, then cap_j
+  bool tol_fixed = false;                  // floor_j == cap_j for every j: the tolerance is
+                                           // given, not measured from the rows
   int64_t max_new_vertices = 0;            // memory budget: stop past this many (0 = none)
   int num_threads = 0;                     // 0 = all hardware threads
 };
