@@ -5,8 +5,11 @@
 //   0. tolerance: per column, |z| <= tol_j is snapped to exactly 0, where tol_j is
 //      min(rtol * max_v |z_j|, cap_j) raised to floor_j when the caller gives bounds (the
 //      driver's tolerance policy: a rounding floor, and a cap that keeps two
-//      breakpoints of one unit apart);
-//   1. edge table of the current faces;
+//      breakpoints of one unit apart; the driver gives floor = cap, the tolerance
+//      itself, and max_v |z_j| is then not measured); the sign bits of every vertex
+//      over the columns cut now;
+//   1. edge table of the current faces' crossed half-edges (some column has opposite
+//      signs at the two ends); the others share one empty edge;
 //   2. per edge: crossings of every column, sorted along the edge, coincident ones
 //      merged into one vertex (shared by both faces of the edge);
 //   3. per face: the boundary cycle with its crossings, cut column by column
