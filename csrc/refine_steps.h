@@ -64,9 +64,7 @@ struct CrossedHalfEdgeStep {
     for (offset_t h = b; h < e; ++h) {
       const uint64_t* ba = bits + static_cast<int64_t>(face_verts[h]) * 2 * W;
       const uint64_t* bb = bits + static_cast<int64_t>(face_verts[cycle_next(h, b, e)]) * 2 * W;
-      uint64_t any = 0;
-      for (int w = 0; w < W; ++w) any |= (ba[w] & bb[W + w]) | (ba[W + w] & bb[w]);
-      crossed[h + 1] = any != 0;
+      crossed[h + 1] = edge_has_hits(ba, bb, W);
     }
   }
 };

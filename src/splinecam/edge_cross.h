@@ -91,11 +91,23 @@ SPLINECAM_HD int sign_bits(const double* z, int B, int K, uint64_t* bits) {
   return zeros;
 }
 
-// Number of the columns [B, K) whose zero set strictly crosses the open edge a -> b, from
-// the sign bits ba, bb of its ends.
+// Word w of the columns [B, K) with opposite signs at the ends of an edge, from the sign
+// bits ba, bb of its ends: the columns whose zero set strictly crosses it.
+SPLINECAM_HD uint64_t edge_hit_word(const uint64_t* ba, const uint64_t* bb, int W, int w) {
+  return (ba[w] & bb[W + w]) | (ba[W + w] & bb[w]);
+}
+
+// Whether some column [B, K) strictly crosses the open edge a -> b.
+SPLINECAM_HD bool edge_has_hits(const uint64_t* ba, const uint64_t* bb, int W) {
+  uint64_t any = 0;
+  for (int w = 0; w < W; ++w) any |= edge_hit_word(ba, bb, W, w);
+  return any != 0;
+}
+
+// Number of the columns [B, K) whose zero set strictly crosses the open edge a -> b.
 SPLINECAM_HD int count_edge_hits(const uint64_t* ba, const uint64_t* bb, int W) {
   int n = 0;
-  for (int w = 0; w < W; ++w) n += popcount64((ba[w] & bb[W + w]) | (ba[W + w] & bb[w]));
+  for (int w = 0; w < W; ++w) n += popcount64(edge_hit_word(ba, bb, W, w));
   return n;
 }
 
@@ -105,7 +117,7 @@ SPLINECAM_HD void write_edge_hits(const double* za, const double* zb, const uint
                                        int W, int B, double* t, int32_t* col) {
   int n = 0;
   for (int w = 0; w < W; ++w) {
-    uint64_t m = (ba[w] & bb[W + w]) | (ba[W + w] & bb[w]);
+    uint64_t m = edge_hit_word(ba, bb, W, w);
     while (m) {
       const int j = B + 64 * w + lowest_bit64(m);
       m &= m - 1;
@@ -127,16 +139,14 @@ SPLINECAM_HD void mark_crossings_on_ends(const double* za, const double* zb, con
                                          uint64_t* ends_b) {
   // Only an edge that some column crosses, with no float64 point one step off an end,
   // can need it (almost none).
-  uint64_t any = 0;
-  for (int w = 0; w < W; ++w) any |= (ba[w] & bb[W + w]) | (ba[W + w] & bb[w]);
-  if (!any) return;
+  if (!edge_has_hits(ba, bb, W)) return;
   double q[2];
   step_off(xa, xb, q);
   const bool room_a = q[0] != xa[0] || q[1] != xa[1];
   step_off(xb, xa, q);
   if (room_a && (q[0] != xb[0] || q[1] != xb[1])) return;
   for (int w = 0; w < W; ++w) {
-    uint64_t m = (ba[w] & bb[W + w]) | (ba[W + w] & bb[w]);
+    uint64_t m = edge_hit_word(ba, bb, W, w);
     while (m) {
       const uint64_t bit = m & (~m + 1);
       const int j = B + 64 * w + lowest_bit64(m);
