@@ -82,9 +82,7 @@ struct CrossedKeyStep {
     const offset_t b = face_offsets[f], e = face_offsets[f + 1];
     for (offset_t h = b; h < e; ++h) {
       if (crossed[h + 1] == crossed[h]) continue;
-      const index_t u = face_verts[h], v = face_verts[cycle_next(h, b, e)];
-      const uint32_t lo = static_cast<uint32_t>(u < v ? u : v), hi = static_cast<uint32_t>(u < v ? v : u);
-      key[crossed[h]] = (static_cast<uint64_t>(lo) << 32) | hi;
+      key[crossed[h]] = edge_key(face_verts[h], face_verts[cycle_next(h, b, e)]);
       order[crossed[h]] = h;
     }
   }

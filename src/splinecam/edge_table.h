@@ -30,6 +30,12 @@ struct EdgeTable {
   std::vector<index_t> edge_of;  // [H] undirected edge of each half-edge
 };
 
+// The key (lo << 32 | hi) of the edge between vertices u and v.
+SPLINECAM_HD uint64_t edge_key(index_t u, index_t v) {
+  const uint32_t lo = static_cast<uint32_t>(u < v ? u : v), hi = static_cast<uint32_t>(u < v ? v : u);
+  return (static_cast<uint64_t>(lo) << 32) | hi;
+}
+
 // Per face f: the key of each of its half-edges.
 struct HalfEdgeKeyStep {
   const offset_t* face_offsets;
@@ -38,9 +44,7 @@ struct HalfEdgeKeyStep {
   SPLINECAM_HD void operator()(int64_t f) const {
     const offset_t b = face_offsets[f], e = face_offsets[f + 1];
     for (offset_t h = b; h < e; ++h) {
-      const index_t u = face_verts[h], v = face_verts[cycle_next(h, b, e)];
-      const uint32_t lo = static_cast<uint32_t>(u < v ? u : v), hi = static_cast<uint32_t>(u < v ? v : u);
-      key[h] = (static_cast<uint64_t>(lo) << 32) | hi;
+      key[h] = edge_key(face_verts[h], face_verts[cycle_next(h, b, e)]);
     }
   }
 };

@@ -89,7 +89,7 @@ class Tolerances:
         self.net = net
         self.direct, self.accumulated, self.values = magnitudes
         self.rtol = float(rtol)
-        # bounds, ties and floors by (kind, layer, from_input): every tile of the slice,
+        # bounds and ties by (kind, layer, from_input): every tile of the slice,
         # and every chunk of a lean layer, asks for the same ones
         self._memo = {}
 
@@ -119,7 +119,7 @@ class Tolerances:
                 if nl.kind != "elementwise":
                     continue
                 n_cut = net.layout(l).n_cut
-                scales = np.abs(np.stack([t.values[l - 1][:, :n_cut] for t in out])).max(axis=1)
+                scales = _elementwise_scales(np.stack([t.values[l - 1] for t in out]), n_cut)
                 floors = _floors(net, l, np.stack([t.direct[l - 1] for t in out]))
                 bounds = _bounds(_tolerances(nl, rtol, scales, floors), axis=1)
                 for t, b in zip(out, bounds):
@@ -138,7 +138,7 @@ class Tolerances:
         ``max(c_0..c_{s-1}) - c_s`` over its steps ``s``."""
         nl, lay = self.net.layers[l - 1], self.net.layout(l)
         if nl.kind == "elementwise":
-            return np.abs(self.values[l - 1][:, :lay.n_cut]).max(axis=0)
+            return _elementwise_scales(self.values[l - 1], lay.n_cut)
         cand = self._candidates(l)
         chain = np.maximum.accumulate(cand, axis=2)[:, :, :-1] - cand[:, :, 1:]
         return np.abs(chain).max(axis=(0, 2)) if chain.size else np.zeros(cand.shape[1])
@@ -184,8 +184,7 @@ class Tolerances:
         """Per hidden layer, the floors that activation patterns (forward passes from the
         input) use: per column ``z - b`` of an elementwise layer, per window of a
         max-type layer."""
-        return [self._kept(("floors", l, True), lambda: self.floors(l, from_input=True))
-                for l in range(1, self.net.num_layers + 1)]
+        return self.lazy_pattern_floors()(self.net)
 
     def lazy_pattern_floors(self):
         """:meth:`pattern_floors` as a function of the network, for
@@ -194,6 +193,12 @@ class Tolerances:
         partition let go is freed at once."""
         accumulated = self.accumulated
         return lambda net: [_floors(net, l, accumulated[l - 1]) for l in range(1, net.num_layers + 1)]
+
+
+def _elementwise_scales(values: np.ndarray, n_cut: int) -> np.ndarray:
+    """:meth:`Tolerances.scales` of an elementwise layer from its rows ``values`` at the
+    sample points ``(..., n, n_cols)`` (any leading axes: several networks)."""
+    return np.abs(values[..., :n_cut]).max(axis=-2)
 
 
 def _floors(net, l: int, mag: np.ndarray) -> np.ndarray:
