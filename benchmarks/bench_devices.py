@@ -11,8 +11,13 @@ Launchers:
                 GPU); its cost over `cpu` is the price of the batched face pass
   cuda          the GPU's launcher on the GPU, where one is present
 
-    python benchmarks/bench_devices.py            # full table
-    python benchmarks/bench_devices.py --quick    # small cases only
+    python benchmarks/bench_devices.py                      # full table
+    python benchmarks/bench_devices.py --quick              # small cases only
+    python benchmarks/bench_devices.py --launchers cpu,cuda --cases CNN,784
+
+Every launcher's partition is compared with the `cpu` launcher's: "same" means the same
+faces, vertex indices and edge labels, bit for bit, and vertices within 1e-12 of the
+largest coordinate (the printout says where they differ otherwise).
 """
 from __future__ import annotations
 
@@ -23,17 +28,27 @@ import platform
 import sys
 import time
 
+import numpy as np
 import torch
 
 import splinecam
+from splinecam import zoo
 from splinecam.testing import host_batched_launcher
 
 from bench_mlp import cases as mlp_cases  # same cases, same slices
 
 
 def cases(quick):
-    """bench_mlp.py's cases from 2-64x3 on (the smaller ones are all overhead)."""
-    return [(name, build, sl) for name, build, sl, _ in mlp_cases(quick)][2:]
+    """bench_mlp.py's cases from 2-64x3 on (the smaller ones are all overhead), and a
+    residual CNN (zoo.small_resnet: skip additions, batch norm, max pooling)."""
+    out = [(name, build, sl) for name, build, sl, _ in mlp_cases(quick)][2:]
+    if not quick:
+        g = torch.Generator().manual_seed(1)
+        a, b, c = torch.randn(3, 3, 32, 32, generator=g)
+        cen = (a + b + c) / 3
+        sl = splinecam.Slice.through(*[cen + 0.01 * (t - cen) for t in (a, b, c)])
+        out.append(("ResNet 3x32x32 (zoo.small_resnet), tri/100", lambda: zoo.small_resnet().eval(), sl))
+    return out
 
 
 def sync(device):
@@ -61,6 +76,21 @@ def run(model, sl, launcher, repeat=2):
     return best, P
 
 
+def same_partition(A, B):
+    """'yes' when B is A (faces, labels and parents equal; vertices to 1e-12), else what differs."""
+    if A.num_regions != B.num_regions:
+        return f"no: {A.num_regions} vs {B.num_regions} regions"
+    for i, (la, lb) in enumerate(zip(A._layers, B._layers)):
+        for f in ("face_offsets", "face_verts", "he_layer", "he_unit", "face_parent"):
+            a, b = getattr(la, f), getattr(lb, f)
+            if a.shape != b.shape or not np.array_equal(a, b):
+                return f"no: layer {i} {f}"
+    if A.vertices.shape != B.vertices.shape:
+        return "no: vertex count"
+    err = float(np.abs(A.vertices - B.vertices).max(initial=0.0)) / max(float(np.abs(A.vertices).max()), 1e-300)
+    return "yes" if err <= 1e-12 else f"no: vertices differ by {err:.1e}"
+
+
 def forward_seconds(model, sl, vertices, device, repeat=3):
     m = copy.deepcopy(model).double().eval().to(device)
     x = sl.to_input(vertices).to(device)
@@ -78,27 +108,39 @@ def forward_seconds(model, sl, vertices, device, repeat=3):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small cases only")
+    ap.add_argument("--launchers", default="cpu,host-batched,cuda",
+                    help="comma-separated, from cpu, host-batched, cuda (cuda where a GPU is present)")
+    ap.add_argument("--cases", default="", help="comma-separated substrings of case names to run (default: all)")
     args = ap.parse_args(argv)
     gpu = splinecam.cuda_available()
     info = splinecam.build_info()
     print(f"splinecam {splinecam.__version__} | {platform.processor() or platform.machine()} | {os.cpu_count()} CPUs | "
           f"torch {torch.__version__} | CUDA build: {info['cuda']} {info['cuda_architectures']} | "
           f"GPU: {torch.cuda.get_device_name() if gpu else 'none'} | float64")
-    launchers = ["cpu", "host-batched"] + (["cuda"] if gpu else [])
+    asked = [x.strip() for x in args.launchers.split(",") if x.strip()]
+    bad = sorted(set(asked) - {"cpu", "host-batched", "cuda"})
+    if bad:
+        ap.error(f"unknown launcher(s) {bad}; choose from cpu, host-batched, cuda")
+    launchers = ["cpu"] + [x for x in asked if x != "cpu" and (x != "cuda" or gpu)]
+    wanted = [x.strip() for x in args.cases.split(",") if x.strip()]
     header = (f"{'case':42s} {'launcher':>12s} {'regions':>9s} {'seconds':>8s} {'regions/s':>10s} {'geometry':>8s} "
-              f"{'x forward':>9s} {'vs cpu':>7s}")
+              f"{'x forward':>9s} {'vs cpu':>7s}  same as cpu")
     print(header)
     print("-" * len(header))
     for name, build, sl in cases(args.quick):
+        if wanted and not any(w in name for w in wanted):
+            continue
         model = build()
-        cpu_s = None
+        cpu_s, cpu_P = None, None
         for launcher in launchers:
             sec, P = run(model, sl, launcher)
             fwd = forward_seconds(model, sl, P.vertices, "cuda" if launcher == "cuda" else "cpu")
             geo = P.run_info.get("geometry_seconds", 0.0) / max(P.run_info["seconds"], 1e-12)
-            cpu_s = sec if launcher == "cpu" else cpu_s
+            if launcher == "cpu":
+                cpu_s, cpu_P = sec, P
+            same = "-" if launcher == "cpu" else same_partition(cpu_P, P)
             print(f"{name:42s} {launcher:>12s} {P.num_regions:9d} {sec:8.3f} {P.num_regions / sec:10.0f} "
-                  f"{100 * geo:7.0f}% {sec / fwd:8.2f}x {cpu_s / sec:6.2f}x", flush=True)
+                  f"{100 * geo:7.0f}% {sec / fwd:8.2f}x {cpu_s / sec:6.2f}x  {same}", flush=True)
     if not gpu:
         why = "the extension was built without CUDA" if not info["cuda"] else "no usable GPU on this machine"
         print(f"\ncuda: not run ({why}); the CUDA launcher's logic ran above as 'host-batched'.")
