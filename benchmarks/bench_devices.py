@@ -28,12 +28,11 @@ import platform
 import sys
 import time
 
-import numpy as np
 import torch
 
 import splinecam
 from splinecam import zoo
-from splinecam.testing import host_batched_launcher
+from splinecam.testing import host_batched_launcher, partition_difference
 
 from bench_mlp import cases as mlp_cases  # same cases, same slices
 
@@ -74,21 +73,6 @@ def run(model, sl, launcher, repeat=2):
         sync(device)
         best = min(best, time.perf_counter() - t)
     return best, P
-
-
-def same_partition(A, B):
-    """'yes' when B is A (faces, labels and parents equal; vertices to 1e-12), else what differs."""
-    if A.num_regions != B.num_regions:
-        return f"no: {A.num_regions} vs {B.num_regions} regions"
-    for i, (la, lb) in enumerate(zip(A._layers, B._layers)):
-        for f in ("face_offsets", "face_verts", "he_layer", "he_unit", "face_parent"):
-            a, b = getattr(la, f), getattr(lb, f)
-            if a.shape != b.shape or not np.array_equal(a, b):
-                return f"no: layer {i} {f}"
-    if A.vertices.shape != B.vertices.shape:
-        return "no: vertex count"
-    err = float(np.abs(A.vertices - B.vertices).max(initial=0.0)) / max(float(np.abs(A.vertices).max()), 1e-300)
-    return "yes" if err <= 1e-12 else f"no: vertices differ by {err:.1e}"
 
 
 def forward_seconds(model, sl, vertices, device, repeat=3):
@@ -138,7 +122,8 @@ def main(argv=None):
             geo = P.run_info.get("geometry_seconds", 0.0) / max(P.run_info["seconds"], 1e-12)
             if launcher == "cpu":
                 cpu_s, cpu_P = sec, P
-            same = "-" if launcher == "cpu" else same_partition(cpu_P, P)
+            diff = None if launcher == "cpu" else partition_difference(cpu_P, P)
+            same = "-" if launcher == "cpu" else "yes" if diff is None else f"no: {diff}"
             print(f"{name:42s} {launcher:>12s} {P.num_regions:9d} {sec:8.3f} {P.num_regions / sec:10.0f} "
                   f"{100 * geo:7.0f}% {sec / fwd:8.2f}x {cpu_s / sec:6.2f}x  {same}", flush=True)
     if not gpu:

@@ -9,6 +9,10 @@ trusting the engine's own bookkeeping where an independent check is cheap:
 - the two regions on either side of every interior edge differ in activation pattern,
   evaluated by a fresh forward pass of the model at interior points of both regions.
 
+``partition_difference(A, B)`` says where two partitions of one slice differ (None when
+they are the same: faces, edge labels and parents bit for bit, vertices to rounding),
+e.g. a GPU's and the CPU's.
+
 ``host_batched_launcher()`` runs, inside a ``with`` block, ``partition(device="cpu")``
 the way it runs on a GPU: the driver's device path (vertex values as torch tensors) and
 the GPU's launcher (batched face pass, scratch pools, capacity levels) on the host
@@ -18,7 +22,41 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["check_partition", "host_batched_launcher"]
+__all__ = ["check_partition", "host_batched_launcher", "partition_difference"]
+
+
+def partition_difference(A, B, *, vertex_rtol: float = 1e-12):
+    """Where partition ``B`` differs from ``A`` (same model and slice), or None.
+
+    The same means: the same regions, and per layer the same face cycles, edge labels
+    (layer, unit) and parents, bit for bit; vertices within ``vertex_rtol`` of the
+    largest coordinate; decision boundaries of the same shape.
+
+    Returns
+    -------
+    str or None
+        The first difference found ("layer 2 face_verts", "vertices differ by 3e-11",
+        ...), or None when there is none.
+    """
+    if A.num_regions != B.num_regions:
+        return f"{A.num_regions} vs {B.num_regions} regions"
+    if len(A._layers) != len(B._layers):
+        return f"{len(A._layers)} vs {len(B._layers)} layers"
+    for i, (la, lb) in enumerate(zip(A._layers, B._layers)):
+        for f in ("face_offsets", "face_verts", "he_layer", "he_unit", "face_parent"):
+            a, b = np.asarray(getattr(la, f)), np.asarray(getattr(lb, f))
+            if a.shape != b.shape or not np.array_equal(a, b):
+                return f"layer {i} {f}"
+    if A.vertices.shape != B.vertices.shape:
+        return f"{len(A.vertices)} vs {len(B.vertices)} vertices"
+    scale = max(float(np.abs(A.vertices).max(initial=0.0)), 1e-300)
+    err = float(np.abs(A.vertices - B.vertices).max(initial=0.0)) / scale
+    if not err <= vertex_rtol:
+        return f"vertices differ by {err:.1e} (relative to the largest coordinate)"
+    da, db = np.asarray(A.decision_boundary).shape, np.asarray(B.decision_boundary).shape
+    if da != db:
+        return f"decision boundaries of shapes {da} and {db}"
+    return None
 
 
 def host_batched_launcher(scratch_bytes: int = 512 << 20):

@@ -3,6 +3,8 @@ and (where a GPU is present) the batched launcher on CUDA give the same refineme
 bit for bit, for the same float64 input. Plus how ``device=`` is chosen and refused."""
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -12,6 +14,7 @@ import splinecam
 from splinecam import _core, zoo
 from splinecam.driver import backends, engine
 from splinecam.driver.backends import CpuBackend
+from splinecam.testing import partition_difference
 from conftest import batched_launcher, partition_on
 
 SQUARE = [[-1, -1], [1, -1], [1, 1], [-1, 1]]
@@ -189,12 +192,25 @@ def test_build_info_reports_the_cuda_build():
 # on a GPU
 # --------------------------------------------------------------------------- #
 def _same_partition(A, B):
-    assert A.num_regions == B.num_regions
-    for la, lb in zip(A._layers, B._layers):
-        for f in ("face_offsets", "face_verts", "he_layer", "he_unit", "face_parent"):
-            np.testing.assert_array_equal(getattr(la, f), getattr(lb, f), err_msg=f)
-    np.testing.assert_allclose(A.vertices, B.vertices, rtol=0, atol=1e-12 * np.abs(A.vertices).max())
-    np.testing.assert_array_equal(np.asarray(A.decision_boundary).shape, np.asarray(B.decision_boundary).shape)
+    diff = partition_difference(A, B)
+    assert diff is None, diff
+
+
+def test_partition_difference_finds_what_differs():
+    """The comparison the GPU checks rely on: silent on the same partition, and names
+    a different count, a different cycle, or vertices moved beyond rounding."""
+    sl = splinecam.Slice.plane2d(SQUARE)
+    P = splinecam.partition(zoo.mlp([2, 8, 8, 1], seed=0), sl, progress=False)
+    assert partition_difference(P, splinecam.partition(zoo.mlp([2, 8, 8, 1], seed=0), sl, progress=False)) is None
+    other = splinecam.partition(zoo.mlp([2, 9, 8, 1], seed=5), sl, progress=False)
+    assert partition_difference(P, other) is not None
+    Q = copy.deepcopy(P)
+    Q.vertices[len(Q.vertices) // 2] += 1e-9
+    assert "vertices differ by" in partition_difference(P, Q)
+    R = copy.deepcopy(P)
+    lay = R._layers[-1]
+    lay.face_verts[[0, 1]] = lay.face_verts[[1, 0]]
+    assert partition_difference(P, R) == f"layer {len(R._layers) - 1} face_verts"
 
 
 @needs_gpu
