@@ -46,6 +46,7 @@ from torch import nn
 from torch.nn.modules import module as _torch_module
 
 from splinecam.network import cache
+from splinecam.network.small_conv import SmallConv2d
 from splinecam.network.ops import (
     UnsupportedModelError, AFFINE_MODULES, FINAL_MODULES, SUPPORTED_MODULES, _AFFINE_FUNCTIONS,
     _SCALAR_FUNCTIONS, _AFFINE_METHODS, _SCALAR_METHODS, _KEEP_DTYPE_METHODS, _META_METHODS, _META_FUNCTIONS,
@@ -1134,6 +1135,8 @@ def _plan(n: fx.Node):
             # copies with every network copy (_with_weights_of), and so do these calls.
             m = net._submodule(target)
             forward = m if cache.has_hooks(m) else m.forward
+            if forward is not m and type(m).forward is nn.Conv2d.forward:
+                forward = SmallConv2d(m)  # few positions: one matrix product (small_conv)
 
             def call(env, x):
                 a, k = args_of(env)
