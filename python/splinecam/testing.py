@@ -32,6 +32,13 @@ def partition_difference(A, B, *, vertex_rtol: float = 1e-12):
     (layer, unit) and parents, bit for bit; vertices within ``vertex_rtol`` of the
     largest coordinate; decision boundaries of the same shape.
 
+    Parameters
+    ----------
+    A, B : Partition
+        Two partitions of one model and slice (say, from the CPU and from a GPU).
+    vertex_rtol : float, optional
+        How far vertices may move, relative to the largest coordinate of ``A``.
+
     Returns
     -------
     str or None
