@@ -97,8 +97,10 @@ class Backend:
         they are copied after it and a longer view of the same buffer is returned: the
         old rows are not copied again (only buffers made here are grown in place: any
         other array's rows beyond a view may belong to someone). Otherwise a new buffer
-        is made, with room for ``spare`` more rows (at most as many as the rows it holds,
-        the budget's "rows twice")."""
+        is made, with room for ``spare`` more rows (at most three times the rows it
+        holds). Room that is never written costs no memory, only address space (where
+        the system refuses that much, less room is asked for); each buffer that a longer
+        chain outgrows is a copy of every row into pages the process has to fault in."""
         first = blocks[0]
         n = sum(len(b) for b in blocks)
         base = first.base
@@ -107,7 +109,15 @@ class Backend:
             buf, i = base, len(first)
             blocks = blocks[1:]
         else:
-            buf, i = np.empty((n + min(max(0, int(spare)), n), first.shape[1]), dtype=first.dtype), 0
+            room = min(max(0, int(spare)), 3 * n)
+            while True:
+                try:
+                    buf, i = np.empty((n + room, first.shape[1]), dtype=first.dtype), 0
+                    break
+                except MemoryError:
+                    if room == 0:
+                        raise
+                    room = room // 4 if room > n else 0
             _ROW_BUFFERS[id(buf)] = buf
         for b in blocks:
             buf[i:i + len(b)] = b

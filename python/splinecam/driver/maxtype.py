@@ -43,7 +43,7 @@ def _max_layer(backend, xy, rows, faces, lay, nl, layer_id, rtol, threads, budge
         out = _refine(backend, xy, rows, faces, W, layer_id, rtol, threads, budget, bounds)
         degenerate += int(out["degenerate"])
         xy = backend.cat([xy, out["xy"]])
-        rows = backend.cat_rows(out["rows_blocks"], spare=len(xy) if s < k - 1 else 0)
+        rows = backend.cat_rows(out["rows_blocks"], spare=3 * len(xy) if s < k - 1 else 0)
         faces = (out["face_offsets"], out["face_verts"], out["he_layer"], out["he_unit"])
         step_parent = backend.to_host(out["face_parent"])
         parent = step_parent if parent is None else parent[step_parent]
