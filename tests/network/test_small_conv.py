@@ -12,7 +12,6 @@ import torch.nn.functional as F
 from torch import nn
 
 splinecam = pytest.importorskip("splinecam")
-from splinecam import zoo  # noqa: E402
 from splinecam.network import small_conv  # noqa: E402
 from splinecam.network.small_conv import SmallConv2d  # noqa: E402
 
